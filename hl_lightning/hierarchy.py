@@ -1,0 +1,513 @@
+"""The class hierarchy: parsing, validation, leaf order and per-level group maps.
+
+A :class:`Hierarchy` is a tree whose leaves are the K classes a network predicts.
+Levels are depths: level 0 holds the children of the implicit root, level ``D - 1`` the
+deepest leaves, and a leaf shallower than level ``d`` stands for itself at level ``d``.
+Everything else in the package (losses, decoders, metrics) derives from the tensors
+:meth:`Hierarchy.level_index` returns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+__all__ = ["Hierarchy", "HierarchyError", "Node"]
+
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+class HierarchyError(ValueError):
+    """A hierarchy that cannot be used, with the file and line where known."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the tree: a leaf when it has no children.
+
+    ``line`` is the 1-based line of the file the node was read from, if any.
+    """
+
+    name: str
+    children: tuple[Node, ...] = ()
+    line: int | None = None
+
+    @property
+    def is_leaf(self) -> bool:
+        """Whether the node has no children."""
+        return not self.children
+
+
+def _where(source: str | None, line: int | None) -> str:
+    if source is None:
+        return ""
+    return f"{source}:{line}: " if line is not None else f"{source}: "
+
+
+class Hierarchy:
+    """A class hierarchy whose leaves are the K classes of a segmentation network.
+
+    Build it with :meth:`from_file`, :meth:`from_dict` or :meth:`flat`; then
+    :meth:`reorder` it so that leaf ``i`` is dataset label id ``i``.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
+        >>> h.leaves
+        ('sky', 'car', 'truck')
+        >>> h.num_levels, h.group_names(0)
+        (2, ('sky', 'vehicle'))
+        >>> h.level_index(0).tolist()
+        [0, 1, 1]
+        >>> h.reorder(["car", "truck", "sky"]).level_index(0).tolist()
+        [1, 1, 0]
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[Node],
+        leaves: Sequence[str] | None = None,
+        level_names: Sequence[str] | None = None,
+        source: str | None = None,
+    ) -> None:
+        self._roots = tuple(roots)
+        self._source = source
+        self._check_tree()
+        tree_leaves = tuple(node.name for node, _ in self._walk() if node.is_leaf)
+        self._leaves = tree_leaves if leaves is None else tuple(leaves)
+        if sorted(self._leaves) != sorted(tree_leaves):
+            raise HierarchyError("leaf order must be a permutation of the tree's leaves")
+        depth = max(d for node, d in self._walk() if node.is_leaf) + 1
+        names = tuple(f"level{d}" for d in range(depth)) if level_names is None else level_names
+        self._level_names = self._check_level_names(names, depth)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_file(cls, path: str | Path, level_names: Sequence[str] | None = None) -> Hierarchy:
+        """Return the hierarchy read from an indented text file or a YAML file.
+
+        Text: one class name a line, one tab (or a consistent number of spaces) per depth,
+        blank lines and ``#`` comments ignored. YAML (``.yaml``/``.yml``): nested mappings,
+        where a leaf is a key with an empty value or an item of a list.
+        """
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise HierarchyError(f"cannot read hierarchy file {path}: {err.strerror}") from err
+        text = raw.decode("utf-8-sig")
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            roots = _parse_yaml(text, str(path))
+        else:
+            roots = _parse_indented(text, str(path))
+        return cls(roots, level_names=level_names, source=str(path))
+
+    @classmethod
+    def from_text(cls, text: str, level_names: Sequence[str] | None = None) -> Hierarchy:
+        """Return the hierarchy written in the indented text format.
+
+        Example:
+            >>> Hierarchy.from_text("animal\\n\\tcat\\n\\tdog\\nplant\\n").num_levels
+            2
+        """
+        return cls(_parse_indented(text.lstrip("\ufeff"), "<text>"), level_names=level_names)
+
+    @classmethod
+    def from_dict(
+        cls, tree: Mapping[str, Any] | Sequence[Any], level_names: Sequence[str] | None = None
+    ) -> Hierarchy:
+        """Return the hierarchy of a nested mapping; a leaf maps to ``None`` or is a list item.
+
+        Example:
+            >>> Hierarchy.from_dict({"bg": None, "fg": ["hair", {"face": ["eye", "nose"]}]}).leaves
+            ('bg', 'hair', 'eye', 'nose')
+        """
+        return cls(_nodes_from_data(tree, "<dict>", ()), level_names=level_names)
+
+    @classmethod
+    def flat(cls, names: Iterable[str]) -> Hierarchy:
+        """Return the one-level hierarchy where every class is a child of the root.
+
+        Example:
+            >>> Hierarchy.flat(["a", "b", "c"]).num_levels
+            1
+        """
+        return cls([Node(str(name)) for name in names])
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Hierarchy:
+        """Return the hierarchy saved by :meth:`to_config` (tree, leaf order, level names)."""
+        h = cls.from_dict(config["tree"], level_names=config.get("level_names"))
+        leaves = config.get("leaves")
+        return h if leaves is None else h.reorder(list(leaves))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the tree as a nested mapping (leaves map to ``None``), inverse of from_dict."""
+
+        def convert(nodes: Sequence[Node]) -> dict[str, Any]:
+            return {n.name: (convert(n.children) if n.children else None) for n in nodes}
+
+        return convert(self._roots)
+
+    def to_config(self) -> dict[str, Any]:
+        """Return plain data that :meth:`from_config` turns back into this hierarchy."""
+        return {
+            "tree": self.to_dict(),
+            "leaves": list(self._leaves),
+            "level_names": list(self._level_names),
+        }
+
+    # ------------------------------------------------------------------ derived views
+    def reorder(self, class_names: Sequence[str]) -> Hierarchy:
+        """Return the same tree with leaf ``i`` being ``class_names[i]`` (dataset label id ``i``).
+
+        Raises one :class:`HierarchyError` listing every missing, extra and duplicate name.
+        """
+        names = [str(n) for n in class_names]
+        duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
+        missing = [n for n in self._leaves if n not in set(names)]
+        extra = [n for n in dict.fromkeys(names) if n not in set(self._leaves)]
+        problems = []
+        if missing:
+            problems.append(f"missing from the class names: {', '.join(missing)}")
+        if extra:
+            problems.append(f"not leaves of the hierarchy: {', '.join(extra)}")
+        if duplicates:
+            problems.append(f"duplicated in the class names: {', '.join(duplicates)}")
+        if problems:
+            where = f" ({self._source})" if self._source else ""
+            raise HierarchyError(
+                f"class names do not match the hierarchy's leaves{where}: " + "; ".join(problems)
+            )
+        return Hierarchy(self._roots, names, self._level_names, self._source)
+
+    def with_level_names(self, level_names: Sequence[str]) -> Hierarchy:
+        """Return the same hierarchy with other level names (one per level, coarse to fine)."""
+        return Hierarchy(self._roots, self._leaves, level_names, self._source)
+
+    @property
+    def roots(self) -> tuple[Node, ...]:
+        """The children of the implicit root."""
+        return self._roots
+
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        """The K class names; leaf ``i`` is label id ``i``."""
+        return self._leaves
+
+    @property
+    def num_leaves(self) -> int:
+        """K, the number of classes the network predicts."""
+        return len(self._leaves)
+
+    @property
+    def num_levels(self) -> int:
+        """D, the number of levels (the depth of the deepest leaf plus one)."""
+        return len(self._level_names)
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        """One name per level, coarse to fine (``level0``, ``level1``, ... by default)."""
+        return self._level_names
+
+    @property
+    def source(self) -> str | None:
+        """The file the hierarchy was read from, if any."""
+        return self._source
+
+    def num_groups(self, level: int) -> int:
+        """Return the number of groups at ``level``."""
+        return len(self.group_names(level))
+
+    def group_names(self, level: int) -> tuple[str, ...]:
+        """Return the names of the groups at ``level``, in tree (depth-first) order."""
+        return self._levels[self._check_level(level)][0]
+
+    def level_index(self, level: int) -> torch.Tensor:
+        """Return a LongTensor (K,): the group id at ``level`` of every leaf."""
+        return self.level_matrix()[self._check_level(level)].clone()
+
+    def level_matrix(self) -> torch.Tensor:
+        """Return a LongTensor (D, K): row ``d`` is :meth:`level_index` ``(d)``."""
+        return self._level_matrix.clone()
+
+    def labels_at_level(
+        self, labels: torch.Tensor, level: int, ignore_index: int | None = None
+    ) -> torch.Tensor:
+        """Return leaf label ids of any shape mapped to group ids at ``level``.
+
+        Pixels equal to ``ignore_index`` keep that value.
+
+        Example:
+            >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+            >>> h.labels_at_level(torch.tensor([2, 0, 255]), 0, ignore_index=255).tolist()
+            [1, 0, 255]
+        """
+        index = self._level_matrix[self._check_level(level)].to(labels.device)
+        if ignore_index is None:
+            return index[labels]
+        ignored = labels == ignore_index
+        mapped = index[labels.masked_fill(ignored, 0)]
+        return mapped.masked_fill(ignored, ignore_index)
+
+    def leaf_distance(self) -> torch.Tensor:
+        """Return a LongTensor (K, K): the height of the lowest common ancestor of two leaves.
+
+        That is the number of levels at which the two leaves fall into different groups:
+        0 on the diagonal, ``D`` for leaves under different level-0 groups.
+        """
+        m = self._level_matrix
+        return (m[:, :, None] != m[:, None, :]).sum(0)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hierarchy):
+            return NotImplemented
+        return (self.to_config() == other.to_config()) and (
+            _shape(self._roots) == _shape(other._roots)
+        )
+
+    def __hash__(self) -> int:
+        return hash((_shape(self._roots), self._leaves, self._level_names))
+
+    def __repr__(self) -> str:
+        groups = [self.num_groups(d) for d in range(self.num_levels)]
+        src = f", source={self._source!r}" if self._source else ""
+        return (
+            f"Hierarchy(leaves={self.num_leaves}, levels={self.num_levels}, groups={groups}{src})"
+        )
+
+    def __str__(self) -> str:
+        label = {name: i for i, name in enumerate(self._leaves)}
+        lines = [
+            "  " * depth + node.name + ("" if node.children else f"  [{label[node.name]}]")
+            for node, depth in self._walk()
+        ]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ internals
+    def _walk(self) -> Iterable[tuple[Node, int]]:
+        stack = [(node, 0) for node in reversed(self._roots)]
+        while stack:
+            node, depth = stack.pop()
+            yield node, depth
+            stack.extend((child, depth + 1) for child in reversed(node.children))
+
+    @cached_property
+    def _levels(self) -> list[tuple[tuple[str, ...], dict[str, int]]]:
+        """Per level: group names in tree order, and each leaf's group id."""
+        depth = self.num_levels
+        groups: list[list[str]] = [[] for _ in range(depth)]
+        leaf_group: list[dict[str, int]] = [{} for _ in range(depth)]
+
+        def visit(node: Node, level: int, ancestors: list[int]) -> None:
+            ids = [*ancestors, len(groups[level])]
+            groups[level].append(node.name)
+            if node.children:
+                for child in node.children:
+                    visit(child, level + 1, ids)
+                return
+            for d in range(level + 1, depth):  # a shallow leaf stands for itself below
+                ids.append(len(groups[d]))
+                groups[d].append(node.name)
+            for d in range(depth):
+                leaf_group[d][node.name] = ids[d]
+
+        for root in self._roots:
+            visit(root, 0, [])
+        return [(tuple(g), m) for g, m in zip(groups, leaf_group, strict=True)]
+
+    @cached_property
+    def _level_matrix(self) -> torch.Tensor:
+        rows = [[ids[name] for name in self._leaves] for _, ids in self._levels]
+        return torch.tensor(rows, dtype=torch.long)
+
+    def _check_level(self, level: int) -> int:
+        if not -self.num_levels <= level < self.num_levels:
+            raise IndexError(f"level {level} out of range for {self.num_levels} levels")
+        return level % self.num_levels
+
+    def _check_level_names(self, names: Sequence[str], depth: int) -> tuple[str, ...]:
+        names = tuple(str(n) for n in names)
+        if len(names) != depth:
+            raise HierarchyError(
+                f"{len(names)} level names given for a hierarchy with {depth} levels: {names}"
+            )
+        if len(set(names)) != len(names):
+            raise HierarchyError(f"level names must be unique: {names}")
+        return names
+
+    def _check_tree(self) -> None:
+        if not self._roots:
+            raise HierarchyError(f"{_where(self._source, None)}the hierarchy is empty")
+        seen: dict[str, Node] = {}
+        for node, _ in self._walk():
+            if not node.name:
+                raise HierarchyError(f"{_where(self._source, node.line)}empty class name")
+            first = seen.get(node.name)
+            if first is None:
+                seen[node.name] = node
+                continue
+            lines = f" (lines {first.line} and {node.line})" if node.line is not None else ""
+            if first.is_leaf and node.is_leaf:
+                what = "duplicate leaf name"
+            elif first.is_leaf or node.is_leaf:
+                what = "node is both a leaf and a parent"
+            else:
+                what = "duplicate group name"
+            raise HierarchyError(f"{_where(self._source, node.line)}{what} {node.name!r}{lines}")
+        if sum(node.is_leaf for node in seen.values()) < 2:
+            raise HierarchyError(
+                f"{_where(self._source, None)}a hierarchy needs at least two leaves "
+                f"(classes), found only {next(iter(seen))!r}"
+            )
+
+
+def _shape(nodes: Sequence[Node]) -> tuple:
+    return tuple((n.name, _shape(n.children)) for n in nodes)
+
+
+def _parse_indented(text: str, source: str) -> list[Node]:
+    """Return the root nodes of the tab- or space-indented text format."""
+    entries: list[tuple[int, str, int]] = []  # (line number, name, depth)
+    indent_char: str | None = None
+    indent_line = 0
+    width: int | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        content = _COMMENT.sub("", raw).rstrip()
+        if not content.strip():
+            continue
+        name = content.strip()
+        indent = content[: len(content) - len(content.lstrip())]
+        where = f"{source}:{number}: "
+        if indent:
+            chars = set(indent)
+            if len(chars) > 1:
+                raise HierarchyError(f"{where}indentation mixes tabs and spaces")
+            char = indent[0]
+            if indent_char is None:
+                indent_char, indent_line = char, number
+            elif char != indent_char:
+                kinds = {"\t": "tabs", " ": "spaces"}
+                raise HierarchyError(
+                    f"{where}indented with {kinds[char]} but line {indent_line} uses "
+                    f"{kinds[indent_char]}; use one kind in the whole file"
+                )
+        if indent_char == " " and indent:
+            width = width or len(indent)
+            if len(indent) % width:
+                raise HierarchyError(
+                    f"{where}indentation of {len(indent)} spaces is not a multiple of "
+                    f"{width} (the width used at line {indent_line})"
+                )
+            depth = len(indent) // width
+        else:
+            depth = len(indent)
+        previous = entries[-1][2] if entries else -1
+        if depth > previous + 1:
+            raise HierarchyError(
+                f"{where}{name!r} is indented {depth - previous} levels deeper than the line "
+                "above; indent one level at a time"
+            )
+        entries.append((number, name, depth))
+    if not entries:
+        raise HierarchyError(f"{source}: the hierarchy file is empty (no class names)")
+
+    def build(start: int, depth: int) -> tuple[list[Node], int]:
+        nodes: list[Node] = []
+        i = start
+        while i < len(entries) and entries[i][2] == depth:
+            number, name, _ = entries[i]
+            children, i = build(i + 1, depth + 1)
+            nodes.append(Node(name, tuple(children), number))
+        return nodes, i
+
+    roots, _ = build(0, 0)
+    return roots
+
+
+def _nodes_from_data(data: Any, source: str, path: tuple[str, ...]) -> list[Node]:
+    """Return nodes from nested mappings/lists (a dict, or YAML loaded as plain data)."""
+    where = f"{source}: under {'/'.join(path)}: " if path else f"{source}: "
+    if isinstance(data, Mapping):
+        nodes = []
+        for key, value in data.items():
+            name = str(key)
+            sub = () if value is None else _nodes_from_data(value, source, (*path, name))
+            children = tuple(sub)
+            if value is not None and not children:
+                raise HierarchyError(f"{where}{name!r} has an empty list of children")
+            nodes.append(Node(name, children))
+        return nodes
+    if isinstance(data, Sequence) and not isinstance(data, str):
+        nodes = []
+        for item in data:
+            if isinstance(item, Mapping):
+                nodes.extend(_nodes_from_data(item, source, path))
+            elif isinstance(item, str | int):
+                nodes.append(Node(str(item)))
+            else:
+                raise HierarchyError(f"{where}expected a class name or a mapping, got {item!r}")
+        return nodes
+    raise HierarchyError(f"{where}expected a mapping or a list, got {data!r}")
+
+
+def _parse_yaml(text: str, source: str) -> list[Node]:
+    """Return the root nodes of a YAML hierarchy, keeping line numbers for errors."""
+    try:
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        raise HierarchyError(f"{source}: not valid YAML: {err}") from err
+    if document is None:
+        raise HierarchyError(f"{source}: the hierarchy file is empty (no class names)")
+
+    def scalar(node: yaml.Node) -> str | None:
+        """The text of a scalar node; None for a null or a non-scalar."""
+        if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+            return None
+        return str(node.value)
+
+    def convert(node: yaml.Node) -> list[Node]:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result = []
+            for key, value in node.value:
+                name = scalar(key)
+                key_line = key.start_mark.line + 1
+                if name is None:
+                    raise HierarchyError(f"{source}:{key_line}: a class name must be a plain value")
+                if isinstance(value, yaml.ScalarNode) and scalar(value) is None:
+                    result.append(Node(name, (), key_line))
+                    continue
+                if isinstance(value, yaml.ScalarNode):
+                    raise HierarchyError(
+                        f"{source}:{key_line}: {name!r} maps to {value.value!r}; a leaf maps to "
+                        "nothing, a group to a mapping or a list"
+                    )
+                children = tuple(convert(value))
+                if not children:
+                    raise HierarchyError(f"{source}:{key_line}: {name!r} has no children")
+                result.append(Node(name, children, key_line))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            result = []
+            for item in node.value:
+                if isinstance(item, yaml.ScalarNode):
+                    name = scalar(item)
+                    if name is None:
+                        raise HierarchyError(
+                            f"{source}:{item.start_mark.line + 1}: empty list item"
+                        )
+                    result.append(Node(name, (), item.start_mark.line + 1))
+                else:
+                    result.extend(convert(item))
+            return result
+        raise HierarchyError(f"{source}:{line}: expected a mapping or a list of class names")
+
+    return convert(document)
