@@ -23,6 +23,7 @@ import yaml
 __all__ = ["Hierarchy", "HierarchyError", "Node"]
 
 _COMMENT = re.compile(r"(^|\s)#.*$")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 class HierarchyError(ValueError):
@@ -48,8 +49,15 @@ class Node:
 
 def _where(source: str | None, line: int | None) -> str:
     if source is None:
-        return ""
+        return "" if line is None else f"line {line}: "
     return f"{source}:{line}: " if line is not None else f"{source}: "
+
+
+def _names(names: Sequence[str], what: str) -> list[str]:
+    """Return the names as strings; a bare string is refused (it is not a list of names)."""
+    if isinstance(names, str):
+        raise HierarchyError(f"{what} must be a list of names, not the string {names!r}")
+    return [str(n) for n in names]
 
 
 class Hierarchy:
@@ -102,7 +110,11 @@ class Hierarchy:
             raw = path.read_bytes()
         except OSError as err:
             raise HierarchyError(f"cannot read hierarchy file {path}: {err.strerror}") from err
-        text = raw.decode("utf-8-sig")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = err.object[: err.start].count(b"\n") + 1
+            raise HierarchyError(f"{path}:{line}: not UTF-8 text ({err.reason})") from err
         if path.suffix.lower() in {".yaml", ".yml"}:
             roots = _parse_yaml(text, str(path))
         else:
@@ -170,10 +182,11 @@ class Hierarchy:
 
         Raises one :class:`HierarchyError` listing every missing, extra and duplicate name.
         """
-        names = [str(n) for n in class_names]
+        names = _names(class_names, "class names")
+        given, known = set(names), set(self._leaves)
         duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
-        missing = [n for n in self._leaves if n not in set(names)]
-        extra = [n for n in dict.fromkeys(names) if n not in set(self._leaves)]
+        missing = [n for n in self._leaves if n not in given]
+        extra = [n for n in dict.fromkeys(names) if n not in known]
         problems = []
         if missing:
             problems.append(f"missing from the class names: {', '.join(missing)}")
@@ -243,13 +256,17 @@ class Hierarchy:
     ) -> torch.Tensor:
         """Return leaf label ids of any shape mapped to group ids at ``level``.
 
-        Pixels equal to ``ignore_index`` keep that value.
+        ``labels`` is any integer tensor (uint8 masks included); pixels equal to
+        ``ignore_index`` keep that value. The result is a LongTensor of the same shape.
 
         Example:
             >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
             >>> h.labels_at_level(torch.tensor([2, 0, 255]), 0, ignore_index=255).tolist()
             [1, 0, 255]
         """
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"labels must be integer label ids, got dtype {labels.dtype}")
+        labels = labels.long()  # uint8 would index as a mask; compare ignore_index in int64
         index = self._level_matrix[self._check_level(level)].to(labels.device)
         if ignore_index is None:
             return index[labels]
@@ -334,7 +351,7 @@ class Hierarchy:
         return level % self.num_levels
 
     def _check_level_names(self, names: Sequence[str], depth: int) -> tuple[str, ...]:
-        names = tuple(str(n) for n in names)
+        names = tuple(_names(names, "level names"))
         if len(names) != depth:
             raise HierarchyError(
                 f"{len(names)} level names given for a hierarchy with {depth} levels: {names}"
@@ -362,10 +379,11 @@ class Hierarchy:
             else:
                 what = "duplicate group name"
             raise HierarchyError(f"{_where(self._source, node.line)}{what} {node.name!r}{lines}")
-        if sum(node.is_leaf for node in seen.values()) < 2:
+        leaves = [node for node in seen.values() if node.is_leaf]
+        if len(leaves) < 2:
             raise HierarchyError(
-                f"{_where(self._source, None)}a hierarchy needs at least two leaves "
-                f"(classes), found only {next(iter(seen))!r}"
+                f"{_where(self._source, leaves[0].line)}a hierarchy needs at least two leaves "
+                f"(classes), found only {leaves[0].name!r}"
             )
 
 
@@ -379,7 +397,7 @@ def _parse_indented(text: str, source: str) -> list[Node]:
     indent_char: str | None = None
     indent_line = 0
     width: int | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_NEWLINE.split(text), start=1):
         content = _COMMENT.sub("", raw).rstrip()
         if not content.strip():
             continue
@@ -388,6 +406,9 @@ def _parse_indented(text: str, source: str) -> list[Node]:
         where = f"{source}:{number}: "
         if indent:
             chars = set(indent)
+            if chars - {"\t", " "}:
+                odd = ", ".join(sorted(repr(c) for c in chars - {"\t", " "}))
+                raise HierarchyError(f"{where}indentation may use only tabs or spaces, found {odd}")
             if len(chars) > 1:
                 raise HierarchyError(f"{where}indentation mixes tabs and spaces")
             char = indent[0]
@@ -410,6 +431,8 @@ def _parse_indented(text: str, source: str) -> list[Node]:
         else:
             depth = len(indent)
         previous = entries[-1][2] if entries else -1
+        if not entries and depth:
+            raise HierarchyError(f"{where}the first class name {name!r} must not be indented")
         if depth > previous + 1:
             raise HierarchyError(
                 f"{where}{name!r} is indented {depth - previous} levels deeper than the line "
@@ -462,6 +485,11 @@ def _parse_yaml(text: str, source: str) -> list[Node]:
     """Return the root nodes of a YAML hierarchy, keeping line numbers for errors."""
     try:
         document = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}: " if mark is not None else f"{source}: "
+        what = "; ".join(str(part) for part in (err.context, err.problem) if part)
+        raise HierarchyError(f"{where}not valid YAML: {what or err}") from err
     except yaml.YAMLError as err:
         raise HierarchyError(f"{source}: not valid YAML: {err}") from err
     if document is None:
@@ -505,6 +533,11 @@ def _parse_yaml(text: str, source: str) -> list[Node]:
                             f"{source}:{item.start_mark.line + 1}: empty list item"
                         )
                     result.append(Node(name, (), item.start_mark.line + 1))
+                elif isinstance(item, yaml.SequenceNode):
+                    raise HierarchyError(
+                        f"{source}:{item.start_mark.line + 1}: a list item must be a class name "
+                        "or a mapping, not a list"
+                    )
                 else:
                     result.extend(convert(item))
             return result
