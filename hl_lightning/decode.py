@@ -1,0 +1,242 @@
+"""Level probabilities and decoders: per-level predictions from the K leaf logits.
+
+A network predicts K leaf logits per pixel; the probability of a group at level ``d`` is
+the sum of its leaves' softmax probabilities. :func:`level_log_probs` returns those
+probabilities in the log domain (exact and finite for any finite logits) and
+:func:`decode` turns the logits into one label map per level with one of
+:data:`METHODS`:
+
+- ``marginal``: argmax of the group probabilities at each level (matches the loss);
+- ``leaf``: the argmax leaf, mapped up the tree;
+- ``top_down``: greedy descent from the root, always a consistent path.
+
+Everything runs in fp32 (fp64 input stays fp64) with autocast disabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from hl_lightning.hierarchy import Hierarchy
+
+__all__ = ["METHODS", "check_method", "decode", "level_log_probs", "level_parents"]
+
+METHODS: tuple[str, ...] = ("marginal", "leaf", "top_down")
+
+
+class LevelMaps(NamedTuple):
+    """The index tensors the decoders need, on the logits' device.
+
+    ``matrix`` is :meth:`Hierarchy.level_matrix` (D, K); ``parents[d]`` (G_{d+1},) the
+    level-``d`` group of every level-``d + 1`` group; ``sizes[d]`` is G_d.
+    """
+
+    matrix: Tensor
+    parents: tuple[Tensor, ...]
+    sizes: tuple[int, ...]
+
+    @classmethod
+    def from_hierarchy(cls, hierarchy: Hierarchy, device: torch.device | None = None) -> LevelMaps:
+        """Return the maps of ``hierarchy`` on ``device``."""
+        matrix = hierarchy.level_matrix().to(device)
+        sizes = tuple(hierarchy.num_groups(d) for d in range(hierarchy.num_levels))
+        return cls(matrix, parents_from_matrix(matrix, sizes), sizes)
+
+
+def check_method(method: str) -> str:
+    """Return ``method`` if it is one of :data:`METHODS`; raise a ValueError otherwise."""
+    if method not in METHODS:
+        valid = ", ".join(repr(m) for m in METHODS)
+        raise ValueError(f"unknown decoding method {method!r}; valid methods are {valid}")
+    return method
+
+
+def parents_from_matrix(matrix: Tensor, sizes: Sequence[int]) -> tuple[Tensor, ...]:
+    """Return per level ``d < D - 1`` a LongTensor (G_{d+1},): the level-d parent of each group.
+
+    ``matrix`` is the (D, K) level matrix, ``sizes`` the number of groups per level.
+    """
+    parents = []
+    for d in range(matrix.shape[0] - 1):
+        parent = matrix.new_empty(sizes[d + 1])
+        parent[matrix[d + 1]] = matrix[d]
+        parents.append(parent)
+    return tuple(parents)
+
+
+def level_parents(hierarchy: Hierarchy) -> list[Tensor]:
+    """Return D - 1 LongTensors (G_{d+1},): the level-``d`` group of every level-``d + 1`` group.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
+        >>> [p.tolist() for p in level_parents(h)]
+        [[0, 1, 1]]
+    """
+    return list(LevelMaps.from_hierarchy(hierarchy).parents)
+
+
+def _as_float(logits: Tensor) -> Tensor:
+    """Return the logits in fp32 (fp64 stays fp64)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def _check_logits(logits: Tensor, num_leaves: int) -> None:
+    if not torch.is_floating_point(logits):
+        raise ValueError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
+    if logits.ndim < 2:
+        raise ValueError(f"logits must have shape (B, K, *spatial), got {tuple(logits.shape)}")
+    if logits.shape[1] != num_leaves:
+        raise ValueError(
+            f"logits have {logits.shape[1]} channels but the hierarchy has {num_leaves} leaves"
+        )
+
+
+def _channel_view(index: Tensor, ndim: int) -> Tensor:
+    """Return a 1-D tensor (C,) viewed as (1, C, 1, ...) to broadcast against ``ndim`` dims."""
+    return index.view(1, -1, *([1] * (ndim - 2)))
+
+
+def _first_index(is_max: Tensor) -> Tensor:
+    """Return a LongTensor (B, *S): the first channel where ``is_max`` (B, C, *S) is true.
+
+    Uses vectorised reductions only (``amax`` over small integers); all false gives C - 1.
+    """
+    channels = is_max.shape[1]
+    dtype = torch.uint8 if channels < 2**8 else torch.int16 if channels < 2**15 else torch.int32
+    reverse = torch.arange(channels, 0, -1, dtype=dtype, device=is_max.device)
+    first = is_max.mul(_channel_view(reverse, is_max.ndim)).amax(1)  # C - first index
+    return first.long().neg_().add_(channels).clamp_(max=channels - 1)
+
+
+def _argmax(x: Tensor, shifted: Tensor | None = None) -> Tensor:
+    """Return a LongTensor (B, *S): the first index of the maximum along dim 1 of x (B, C, *S).
+
+    Equals ``x.argmax(1)``. On CPU, where ``argmax`` over a non-innermost dimension is
+    slow, it is found with :func:`_first_index`; ``shifted`` is ``x - x.amax(1)`` if
+    already computed. NaN logits give an arbitrary valid index.
+    """
+    if x.device.type != "cpu" or x.ndim == 2:
+        return x.argmax(1)
+    return _first_index(shifted == 0 if shifted is not None else x == x.amax(1, keepdim=True))
+
+
+def _sum_groups(source: Tensor, index: Tensor, size: int) -> Tensor:
+    """Return (B, size, *S): channel ``c`` of source (B, C, *S) summed into group ``index[c]``.
+
+    One ``index_add_`` per sample along its first dimension: small serial row additions,
+    much faster on CPU than ``index_add_`` along dim 1.
+    """
+    out = source.new_zeros((source.shape[0], size, *source.shape[2:]))
+    for sample_out, sample in zip(out, source, strict=True):
+        sample_out.index_add_(0, index, sample)
+    return out
+
+
+def _group_sums(p: Tensor, maps: LevelMaps) -> list[Tensor]:
+    """Return per level ``d < D - 1`` the sums (B, G_d, *S) of p (B, K, *S) over each group.
+
+    Computed bottom-up: leaves into level D-2 groups, then children into parents.
+    """
+    num_levels = len(maps.sizes)
+    if num_levels == 1:
+        return []
+    sums = [_sum_groups(p, maps.matrix[-2], maps.sizes[-2])]
+    for d in range(num_levels - 3, -1, -1):
+        sums.insert(0, _sum_groups(sums[0], maps.parents[d], maps.sizes[d]))
+    return sums
+
+
+def leaf_argmax(logits: Tensor) -> Tensor:
+    """Return a LongTensor (B, *S): the leaf with the largest logit, as ``logits.argmax(1)``."""
+    return _argmax(logits)
+
+
+@torch.no_grad()
+def decode_with_maps(logits: Tensor, maps: LevelMaps, method: str) -> list[Tensor]:
+    """Return D LongTensors (B, *S), the group id per level (coarse to fine) of logits (B, K, *S).
+
+    The work of :func:`decode`, with the index tensors already on the logits' device.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        x = _as_float(logits)
+        matrix, num_levels = maps.matrix, len(maps.sizes)
+        if method == "leaf" or num_levels == 1:
+            leaf = leaf_argmax(logits)
+            return [matrix[d][leaf] for d in range(num_levels)]
+        shifted = x - x.amax(1, keepdim=True)
+        if method == "marginal":
+            leaf = _argmax(x, shifted)
+            sums = _group_sums(shifted.exp_(), maps)  # argmax ignores the normaliser
+            return [*(_argmax(s) for s in sums), matrix[-1][leaf]]
+        sums = _group_sums(shifted.exp_(), maps)
+        chosen = [_argmax(sums[0])]
+        for d in range(1, num_levels - 1):  # probabilities >= 0: -1 rules a group out
+            allowed = _channel_view(maps.parents[d - 1], x.ndim) == chosen[-1].unsqueeze(1)
+            chosen.append(_argmax(torch.where(allowed, sums[d], -1.0)))
+        allowed = _channel_view(matrix[-2], x.ndim) == chosen[-1].unsqueeze(1)
+        leaf = _argmax(torch.where(allowed, x, -torch.inf))
+        return [*chosen, matrix[-1][leaf]]
+
+
+def decode(logits: Tensor, hierarchy: Hierarchy, method: str = "marginal") -> list[Tensor]:
+    """Return D LongTensors (B, *S): the predicted group id at every level, coarse to fine.
+
+    ``logits`` (B, K, *S) are leaf logits; ``method`` is one of :data:`METHODS`.
+    Group ids are those of :meth:`Hierarchy.level_index`.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"a": ["a1", "a2", "a3"], "b": None})
+        >>> logits = torch.tensor([[1.0, 1.0, 1.0, 1.5]])  # a1, a2, a3, b: P(a) > P(b)
+        >>> [t.tolist() for t in decode(logits, h, "marginal")]
+        [[0], [3]]
+        >>> [t.tolist() for t in decode(logits, h, "leaf")]
+        [[1], [3]]
+        >>> [t.tolist() for t in decode(logits, h, "top_down")]
+        [[0], [0]]
+    """
+    check_method(method)
+    _check_logits(logits, hierarchy.num_leaves)
+    return decode_with_maps(logits, LevelMaps.from_hierarchy(hierarchy, logits.device), method)
+
+
+def level_log_probs(logits: Tensor, hierarchy: Hierarchy) -> list[Tensor]:
+    """Return D tensors (B, G_d, *S): log P(group) per level, coarse to fine.
+
+    ``log P(S) = logsumexp(z[S]) - logsumexp(z)`` for leaf logits z of (B, K, *S),
+    computed bottom-up in the log domain in fp32 (fp64 input stays fp64) with autocast
+    disabled: exact and finite for any finite logits, and differentiable. Channel ``g``
+    of level ``d`` is group ``g`` of :meth:`Hierarchy.group_names`; at the leaf level that is
+    leaf ``k`` with ``level_index(D - 1)[k] == g``.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> coarse, fine = level_log_probs(torch.zeros(1, 3), h)
+        >>> coarse.exp().tolist(), fine.exp().tolist()  # doctest: +ELLIPSIS
+        ([[0.333..., 0.666...]], [[0.333..., 0.333..., 0.333...]])
+    """
+    _check_logits(logits, hierarchy.num_leaves)
+    maps = LevelMaps.from_hierarchy(hierarchy, logits.device)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        x = _as_float(logits)
+        shifted = x - x.detach().amax(1, keepdim=True)  # <= 0, the maximum is exactly 0
+        order = torch.empty_like(maps.matrix[-1])
+        order[maps.matrix[-1]] = torch.arange(len(order), device=order.device)
+        level = shifted.index_select(1, order)  # leaves in level D-1 group order
+        levels = [level]
+        for d in range(len(maps.sizes) - 2, -1, -1):
+            parent = maps.parents[d]
+            shape = (x.shape[0], maps.sizes[d], *x.shape[2:])
+            with torch.no_grad():  # the shift does not change the value nor the gradient
+                index = _channel_view(parent, x.ndim).expand_as(level)
+                top = level.new_full(shape, -torch.inf).scatter_reduce_(1, index, level, "amax")
+            summed = level.new_zeros(shape).index_add(
+                1, parent, (level - top.index_select(1, parent)).exp()
+            )
+            level = top + summed.log()  # the largest child contributes exp(0) = 1
+            levels.insert(0, level)
+        total = torch.logsumexp(levels[0], dim=1, keepdim=True)
+        return [lv - total for lv in levels]
