@@ -1,0 +1,274 @@
+"""Hierarchical losses: the paper's sum over levels of negative log-likelihoods.
+
+For pixel logits ``z`` (K,) and the group ``S`` of the target at level ``d``,
+``log P(S) = logsumexp(z[S]) - logsumexp(z)``. The level loss is the mean over
+non-ignored pixels of ``-log P(S)``; the total is ``sum_d w_d * level_loss_d``.
+
+The fast path aggregates the softmax bottom-up through the tree (one pass over the
+K channels, then over ever fewer groups) and computes the gradient in closed form:
+``dL/dz_k = p_k * (sum_d w_d - sum_{d: k in S_d} w_d / P(S_d))``. Pixels whose target
+probability is below ``1e-25`` (where fp32 sums of probabilities lose precision) are
+recomputed exactly in the log domain, in float64, so the result is exact and finite
+for any finite logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor, nn
+
+from hl_lightning.hierarchy import Hierarchy
+
+__all__ = ["HierarchicalLoss", "LevelTables", "hierarchical_nll", "validate_inputs"]
+
+_TINY = 1e-25  # below this, fp32 sums of probabilities are replaced by exact log-domain values
+_EXACT_CHUNK = 8192  # rows per chunk on the exact path, to bound its memory
+
+
+@dataclass(frozen=True)
+class LevelTables:
+    """The index tensors of a hierarchy on one device, as the loss and decoders use them.
+
+    ``level_matrix`` (D, K): group id of every leaf at every level.
+    ``parents[d]`` (G_{d+1},): group id at level ``d`` of every group at level ``d + 1``.
+    ``sizes[d]``: G_d, the number of groups at level ``d``.
+    """
+
+    level_matrix: Tensor
+    parents: tuple[Tensor, ...]
+    sizes: tuple[int, ...]
+
+    @staticmethod
+    @lru_cache(maxsize=32)
+    def of(hierarchy: Hierarchy, device: torch.device) -> LevelTables:
+        """Return the (cached) tables of ``hierarchy`` on ``device``."""
+        matrix = hierarchy.level_matrix()
+        sizes = tuple(hierarchy.num_groups(d) for d in range(hierarchy.num_levels))
+        parents = tuple(
+            torch.zeros(sizes[d + 1], dtype=torch.long).scatter_(0, matrix[d + 1], matrix[d])
+            for d in range(hierarchy.num_levels - 1)
+        )
+        return LevelTables(matrix.to(device), tuple(p.to(device) for p in parents), sizes)
+
+    @property
+    def num_levels(self) -> int:
+        """D, the number of levels."""
+        return len(self.sizes)
+
+
+def validate_inputs(
+    logits: Tensor, target: Tensor, hierarchy: Hierarchy, ignore_index: int | None
+) -> None:
+    """Raise a ValueError naming the problem if logits/target do not fit the hierarchy.
+
+    Checks: float logits (B, K, *spatial) with K == number of leaves, integer target
+    (B, *spatial), and label ids in [0, K) except ``ignore_index``.
+    """
+    if not torch.is_floating_point(logits):
+        raise ValueError(f"logits must be a float tensor, got dtype {logits.dtype}")
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have shape (B, K, ...), got {tuple(logits.shape)}")
+    k = hierarchy.num_leaves
+    if logits.shape[1] != k:
+        raise ValueError(
+            f"logits have {logits.shape[1]} channels but the hierarchy has {k} leaves "
+            f"({', '.join(hierarchy.leaves[:8])}{', ...' if k > 8 else ''})"
+        )
+    if torch.is_floating_point(target) or target.dtype == torch.bool or target.is_complex():
+        raise ValueError(f"target must hold integer label ids, got dtype {target.dtype}")
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}: "
+            f"expected {expected}"
+        )
+    outside = (target < 0) | (target >= k)
+    if ignore_index is not None:
+        outside &= target != ignore_index
+    if outside.any():
+        values = torch.unique(target[outside])[:10].tolist()
+        ignore = f" and are not the ignore_index {ignore_index}" if ignore_index is not None else ""
+        raise ValueError(f"target has label ids {values} outside [0, {k}){ignore}")
+
+
+def hierarchical_nll(
+    logits: Tensor,
+    target: Tensor,
+    hierarchy: Hierarchy,
+    ignore_index: int | None = None,
+    level_weights: Sequence[float] | Tensor | None = None,
+) -> Tensor:
+    """Return the per-level losses (D,), coarse to fine, each multiplied by its weight.
+
+    ``logits`` (B, K, *spatial) float of any dtype (computed in fp32, also under autocast),
+    ``target`` (B, *spatial) integer leaf label ids. Level ``d``'s loss is the mean over
+    non-ignored pixels of ``-log P(group of the target at level d)``; 0 when every pixel
+    is ignored. The flat hierarchy gives exactly cross-entropy.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = torch.tensor([[[2.0], [1.0], [1.0]]])  # (B=1, K=3, 1 pixel)
+        >>> hierarchical_nll(logits, torch.tensor([[1]]), h)  # level0: vehicle, level1: car
+        tensor([0.8583, 1.5514])
+    """
+    validate_inputs(logits, target, hierarchy, ignore_index)
+    tables = LevelTables.of(hierarchy, logits.device)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        z = logits.float().reshape(logits.shape[0], logits.shape[1], -1)
+        levels = _HierarchicalNLL.apply(
+            z, target.reshape(target.shape[0], -1), tables, ignore_index
+        )
+        if level_weights is not None:
+            weights = torch.as_tensor(level_weights, dtype=levels.dtype, device=levels.device)
+            if weights.shape != levels.shape:
+                raise ValueError(
+                    f"{weights.numel()} level weights given for {levels.numel()} levels"
+                )
+            levels = levels * weights
+    return levels
+
+
+class HierarchicalLoss(nn.Module):
+    """The paper's hierarchical loss: the weighted sum over levels of per-level NLLs.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> loss = HierarchicalLoss(h, level_weights=[1.0, 0.5])
+        >>> logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+        >>> loss(logits, target).shape, loss.level_losses(logits, target).shape
+        (torch.Size([]), torch.Size([2]))
+    """
+
+    level_weights: Tensor
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        ignore_index: int | None = 255,
+        level_weights: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.hierarchy = hierarchy
+        self.ignore_index = ignore_index
+        weights = [1.0] * hierarchy.num_levels if level_weights is None else list(level_weights)
+        if len(weights) != hierarchy.num_levels:
+            raise ValueError(
+                f"{len(weights)} level weights given for a hierarchy with "
+                f"{hierarchy.num_levels} levels ({', '.join(hierarchy.level_names)})"
+            )
+        self.register_buffer("level_weights", torch.tensor(weights), persistent=False)
+
+    def level_losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Return the unweighted per-level losses (D,), coarse to fine."""
+        return hierarchical_nll(logits, target, self.hierarchy, self.ignore_index)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Return the weighted total loss, a scalar."""
+        return (self.level_losses(logits, target) * self.level_weights).sum()
+
+    def extra_repr(self) -> str:
+        return f"{self.hierarchy!r}, ignore_index={self.ignore_index}"
+
+
+class _HierarchicalNLL(torch.autograd.Function):
+    """Per-level mean NLL (D,) of fp32 logits (B, K, S) and targets (B, S)."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        logits: Tensor,
+        target: Tensor,
+        tables: LevelTables,
+        ignore_index: int | None,
+    ) -> Tensor:
+        valid = (
+            torch.ones_like(target, dtype=torch.bool)
+            if ignore_index is None
+            else (target != ignore_index)
+        )
+        leaf = target.masked_fill(~valid, 0)
+        groups = tables.level_matrix[:, leaf]  # (D, B, S)
+        probs = torch.softmax(logits, dim=1)
+        group_probs = _target_group_probs(probs, leaf, groups, tables)  # (D, B, S)
+        nll = group_probs.log().neg_()
+        bad = (group_probs[-1] < _TINY) & valid  # levels are nested: the leaf is the smallest
+        rows = logits.movedim(1, -1)[bad].double()  # (n, K), usually empty
+        if rows.numel():
+            nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
+        count = valid.sum().clamp_min(1)
+        nll.masked_fill_(~valid, 0.0)
+        ctx.tables = tables
+        ctx.save_for_backward(probs, leaf, groups, group_probs, valid, bad, rows, count)
+        return nll.sum(dim=(1, 2)) / count
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_levels: Tensor):
+        probs, leaf, groups, group_probs, valid, bad, rows, count = ctx.saved_tensors
+        tables: LevelTables = ctx.tables
+        depth = tables.num_levels
+        scale = (valid & ~bad).float() / count  # (B, S): fast-path pixels only
+        weights = grad_levels.float().view(depth, 1, 1) * scale  # (D, B, S)
+        coeffs = weights / group_probs.clamp_min(_TINY)
+        # c_k = sum over levels where leaf k shares the target's group of w_d / P(S_d),
+        # pushed top-down from level 0 to the leaves.
+        c = probs.new_zeros(probs.shape[0], tables.sizes[0], probs.shape[2])
+        for d in range(depth):
+            if d:
+                index = tables.level_matrix[d - 1] if d == depth - 1 else tables.parents[d - 1]
+                c = c.index_select(1, index)
+            ids = leaf if d == depth - 1 else groups[d]  # leaf level: indexed by label id
+            c.scatter_add_(1, ids.unsqueeze(1), coeffs[d].unsqueeze(1))
+        grad = c.neg_().add_(weights.sum(0).unsqueeze(1)).mul_(probs)
+        if rows.numel():
+            exact = _exact_grad(rows, groups[:, bad], tables.level_matrix, grad_levels / count)
+            grad.movedim(1, -1)[bad] = exact.to(grad.dtype)
+        return grad, None, None, None
+
+
+def _target_group_probs(probs: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables) -> Tensor:
+    """Return P(group of the target) (D, B, S), summing probabilities bottom-up."""
+    depth = tables.num_levels
+    out = probs.new_empty(depth, *leaf.shape)
+    out[-1] = probs.gather(1, leaf.unsqueeze(1)).squeeze(1)
+    level_probs = probs
+    for d in range(depth - 2, -1, -1):
+        index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
+        summed = probs.new_zeros(probs.shape[0], tables.sizes[d], probs.shape[2])
+        level_probs = summed.index_add_(1, index, level_probs)
+        out[d] = level_probs.gather(1, groups[d].unsqueeze(1)).squeeze(1)
+    return out
+
+
+def _group_masked(rows: Tensor, groups: Tensor, level_matrix: Tensor, level: int) -> Tensor:
+    """Return rows (n, K) with -inf outside each row's target group at ``level``."""
+    member = level_matrix[level].unsqueeze(0) == groups[level].unsqueeze(1)
+    return rows.masked_fill(~member, float("-inf"))
+
+
+def _exact_log_probs(rows: Tensor, groups: Tensor, level_matrix: Tensor) -> Tensor:
+    """Return log P(target group) (D, n) from float64 logit rows (n, K), in the log domain."""
+    out = rows.new_empty(groups.shape)
+    for start in range(0, rows.shape[0], _EXACT_CHUNK):
+        part, part_groups = (
+            rows[start : start + _EXACT_CHUNK],
+            groups[:, start : start + _EXACT_CHUNK],
+        )
+        total = torch.logsumexp(part, dim=1)
+        for d in range(groups.shape[0]):
+            masked = _group_masked(part, part_groups, level_matrix, d)
+            out[d, start : start + _EXACT_CHUNK] = torch.logsumexp(masked, dim=1) - total
+    return out
+
+
+def _exact_grad(rows: Tensor, groups: Tensor, level_matrix: Tensor, weights: Tensor) -> Tensor:
+    """Return d(sum_d weights_d * -log P_d)/d rows (n, K), in float64."""
+    weights = weights.to(rows.dtype)
+    out = torch.softmax(rows, dim=1) * weights.sum()
+    for d in range(groups.shape[0]):
+        out -= weights[d] * torch.softmax(_group_masked(rows, groups, level_matrix, d), dim=1)
+    return out

@@ -1,0 +1,151 @@
+"""Benchmark the hierarchical loss (forward + backward) against cross-entropy.
+
+Cases: the paper's Mapillary tree (K=66, from ../shared/seed-hierarchies when present,
+else a random 66-leaf, 3-level tree) and a random 1000-leaf, 6-level tree; B=4, 128x128.
+Methods: ``cross_entropy`` (F.cross_entropy, the baseline), ``hierarchical``
+(hl_lightning.losses.hierarchical_nll summed over levels) and ``paper`` (the published
+implementation's approach: a Python loop over groups with torch.cat and log(p + 1e-4)).
+Time is the median of repeated runs; peak memory is measured once per method in a fresh
+process (on the CPU from the peak resident set size). Prints a table and a JSON line.
+
+    python scripts/bench_loss.py [--device cuda] [--repeats 15] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from hl_lightning import Hierarchy
+from hl_lightning.benchmark import median_seconds, peak_memory_bytes, random_hierarchy
+from hl_lightning.losses import hierarchical_nll
+
+SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies"
+CASES = {"mapillary": (66, 3), "random1000": (1000, 6)}
+METHODS = ("cross_entropy", "hierarchical", "paper")
+
+
+def case_hierarchy(case: str) -> Hierarchy:
+    """Return the hierarchy of a benchmark case."""
+    if case == "mapillary" and (SEED_DIR / "mapillary_tree.txt").exists():
+        return Hierarchy.from_file(SEED_DIR / "mapillary_tree.txt")
+    leaves, depth = CASES[case]
+    return random_hierarchy(leaves, depth, seed=0)
+
+
+def paper_loss(logits: torch.Tensor, target: torch.Tensor, h: Hierarchy) -> torch.Tensor:
+    """Return the loss as the paper's published code computes it (the slow reference)."""
+    probs = torch.softmax(logits, dim=1)
+    total = logits.new_zeros(())
+    for d in range(h.num_levels):
+        index = h.level_index(d).tolist()
+        members = [[k for k, g in enumerate(index) if g == j] for j in range(max(index) + 1)]
+        grouped = torch.cat([probs[:, m].sum(1, keepdim=True) for m in members], dim=1)
+        total = total + F.nll_loss(torch.log(grouped + 1e-4), h.labels_at_level(target, d))
+    return total
+
+
+def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.device):
+    """Return a closure running one forward + backward of ``method`` on fixed random input."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(batch, h.num_leaves, size, size, generator=gen).to(device)
+    logits.requires_grad_()
+    target = torch.randint(0, h.num_leaves, (batch, size, size), generator=gen).to(device)
+    losses = {
+        "cross_entropy": lambda: F.cross_entropy(logits, target),
+        "hierarchical": lambda: hierarchical_nll(logits, target, h).sum(),
+        "paper": lambda: paper_loss(logits, target, h),
+    }
+    loss_fn = losses[method]
+
+    def step() -> None:
+        logits.grad = None
+        loss_fn().backward()
+
+    return step
+
+
+def measure_memory(case: str, method: str, args: argparse.Namespace) -> int:
+    """Return the peak memory of one step, measured in a fresh process."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-of",
+        case,
+        method,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--size",
+        str(args.size),
+    ]
+    return int(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--memory-of", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    if args.memory_of:  # child process: one step, print its peak memory
+        case, method = args.memory_of
+        make_step("cross_entropy", Hierarchy.flat(["a", "b"]), 1, 8, device)()  # lazy init
+        step = make_step(method, case_hierarchy(case), args.batch, args.size, device)
+        print(peak_memory_bytes(step, device))
+        return
+
+    rows = []
+    for case in args.cases:
+        h = case_hierarchy(case)
+        base_time = base_mem = None
+        for method in METHODS:
+            repeats = args.repeats if method != "paper" else max(3, args.repeats // 5)
+            seconds = median_seconds(make_step(method, h, args.batch, args.size, device), repeats)
+            memory = measure_memory(case, method, args)
+            base_time, base_mem = (seconds, memory) if base_time is None else (base_time, base_mem)
+            rows.append(
+                {
+                    "case": case,
+                    "leaves": h.num_leaves,
+                    "levels": h.num_levels,
+                    "groups": [h.num_groups(d) for d in range(h.num_levels)],
+                    "method": method,
+                    "ms": round(seconds * 1e3, 2),
+                    "time_vs_ce": round(seconds / base_time, 2),
+                    "peak_mib": round(memory / 2**20, 1),
+                    "memory_vs_ce": round(memory / base_mem, 2),
+                }
+            )
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"fwd+bwd, B={args.batch}, {args.size}x{args.size}, device={device_name}, "
+        f"threads={torch.get_num_threads()}, torch {torch.__version__}"
+    )
+    print(f"{'case':<11} {'K':>5} {'method':<14} {'ms':>9} {'x CE':>6} {'peak MiB':>9} {'x CE':>6}")
+    for r in rows:
+        print(
+            f"{r['case']:<11} {r['leaves']:>5} {r['method']:<14} {r['ms']:>9.2f} "
+            f"{r['time_vs_ce']:>6.2f} {r['peak_mib']:>9.1f} {r['memory_vs_ce']:>6.2f}"
+        )
+    result = {"device": device_name, "batch": args.batch, "size": args.size, "rows": rows}
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Tests for hl_lightning.losses: exactness, stability, ignore handling and input errors."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hl_lightning.losses
+from hl_lightning import Hierarchy
+from hl_lightning.benchmark import random_hierarchy
+from hl_lightning.losses import HierarchicalLoss, hierarchical_nll
+
+TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
+
+
+def reference_nll(
+    logits: torch.Tensor, target: torch.Tensor, h: Hierarchy, ignore_index: int | None = None
+) -> torch.Tensor:
+    """The paper's definition in float64, one level at a time with explicit group masks."""
+    z = logits.double()
+    valid = (
+        torch.ones_like(target, dtype=torch.bool)
+        if ignore_index is None
+        else (target != ignore_index)
+    )
+    leaf = target.masked_fill(~valid, 0)
+    log_total = torch.logsumexp(z, dim=1)
+    levels = []
+    for d in range(h.num_levels):
+        index = h.level_index(d).to(z.device)
+        shape = [1, -1] + [1] * (z.dim() - 2)
+        member = index.view(shape) == index[leaf].unsqueeze(1)
+        log_group = torch.logsumexp(z.masked_fill(~member, float("-inf")), dim=1)
+        nll = (log_total - log_group) * valid
+        levels.append(nll.sum() / valid.sum().clamp_min(1))
+    return torch.stack(levels)
+
+
+def assert_matches_reference(logits, target, h, ignore_index=None, rtol=1e-5) -> None:
+    """Loss and gradient of a random level weighting agree with the float64 reference."""
+    x = logits.detach().float().requires_grad_()
+    x64 = logits.detach().double().requires_grad_()
+    weights = torch.rand(h.num_levels, generator=torch.Generator().manual_seed(1)) + 0.1
+    ours = hierarchical_nll(x, target, h, ignore_index)
+    ref = reference_nll(x64, target, h, ignore_index)
+    (ours * weights).sum().backward()
+    (ref * weights.double()).sum().backward()
+    assert torch.isfinite(ours).all() and torch.isfinite(x.grad).all()
+    torch.testing.assert_close(ours.double(), ref.detach(), rtol=rtol, atol=1e-6)
+    scale = x64.grad.abs().max().clamp_min(1e-12)
+    assert ((x.grad.double() - x64.grad).abs().max() / scale) < rtol
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e3, 1e4])
+def test_matches_float64_reference_on_toy_tree_at_any_logit_scale(scale):
+    h = Hierarchy.from_dict(TOY)
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, h.num_leaves, 6, 5, generator=gen) * scale
+    target = torch.randint(0, h.num_leaves, (3, 6, 5), generator=gen)
+    assert_matches_reference(logits, target, h)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+@pytest.mark.parametrize("tree", ["faces_tree.txt", "mapillary_tree.txt"])
+def test_matches_float64_reference_on_seed_trees(seed_dir, tree, scale):
+    h = Hierarchy.from_file(seed_dir / tree)
+    h = h.reorder(sorted(h.leaves))  # label ids no longer follow tree order
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, h.num_leaves, 9, 7, generator=gen) * scale
+    target = torch.randint(0, h.num_leaves, (2, 9, 7), generator=gen)
+    target[0, :2] = 255
+    assert_matches_reference(logits, target, h, ignore_index=255)
+
+
+def test_matches_float64_reference_on_deep_random_tree():
+    h = random_hierarchy(300, 6, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, h.num_leaves, 4, 4, generator=gen) * 50
+    target = torch.randint(0, h.num_leaves, (2, 4, 4), generator=gen)
+    assert_matches_reference(logits, target, h)
+
+
+def test_extreme_logits_mixing_fast_and_exact_pixels_stay_exact():
+    h = Hierarchy.from_dict(TOY)
+    logits = torch.zeros(1, h.num_leaves, 1, 3)
+    logits[0, 0, 0, 0] = 1e4  # target's whole branch has probability exp(-1e4)
+    logits[0, 3, 0, 1] = -1e4  # target's leaf improbable but its group is not
+    target = torch.tensor([[[2, 3, 1]]])
+    assert_matches_reference(logits, target, h)
+    levels = hierarchical_nll(logits, target, h)
+    # level 0: vehicle (2 of e^0 against e^1e4), nature (1 of 4 e^0), vehicle (2 of 5 e^0)
+    expected = (1e4 - math.log(2) + math.log(4) + math.log(5 / 2)) / 3
+    assert levels[0].item() == pytest.approx(expected, rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    num_leaves=st.integers(2, 60),
+    depth=st.integers(1, 5),
+    tree_seed=st.integers(0, 10**6),
+    data_seed=st.integers(0, 10**6),
+    scale=st.sampled_from([0.1, 1.0, 10.0, 300.0, 1e4]),
+    ignore_share=st.floats(0.0, 1.0),
+)
+def test_matches_float64_reference_on_random_trees(
+    num_leaves, depth, tree_seed, data_seed, scale, ignore_share
+):
+    depth = min(depth, num_leaves.bit_length())  # a depth the leaf count can fill
+    h = random_hierarchy(num_leaves, depth, seed=tree_seed)
+    gen = torch.Generator().manual_seed(data_seed)
+    order = torch.randperm(num_leaves, generator=gen).tolist()
+    h = h.reorder([h.leaves[i] for i in order])
+    logits = torch.randn(2, num_leaves, 3, 4, generator=gen) * scale
+    target = torch.randint(0, num_leaves, (2, 3, 4), generator=gen)
+    target[torch.rand(target.shape, generator=gen) < ignore_share] = 255
+    assert_matches_reference(logits, target, h, ignore_index=255)
+
+
+def test_flat_hierarchy_equals_cross_entropy():
+    h = Hierarchy.flat([f"c{i}" for i in range(7)])
+    gen = torch.Generator().manual_seed(4)
+    logits = (torch.randn(4, 7, 10, 10, generator=gen) * 5).requires_grad_()
+    target = torch.randint(0, 7, (4, 10, 10), generator=gen)
+    target[:, 0] = 255
+    ours = HierarchicalLoss(h)(logits, target)
+    (grad,) = torch.autograd.grad(ours, logits)
+    ce = F.cross_entropy(logits, target, ignore_index=255)
+    (ce_grad,) = torch.autograd.grad(ce, logits)
+    torch.testing.assert_close(ours, ce, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad, ce_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_leaf_level_equals_cross_entropy():
+    h = Hierarchy.from_dict(TOY).reorder(["grass", "car", "sky", "tree", "truck"])
+    logits = torch.randn(2, 5, 8, 8)
+    target = torch.randint(0, 5, (2, 8, 8))
+    levels = hierarchical_nll(logits, target, h)
+    torch.testing.assert_close(levels[-1], F.cross_entropy(logits, target), rtol=1e-6, atol=1e-6)
+
+
+def test_all_ignored_batch_gives_zero_loss_and_zero_grad():
+    h = Hierarchy.from_dict(TOY)
+    logits = torch.randn(2, 5, 4, 4, requires_grad=True)
+    target = torch.full((2, 4, 4), 255)
+    loss = HierarchicalLoss(h)(logits, target)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_ignored_pixels_do_not_change_loss_or_get_gradient():
+    h = Hierarchy.from_dict(TOY)
+    logits = torch.randn(1, 5, 2, 6, requires_grad=True)
+    target = torch.randint(0, 5, (1, 2, 6))
+    target[0, 1] = 255
+    loss = HierarchicalLoss(h)(logits, target)
+    loss.backward()
+    assert torch.equal(logits.grad[0, :, 1], torch.zeros(5, 6))
+    kept = HierarchicalLoss(h)(logits[:, :, :1].detach(), target[:, :1])
+    torch.testing.assert_close(loss.detach(), kept)
+
+
+def test_level_weights_scale_levels_and_total():
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(2, 5, 4, 4), torch.randint(0, 5, (2, 4, 4))
+    plain = hierarchical_nll(logits, target, h)
+    weighted = hierarchical_nll(logits, target, h, level_weights=[2.0, 0.5])
+    torch.testing.assert_close(weighted, plain * torch.tensor([2.0, 0.5]))
+    total = HierarchicalLoss(h, level_weights=[2.0, 0.5])(logits, target)
+    torch.testing.assert_close(total, weighted.sum())
+
+
+def test_coarse_mistake_costs_more_than_fine_mistake():
+    h = Hierarchy.from_dict(TOY)
+    target = torch.tensor([[[1]]])  # car
+    inside = torch.tensor([0.0, 0.0, 5.0, 0.0, 0.0]).view(1, 5, 1, 1)  # says truck
+    across = torch.tensor([5.0, 0.0, 0.0, 0.0, 0.0]).view(1, 5, 1, 1)  # says sky
+    loss = HierarchicalLoss(h)
+    assert loss(across, target) > loss(inside, target)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_logits_are_computed_in_fp32(dtype):
+    h = Hierarchy.from_dict(TOY)
+    logits = (torch.randn(2, 5, 4, 4) * 60).to(dtype).requires_grad_()
+    target = torch.randint(0, 5, (2, 4, 4))
+    levels = hierarchical_nll(logits, target, h)
+    assert levels.dtype == torch.float32
+    levels.sum().backward()
+    assert logits.grad.dtype == dtype and torch.isfinite(logits.grad.float()).all()
+    torch.testing.assert_close(
+        levels.double(), reference_nll(logits.detach(), target, h), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_under_cpu_autocast_loss_is_fp32_and_finite():
+    h = Hierarchy.from_dict(TOY)
+    conv = torch.nn.Conv2d(3, 5, 1)
+    with torch.no_grad():
+        conv.weight.mul_(1e3)
+    image, target = torch.randn(2, 3, 8, 8), torch.randint(0, 5, (2, 8, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = conv(image)
+        assert logits.dtype == torch.bfloat16
+        loss = HierarchicalLoss(h)(logits, target)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(conv.weight.grad).all()
+
+
+def test_accepts_any_spatial_rank():
+    h = Hierarchy.from_dict(TOY)
+    logits = torch.randn(6, 5)
+    target = torch.randint(0, 5, (6,))
+    torch.testing.assert_close(
+        hierarchical_nll(logits, target, h).double(), reference_nll(logits, target, h)
+    )
+    volume = torch.randn(1, 5, 2, 3, 4)
+    assert hierarchical_nll(volume, torch.randint(0, 5, (1, 2, 3, 4)), h).shape == (2,)
+
+
+def test_non_contiguous_logits_give_the_same_loss():
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(2, 5, 6, 6), torch.randint(0, 5, (2, 6, 6))
+    channels_last = logits.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        hierarchical_nll(channels_last, target, h), hierarchical_nll(logits, target, h)
+    )
+
+
+def test_wrong_channel_count_names_both_numbers():
+    h = Hierarchy.from_dict(TOY)
+    with pytest.raises(ValueError, match="logits have 4 channels but the hierarchy has 5 leaves"):
+        HierarchicalLoss(h)(torch.randn(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+def test_out_of_range_labels_are_listed():
+    h = Hierarchy.from_dict(TOY)
+    target = torch.tensor([[[0, 7], [-1, 255]]])
+    with pytest.raises(ValueError, match=r"label ids \[-1, 7\] outside \[0, 5\)"):
+        HierarchicalLoss(h)(torch.randn(1, 5, 2, 2), target)
+    with pytest.raises(ValueError, match=r"\[-1, 7, 255\]"):
+        hierarchical_nll(torch.randn(1, 5, 2, 2), target, h, ignore_index=None)
+
+
+@pytest.mark.parametrize(
+    ("logits", "target", "message"),
+    [
+        (torch.zeros(1, 5, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2).long(), "float tensor"),
+        (torch.zeros(1, 5, 2, 2), torch.zeros(1, 2, 2), "integer label ids"),
+        (torch.zeros(1, 5, 2, 2), torch.zeros(1, 2, 3).long(), r"expected \(1, 2, 2\)"),
+        (torch.zeros(5), torch.zeros(1).long(), r"shape \(B, K, ...\)"),
+    ],
+)
+def test_bad_dtypes_and_shapes_are_named(logits, target, message):
+    with pytest.raises(ValueError, match=message):
+        hierarchical_nll(logits, target, Hierarchy.from_dict(TOY))
+
+
+def test_wrong_number_of_level_weights_is_refused():
+    h = Hierarchy.from_dict(TOY)
+    with pytest.raises(ValueError, match="3 level weights given for a hierarchy with 2 levels"):
+        HierarchicalLoss(h, level_weights=[1, 1, 1])
+    with pytest.raises(ValueError, match="1 level weights given for 2 levels"):
+        hierarchical_nll(torch.randn(1, 5, 1, 1), torch.zeros(1, 1, 1).long(), h, None, [1.0])
+
+
+def test_loss_module_follows_its_device_and_is_a_plain_module():
+    loss = HierarchicalLoss(Hierarchy.from_dict(TOY), level_weights=[1.0, 2.0])
+    assert loss.state_dict() == {}  # everything derives from the hierarchy
+    assert "levels=2" in repr(loss)
+    assert loss.to(torch.float64).level_weights.dtype == torch.float64
+
+
+def test_doctests_pass():
+    assert doctest.testmod(hl_lightning.losses).failed == 0
