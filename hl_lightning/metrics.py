@@ -1,0 +1,373 @@
+"""Hierarchical torchmetrics: per-level IoU and pixel accuracy, and mistake severity.
+
+Each metric comes in two layers, as in torchmetrics: pure functions on tensors
+(``_..._update`` returns one batch's counts, ``_..._compute`` turns counts into values)
+and a thin :class:`torchmetrics.Metric` that owns the summed states, so that DDP sync
+is exact. :class:`HierarchicalJaccardIndex` and :class:`HierarchicalPixelAccuracy`
+share their state (per-level confusion matrices), so a
+``MetricCollection(..., compute_groups=True)`` updates it once for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from hl_lightning.decode import LevelMaps, check_method, decode_with_maps, leaf_argmax
+from hl_lightning.hierarchy import Hierarchy
+
+__all__ = ["HierarchicalJaccardIndex", "HierarchicalPixelAccuracy", "MistakeSeverity"]
+
+AVERAGES = ("macro", "none")
+
+
+# ---------------------------------------------------------------------- validation
+def _validate_args(
+    hierarchy: Hierarchy,
+    ignore_index: int | None,
+    decode: str | None = None,
+    average: str | None = None,
+) -> None:
+    """Raise a ValueError naming the first constructor argument that cannot be used."""
+    if not isinstance(hierarchy, Hierarchy):
+        raise ValueError(f"hierarchy must be a Hierarchy, got {type(hierarchy).__name__}")
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
+        if 0 <= ignore_index < hierarchy.num_leaves:
+            raise ValueError(
+                f"ignore_index={ignore_index} is the label id of leaf "
+                f"{hierarchy.leaves[ignore_index]!r}; use a value outside "
+                f"0..{hierarchy.num_leaves - 1} (e.g. 255), or None"
+            )
+    if decode is not None:
+        check_method(decode)
+    if average is not None and average not in AVERAGES:
+        valid = ", ".join(repr(a) for a in AVERAGES)
+        raise ValueError(f"unknown average {average!r}; valid values are {valid}")
+
+
+def _check_inputs(
+    logits: Tensor, target: Tensor, num_leaves: int, ignore_index: int | None, values: bool
+) -> None:
+    """Raise a ValueError if logits (B, K, *S) and target (B, *S) do not fit the hierarchy.
+
+    With ``values``, also check that every target label is a leaf id or ``ignore_index``.
+    """
+    if not torch.is_floating_point(logits):
+        raise ValueError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
+    if target.dtype == torch.bool or torch.is_floating_point(target) or target.is_complex():
+        raise ValueError(f"target must be an integer tensor of label ids, got dtype {target.dtype}")
+    if logits.ndim < 2:
+        raise ValueError(f"logits must have shape (B, K, *spatial), got {tuple(logits.shape)}")
+    if logits.shape[1] != num_leaves:
+        raise ValueError(
+            f"logits have {logits.shape[1]} channels but the hierarchy has {num_leaves} leaves"
+        )
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target has shape {tuple(target.shape)} but logits of shape {tuple(logits.shape)} "
+            f"need a target of shape {expected}"
+        )
+    if not values or target.numel() == 0:
+        return
+    low, high = torch.aminmax(target)
+    if low >= 0 and high < num_leaves:
+        return
+    bad = (target < 0) | (target >= num_leaves)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    if bad.any():
+        shown = torch.unique(target[bad])[:5].tolist()
+        raise ValueError(
+            f"target has label ids {shown} outside the leaf ids 0..{num_leaves - 1} "
+            f"that are not ignore_index={ignore_index}"
+        )
+
+
+# ---------------------------------------------------------------------- functional core
+def _hierarchical_confusion_matrix_update(
+    logits: Tensor, target: Tensor, maps: LevelMaps, decode: str, ignore_index: int | None
+) -> Tensor:
+    """Return one batch's confusion counts as a flat LongTensor.
+
+    ``decode="leaf"``: the (K, K) leaf matrix ``[target, prediction]``, flattened; every
+    level derives from it. Otherwise: level ``d``'s (G_d, G_d) matrix of the decoded
+    predictions, flattened, at offset ``sum(G_e**2 for e < d)``. Pixels whose target is
+    ``ignore_index`` are not counted.
+    """
+    target = target.long()
+    keep = None if ignore_index is None else target != ignore_index
+    safe = target if keep is None else target.masked_fill(~keep, 0)
+    if decode == "leaf":
+        num_leaves = maps.matrix.shape[1]
+        sizes: Sequence[int] = (num_leaves,)
+        pairs = [(safe, leaf_argmax(logits))]
+    else:
+        sizes = maps.sizes
+        preds = decode_with_maps(logits, maps, decode)
+        pairs = [(maps.matrix[d][safe], pred) for d, pred in enumerate(preds)]
+    offset, index = 0, []
+    for size, (truth, pred) in zip(sizes, pairs, strict=True):
+        index.append(truth.mul(size).add_(pred).add_(offset))
+        offset += size * size
+    flat = torch.stack(index)
+    if keep is not None:
+        flat.masked_fill_(~keep, offset)  # the extra bin ``offset`` collects ignored pixels
+    return torch.bincount(flat.flatten(), minlength=offset + 1)[:offset]
+
+
+def _level_confusion_matrices(
+    confmat: Tensor, matrix: Tensor, sizes: Sequence[int], decode: str
+) -> list[Tensor]:
+    """Return D LongTensors (G_d, G_d) ``[target, prediction]`` from the flat counts.
+
+    For ``decode="leaf"`` the coarser matrices are block sums of the (K, K) leaf matrix.
+    """
+    if decode != "leaf":
+        blocks = confmat.split([g * g for g in sizes])
+        return [block.view(g, g) for block, g in zip(blocks, sizes, strict=True)]
+    num_leaves = matrix.shape[1]
+    leaf = confmat.view(num_leaves, num_leaves)
+    levels = []
+    for index, g in zip(matrix, sizes, strict=True):
+        rows = leaf.new_zeros(g, num_leaves).index_add_(0, index, leaf)
+        levels.append(rows.new_zeros(g, g).index_add_(1, index, rows))
+    return levels
+
+
+def _jaccard_index_compute(confmats: Sequence[Tensor], average: str) -> Tensor | list[Tensor]:
+    """Return the per-level mIoU (D,), or for ``average="none"`` D tensors (G_d,) of IoU.
+
+    Per group IoU = TP / (TP + FP + FN), 0 for a group absent from target and prediction;
+    the mean skips such groups (NaN at a level where no pixel was counted).
+    """
+    ious, means = [], []
+    for confmat in confmats:
+        tp = confmat.diagonal()
+        union = confmat.sum(0) + confmat.sum(1) - tp
+        present = union > 0
+        iou = torch.where(present, tp / union.clamp(min=1), 0.0).float()
+        ious.append(iou)
+        means.append(iou[present].mean())
+    return ious if average == "none" else torch.stack(means)
+
+
+def _pixel_accuracy_compute(confmats: Sequence[Tensor]) -> Tensor:
+    """Return the per-level pixel accuracy (D,): correct / counted pixels (NaN if none)."""
+    return torch.stack([(c.diagonal().sum() / c.sum()).float() for c in confmats])
+
+
+def _mistake_severity_update(
+    logits: Tensor, target: Tensor, distance: Tensor, num_levels: int, ignore_index: int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Return (mistakes, summed distance, serious mistakes) of one batch, LongTensor scalars.
+
+    A mistake is a counted pixel whose argmax leaf differs from the target; its distance
+    is ``distance[target, prediction]`` (K, K); it is serious when that distance is
+    ``num_levels`` (a different level-0 group).
+    """
+    target = target.long()
+    pred = leaf_argmax(logits)
+    wrong = pred != target
+    if ignore_index is not None:
+        wrong &= target != ignore_index
+        target = target.masked_fill(~wrong, 0)
+    num_leaves = distance.shape[0]
+    dist = distance.flatten()[target * num_leaves + pred] * wrong
+    return wrong.sum(), dist.sum(), (dist == num_levels).sum()
+
+
+def _mistake_severity_compute(
+    mistakes: Tensor, distance: Tensor, serious: Tensor
+) -> dict[str, Tensor]:
+    """Return {"severity": mean distance of a mistake, "serious": share of serious ones}.
+
+    Both are 0 when there was no mistake.
+    """
+    denominator = mistakes.clamp(min=1).float()
+    return {"severity": distance / denominator, "serious": serious / denominator}
+
+
+# ---------------------------------------------------------------------- Metric classes
+class _HierarchicalConfusionMatrix(Metric):
+    """Per-level confusion matrices of decoded predictions: the state the IoU and accuracy share.
+
+    State ``confmat``: a flat LongTensor, see :func:`_hierarchical_confusion_matrix_update`.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 1.0
+
+    confmat: Tensor
+    level_matrix: Tensor
+    parents: Tensor
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        ignore_index: int | None = 255,
+        decode: str = "marginal",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _validate_args(hierarchy, ignore_index, decode)
+        self.hierarchy = hierarchy
+        self.ignore_index = ignore_index
+        self.decode = decode
+        self.validate_args = validate_args
+        maps = LevelMaps.from_hierarchy(hierarchy)
+        self.sizes = maps.sizes
+        self.register_buffer("level_matrix", maps.matrix, persistent=False)
+        self.register_buffer(
+            "parents", torch.cat([maps.matrix.new_empty(0), *maps.parents]), persistent=False
+        )
+        k = hierarchy.num_leaves
+        size = k * k if decode == "leaf" else sum(g * g for g in self.sizes)
+        self.add_state("confmat", torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
+
+    def _maps(self) -> LevelMaps:
+        return LevelMaps(self.level_matrix, tuple(self.parents.split(self.sizes[1:])), self.sizes)
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
+        _check_inputs(
+            logits, target, self.hierarchy.num_leaves, self.ignore_index, self.validate_args
+        )
+        self.confmat += _hierarchical_confusion_matrix_update(
+            logits, target, self._maps(), self.decode, self.ignore_index
+        )
+
+    def confusion_matrices(self) -> list[Tensor]:
+        """Return D LongTensors (G_d, G_d), rows target, columns prediction, coarse to fine."""
+        return _level_confusion_matrices(self.confmat, self.level_matrix, self.sizes, self.decode)
+
+
+class HierarchicalJaccardIndex(_HierarchicalConfusionMatrix):
+    """Per-level mean intersection over union, coarse to fine.
+
+    Predictions at each level come from ``decode`` (``"marginal"``, ``"leaf"`` or
+    ``"top_down"``, see :mod:`hl_lightning.decode`). Per group IoU = TP / (TP + FP + FN)
+    over pixels whose target is not ``ignore_index``; the mean skips groups absent from
+    both target and prediction, as :class:`~torchmetrics.classification.MulticlassJaccardIndex`.
+    ``compute()`` returns a Tensor (D,), or with ``average="none"`` a list of D tensors
+    (G_d,) of per-group IoU (0 for absent groups).
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = 5.0 * F.one_hot(torch.tensor([[[0, 2, 2, 0]]]), 3).permute(0, 3, 1, 2).float()
+        >>> target = torch.tensor([[[0, 1, 2, 255]]])  # sky, car, truck, ignored
+        >>> metric = HierarchicalJaccardIndex(h)
+        >>> metric.update(logits, target)
+        >>> metric.compute()
+        tensor([1.0000, 0.5000])
+        >>> HierarchicalJaccardIndex(h, average="none")(logits, target)
+        [tensor([1., 1.]), tensor([1.0000, 0.0000, 0.5000])]
+    """
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        ignore_index: int | None = 255,
+        decode: str = "marginal",
+        average: str = "macro",
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        _validate_args(hierarchy, ignore_index, decode, average)
+        super().__init__(hierarchy, ignore_index, decode, validate_args, **kwargs)
+        self.average = average
+
+    def compute(self) -> Tensor | list[Tensor]:
+        """Return the per-level mIoU (D,), or D per-group IoU tensors for ``average="none"``."""
+        return _jaccard_index_compute(self.confusion_matrices(), self.average)
+
+
+class HierarchicalPixelAccuracy(_HierarchicalConfusionMatrix):
+    """Per-level pixel accuracy (D,), coarse to fine, over pixels not ``ignore_index``.
+
+    Same state and update as :class:`HierarchicalJaccardIndex` (same ``decode``), so a
+    ``MetricCollection(..., compute_groups=True)`` counts each batch once for both.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = 5.0 * F.one_hot(torch.tensor([[[0, 2, 2, 0]]]), 3).permute(0, 3, 1, 2).float()
+        >>> target = torch.tensor([[[0, 1, 2, 255]]])  # sky, car, truck, ignored
+        >>> HierarchicalPixelAccuracy(h)(logits, target)
+        tensor([1.0000, 0.6667])
+    """
+
+    def compute(self) -> Tensor:
+        """Return the per-level pixel accuracy (D,)."""
+        return _pixel_accuracy_compute(self.confusion_matrices())
+
+
+class MistakeSeverity(Metric):
+    """How bad the leaf mistakes are: their mean tree distance and share of serious ones.
+
+    Among pixels whose argmax leaf differs from the target (``ignore_index`` not counted),
+    ``severity`` is the mean :meth:`Hierarchy.leaf_distance` between prediction and target
+    (1 = a sibling at the finest level, D = a different level-0 group) and ``serious`` the
+    share of mistakes across level-0 groups (distance D, the paper's serious mistakes).
+    ``compute()`` returns ``{"severity": Tensor, "serious": Tensor}``, both 0 without mistakes.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = 5.0 * F.one_hot(torch.tensor([[[2, 0, 2, 0]]]), 3).permute(0, 3, 1, 2).float()
+        >>> target = torch.tensor([[[1, 1, 2, 255]]])  # car as truck, car as sky, right, ignored
+        >>> MistakeSeverity(h)(logits, target)
+        {'severity': tensor(1.5000), 'serious': tensor(0.5000)}
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    mistakes: Tensor
+    distance: Tensor
+    serious: Tensor
+    leaf_distance: Tensor
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        ignore_index: int | None = 255,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _validate_args(hierarchy, ignore_index)
+        self.hierarchy = hierarchy
+        self.ignore_index = ignore_index
+        self.validate_args = validate_args
+        self.register_buffer("leaf_distance", hierarchy.leaf_distance(), persistent=False)
+        for name in ("mistakes", "distance", "serious"):
+            self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
+        _check_inputs(
+            logits, target, self.hierarchy.num_leaves, self.ignore_index, self.validate_args
+        )
+        mistakes, distance, serious = _mistake_severity_update(
+            logits, target, self.leaf_distance, self.hierarchy.num_levels, self.ignore_index
+        )
+        self.mistakes += mistakes
+        self.distance += distance
+        self.serious += serious
+
+    def compute(self) -> dict[str, Tensor]:
+        """Return {"severity": Tensor (), "serious": Tensor ()}."""
+        return _mistake_severity_compute(self.mistakes, self.distance, self.serious)
