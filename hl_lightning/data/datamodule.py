@@ -1,0 +1,203 @@
+"""LightningDataModules: a generic one over (image, mask) datasets, and the synthetic default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from hl_lightning.data.synthetic import (
+    IGNORE_INDEX,
+    SYNTHETIC_CLASSES,
+    SyntheticShapes,
+    derive_seed,
+    synthetic_hierarchy,
+)
+from hl_lightning.hierarchy import Hierarchy
+
+__all__ = ["SegmentationDataModule", "SyntheticDataModule"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class SegmentationDataModule(LightningDataModule):
+    """Data loaders over datasets of ``(image, mask)`` pairs, with their classes and tree.
+
+    Batches are ``(images, masks)``: images (B, C, H, W) float, masks (B, H, W) int64
+    leaf label ids, ``ignore_index`` where unlabelled. Label id ``i`` is
+    ``class_names[i]``; :attr:`hierarchy` is the given tree reordered to that order
+    (checked here, at set-up), or the flat hierarchy when none is given.
+
+    Use it directly with ready datasets, or subclass it and assign ``train_dataset``,
+    ``val_dataset`` and ``test_dataset`` in :meth:`setup`. The training loader shuffles
+    with a generator seeded from ``seed``: two runs with the same seed see the same order.
+
+    Args:
+        class_names: the K class names in label-id order.
+        hierarchy: the class tree (any leaf order), or None for the flat hierarchy.
+        train_dataset, val_dataset, test_dataset: the splits (each optional).
+        batch_size: images per batch.
+        num_workers: data-loader worker processes (kept alive between epochs when > 0).
+        seed: seed of the training order.
+        ignore_index: the mask value of unlabelled pixels.
+        pin_memory: pin batches in page-locked memory (faster copies to a GPU).
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> data = TensorDataset(torch.randn(6, 3, 8, 8), torch.randint(2, (6, 8, 8)))
+        >>> dm = SegmentationDataModule(["sky", "car"], train_dataset=data, batch_size=4)
+        >>> [masks.shape[0] for _, masks in dm.train_dataloader()]
+        [4, 2]
+        >>> dm.hierarchy.num_levels
+        1
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        hierarchy: Hierarchy | None = None,
+        train_dataset: Dataset[Batch] | None = None,
+        val_dataset: Dataset[Batch] | None = None,
+        test_dataset: Dataset[Batch] | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        ignore_index: int = IGNORE_INDEX,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(
+                f"need batch_size >= 1 and num_workers >= 0, got batch_size={batch_size}, "
+                f"num_workers={num_workers}"
+            )
+        self._class_names = tuple(str(name) for name in class_names)
+        tree = Hierarchy.flat(self._class_names) if hierarchy is None else hierarchy
+        self._hierarchy = tree.reorder(self._class_names)
+        self.train_dataset = train_dataset
+        self.val_dataset = val_dataset
+        self.test_dataset = test_dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._ignore_index = ignore_index
+        self.pin_memory = pin_memory
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The K class names; label id ``i`` is ``class_names[i]``."""
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of classes (logits a network must output)."""
+        return len(self._class_names)
+
+    @property
+    def ignore_index(self) -> int:
+        """The mask value of pixels that losses and metrics skip."""
+        return self._ignore_index
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        """The class tree with leaf ``i`` being ``class_names[i]``."""
+        return self._hierarchy
+
+    def train_dataloader(self) -> DataLoader[Batch]:
+        """Return the shuffled training loader (order seeded from ``seed``)."""
+        return self._loader(self.train_dataset, "train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Batch]:
+        """Return the validation loader, in dataset order."""
+        return self._loader(self.val_dataset, "val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[Batch]:
+        """Return the test loader, in dataset order."""
+        return self._loader(self.test_dataset, "test", shuffle=False)
+
+    def _loader(self, dataset: Dataset[Batch] | None, split: str, shuffle: bool) -> DataLoader:
+        """Return a loader over ``dataset``; raise if the split has none (not set up)."""
+        if dataset is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no {split} dataset: pass {split}_dataset or call "
+                f"setup() first"
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+
+class SyntheticDataModule(SegmentationDataModule):
+    """The embedded default data: :class:`SyntheticShapes` splits and their hierarchy.
+
+    The train, val and test splits are drawn from independent seeds derived from
+    ``seed``, so they never share a scene, and are generated in :meth:`setup` (about a
+    second per 500 images of 64 x 64 on one CPU core). The defaults give 32 training
+    batches an epoch, a few seconds with the default :class:`~hl_lightning.models.UNet`
+    on two CPU cores.
+
+    Args:
+        num_train, num_val, num_test: images per split.
+        image_size: side of the square images.
+        batch_size, num_workers, seed, pin_memory: as in :class:`SegmentationDataModule`.
+        ignore_edges: mark a one-pixel line on class boundaries as ``ignore_index``.
+
+    Example:
+        >>> dm = SyntheticDataModule(num_train=8, num_val=4, num_test=4, batch_size=4)
+        >>> dm.setup("fit")
+        >>> images, masks = next(iter(dm.train_dataloader()))
+        >>> images.shape, masks.shape
+        (torch.Size([4, 3, 64, 64]), torch.Size([4, 64, 64]))
+        >>> dm.num_classes, dm.hierarchy.num_levels
+        (13, 3)
+    """
+
+    def __init__(
+        self,
+        num_train: int = 512,
+        num_val: int = 128,
+        num_test: int = 128,
+        image_size: int = 64,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        ignore_edges: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__(
+            SYNTHETIC_CLASSES,
+            synthetic_hierarchy(),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            ignore_index=IGNORE_INDEX,
+            pin_memory=pin_memory,
+        )
+        self.save_hyperparameters()
+        self.split_sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.image_size = image_size
+        self.ignore_edges = ignore_edges
+
+    def setup(self, stage: str) -> None:
+        """Generate the splits ``stage`` needs: fit: train and val; validate: val; test: test."""
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in splits.get(stage, ()):
+            if getattr(self, f"{split}_dataset") is None:
+                setattr(self, f"{split}_dataset", self._split(split))
+
+    def _split(self, split: str) -> SyntheticShapes:
+        """Return the dataset of ``split`` (train, val or test)."""
+        return SyntheticShapes(
+            self.split_sizes[split],
+            self.image_size,
+            seed=derive_seed(self.seed, split),
+            ignore_edges=self.ignore_edges,
+        )

@@ -1,0 +1,179 @@
+"""Tests of hl_lightning.data: the synthetic dataset, its hierarchy and the datamodules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from hl_lightning.data import (
+    IGNORE_INDEX,
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_MEAN,
+    SYNTHETIC_STD,
+    SegmentationDataModule,
+    SyntheticDataModule,
+    SyntheticShapes,
+    synthetic_hierarchy,
+)
+from hl_lightning.hierarchy import HierarchyError
+
+K = len(SYNTHETIC_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def sample() -> SyntheticShapes:
+    return SyntheticShapes(32, image_size=64, seed=0)
+
+
+def test_items_have_documented_shapes_and_types(sample: SyntheticShapes) -> None:
+    image, mask = sample[3]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+    assert mask.shape == (64, 64) and mask.dtype == torch.int64
+    assert len(sample) == 32 and sample.class_names == SYNTHETIC_CLASSES
+    assert torch.isfinite(sample.images).all()
+
+
+def test_images_are_standardised(sample: SyntheticShapes) -> None:
+    raw = (
+        sample.images * torch.tensor(SYNTHETIC_STD)[:, None, None]
+        + torch.tensor(SYNTHETIC_MEAN)[:, None, None]
+    )
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+    assert sample.images.mean().abs() < 0.5
+    assert 0.5 < sample.images.std() < 2
+
+
+def test_label_ids_are_classes_or_ignore(sample: SyntheticShapes) -> None:
+    labels = sample.masks.unique()
+    assert ((labels >= 0) & (labels < K) | (labels == IGNORE_INDEX)).all()
+
+
+def test_every_class_appears_in_a_modest_sample(sample: SyntheticShapes) -> None:
+    counts = torch.bincount(sample.masks[sample.masks != IGNORE_INDEX], minlength=K)
+    assert (counts > 0).all(), [n for n, c in zip(SYNTHETIC_CLASSES, counts, strict=True) if not c]
+
+
+def test_ignore_edges_marks_thin_boundaries_only() -> None:
+    marked = SyntheticShapes(8, image_size=48, seed=5)
+    plain = SyntheticShapes(8, image_size=48, seed=5, ignore_edges=False)
+    assert not (plain.masks == IGNORE_INDEX).any()
+    ignored = marked.masks == IGNORE_INDEX
+    assert 0 < ignored.float().mean() < 0.25
+    assert torch.equal(marked.masks[~ignored], plain.masks[~ignored])
+    assert torch.equal(marked.images, plain.images)
+
+
+def test_same_seed_gives_identical_data() -> None:
+    a, b = SyntheticShapes(10, image_size=32, seed=7), SyntheticShapes(10, image_size=32, seed=7)
+    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+
+
+def test_different_seed_gives_different_data() -> None:
+    a, b = SyntheticShapes(10, image_size=32, seed=7), SyntheticShapes(10, image_size=32, seed=8)
+    assert not torch.equal(a.images, b.images)
+    assert not torch.equal(a.masks, b.masks)
+
+
+def test_sample_depends_on_index_not_dataset_length() -> None:
+    short, long = (
+        SyntheticShapes(5, image_size=32, seed=3),
+        SyntheticShapes(70, image_size=32, seed=3),
+    )
+    assert torch.equal(short.images, long.images[:5])
+    assert torch.equal(short.masks, long.masks[:5])
+    assert len(SyntheticShapes(0, image_size=32)) == 0
+
+
+def test_hierarchy_is_deep_wide_and_unbalanced() -> None:
+    h = synthetic_hierarchy()
+    assert h.num_levels >= 3
+    assert h.num_leaves >= 12
+    depths = {
+        leaf: min(d for d in range(h.num_levels) if leaf in h.group_names(d)) for leaf in h.leaves
+    }
+    assert len(set(depths.values())) >= 2, depths
+    sizes = {h.level_index(1).tolist().count(g) for g in range(h.num_groups(1))}
+    assert len(sizes) >= 2  # families of different sizes
+
+
+def test_hierarchy_leaves_are_the_dataset_classes() -> None:
+    h = synthetic_hierarchy().reorder(SYNTHETIC_CLASSES)
+    assert h.leaves == SYNTHETIC_CLASSES
+    assert h.level_names == ("kind", "family", "class")
+
+
+def test_leaves_of_a_family_look_alike(sample: SyntheticShapes) -> None:
+    """The nearest class by mean colour is a sibling, for every class that has siblings."""
+    h = synthetic_hierarchy().reorder(SYNTHETIC_CLASSES)
+    family = h.level_index(1)
+    pixels = sample.images.permute(0, 2, 3, 1)[sample.masks != IGNORE_INDEX]  # (P, 3)
+    labels = sample.masks[sample.masks != IGNORE_INDEX]
+    means = torch.stack([pixels[labels == k].mean(0) for k in range(K)])
+    distance = torch.cdist(means, means).fill_diagonal_(float("inf"))
+    for k in range(K):
+        if (family == family[k]).sum() > 1:
+            assert family[distance[k].argmin()] == family[k], SYNTHETIC_CLASSES[k]
+
+
+def test_datamodule_splits_and_batches() -> None:
+    dm = SyntheticDataModule(num_train=20, num_val=8, num_test=6, image_size=32, batch_size=8)
+    dm.setup("fit")
+    dm.setup("test")
+    assert [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)] == [20, 8, 6]
+    images, masks = next(iter(dm.train_dataloader()))
+    assert images.shape == (8, 3, 32, 32) and masks.shape == (8, 32, 32)
+    assert [len(m) for _, m in dm.val_dataloader()] == [8]
+    assert not torch.equal(dm.train_dataset.images[:6], dm.test_dataset.images)
+    assert not torch.equal(dm.val_dataset.images[:6], dm.test_dataset.images)
+
+
+def test_datamodule_properties() -> None:
+    dm = SyntheticDataModule()
+    assert dm.class_names == SYNTHETIC_CLASSES and dm.num_classes == K
+    assert dm.ignore_index == IGNORE_INDEX == 255
+    assert dm.hierarchy.leaves == dm.class_names
+    assert dm.hparams["num_train"] == 512
+
+
+def _train_order(seed: int) -> list[torch.Tensor]:
+    dm = SyntheticDataModule(num_train=24, image_size=16, batch_size=8, seed=seed)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    return [masks for _ in range(2) for _, masks in loader]  # two epochs
+
+
+def test_same_seed_gives_same_train_batch_order() -> None:
+    a, b = _train_order(seed=1), _train_order(seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], a[3])  # a new order every epoch
+
+
+def test_different_seed_gives_different_train_data() -> None:
+    a, b = _train_order(seed=1), _train_order(seed=2)
+    assert not all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_workers_persist_when_there_are_some(num_workers: int) -> None:
+    dm = SyntheticDataModule(num_train=4, image_size=16, num_workers=num_workers)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert loader.num_workers == num_workers
+    assert loader.persistent_workers == (num_workers > 0)
+
+
+def test_generic_datamodule_checks_the_hierarchy_at_set_up() -> None:
+    tree = synthetic_hierarchy()
+    with pytest.raises(HierarchyError, match=r"missing from the class names: .*diamond"):
+        SegmentationDataModule(SYNTHETIC_CLASSES[:-1], tree)
+    dm = SegmentationDataModule(tuple(reversed(SYNTHETIC_CLASSES)), tree)
+    assert dm.hierarchy.leaves == tuple(reversed(SYNTHETIC_CLASSES))
+
+
+def test_generic_datamodule_without_a_split_says_so() -> None:
+    data = TensorDataset(torch.randn(4, 3, 8, 8), torch.randint(2, (4, 8, 8)))
+    dm = SegmentationDataModule(["a", "b"], train_dataset=data, batch_size=2)
+    assert len(dm.train_dataloader()) == 2
+    with pytest.raises(RuntimeError, match="no val dataset"):
+        dm.val_dataloader()
