@@ -192,8 +192,8 @@ class _HierarchicalNLL(torch.autograd.Function):
         )
         leaf = target.masked_fill(~valid, 0)
         groups = tables.level_matrix[:, leaf]  # (D, B, S)
-        probs = torch.softmax(logits, dim=1)
-        group_probs = _target_group_probs(probs, leaf, groups, tables)  # (D, B, S)
+        exps, norm = _shifted_exp(logits)  # softmax = exps / norm, normalised lazily
+        group_probs = _target_group_sums(exps, leaf, groups, tables).div_(norm.squeeze(1))
         nll = group_probs.log().neg_()
         bad = (group_probs[-1] < _TINY) & valid  # levels are nested: the leaf is the smallest
         rows = logits.movedim(1, -1)[bad].double()  # (n, K), usually empty
@@ -202,45 +202,64 @@ class _HierarchicalNLL(torch.autograd.Function):
         count = valid.sum().clamp_min(1)
         nll.masked_fill_(~valid, 0.0)
         ctx.tables = tables
-        ctx.save_for_backward(probs, leaf, groups, group_probs, valid, bad, rows, count)
+        ctx.save_for_backward(exps, norm, leaf, groups, group_probs, valid, bad, rows, count)
         return nll.sum(dim=(1, 2)) / count
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_levels: Tensor):
-        probs, leaf, groups, group_probs, valid, bad, rows, count = ctx.saved_tensors
+        exps, norm, leaf, groups, group_probs, valid, bad, rows, count = ctx.saved_tensors
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
         scale = (valid & ~bad).float() / count  # (B, S): fast-path pixels only
         weights = grad_levels.float().view(depth, 1, 1) * scale  # (D, B, S)
-        coeffs = weights / group_probs.clamp_min(_TINY)
-        # c_k = sum over levels where leaf k shares the target's group of w_d / P(S_d),
-        # pushed top-down from level 0 to the leaves.
-        c = probs.new_zeros(probs.shape[0], tables.sizes[0], probs.shape[2])
-        for d in range(depth):
-            if d:
-                index = tables.level_matrix[d - 1] if d == depth - 1 else tables.parents[d - 1]
-                c = c.index_select(1, index)
-            ids = leaf if d == depth - 1 else groups[d]  # leaf level: indexed by label id
-            c.scatter_add_(1, ids.unsqueeze(1), coeffs[d].unsqueeze(1))
-        grad = c.neg_().add_(weights.sum(0).unsqueeze(1)).mul_(probs)
+        # dL/dz_k = p_k * (sum_d w_d - sum_{d: k in S_d} w_d / P(S_d)). The second sum is
+        # built top-down on the small group arrays; the leaf level's term is w_{D-1} at the
+        # target alone, since P(S_{D-1}) = p_target.
+        factor = weights.sum(0).unsqueeze(1)  # (B, 1, S)
+        if depth > 1:
+            coeffs = weights[:-1] / group_probs[:-1].clamp_min(_TINY)
+            shared = exps.new_zeros(exps.shape[0], tables.sizes[0], exps.shape[2])
+            for d in range(depth - 1):
+                if d:
+                    shared = shared.index_select(1, tables.parents[d - 1])
+                shared.scatter_add_(1, groups[d].unsqueeze(1), coeffs[d].unsqueeze(1))
+            factor = torch.sub(factor, shared)
+        factor = factor / norm  # softmax's normaliser, applied on the small array
+        if depth > 1:
+            factor = factor.index_select(1, tables.level_matrix[-2])  # groups -> leaves
+        grad = exps.mul_(factor)  # = probs * (W - c); exps are not needed any more
+        grad.scatter_add_(1, leaf.unsqueeze(1), -weights[-1].unsqueeze(1))
         if rows.numel():
             exact = _exact_grad(rows, groups[:, bad], tables.level_matrix, grad_levels / count)
             grad.movedim(1, -1)[bad] = exact.to(grad.dtype)
         return grad, None, None, None
 
 
-def _target_group_probs(probs: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables) -> Tensor:
-    """Return P(group of the target) (D, B, S), summing probabilities bottom-up."""
+def _shifted_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Return ``exp(z - max z)`` (B, K, S) and its sum over K (B, 1, S): one exp per element.
+
+    The softmax is their ratio; dividing the small per-group sums instead of all K
+    channels saves a pass (``torch.softmax`` over dim 1 is also about 3x slower on the CPU).
+    """
+    exps = torch.sub(logits, logits.amax(dim=1, keepdim=True)).exp_()
+    return exps, exps.sum(dim=1, keepdim=True)
+
+
+def _target_group_sums(exps: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables) -> Tensor:
+    """Return the sums of ``exps`` over the target's group at every level (D, B, S).
+
+    Sums are aggregated bottom-up: leaves to level D-2, then from each level to its parent.
+    """
     depth = tables.num_levels
-    out = probs.new_empty(depth, *leaf.shape)
-    out[-1] = probs.gather(1, leaf.unsqueeze(1)).squeeze(1)
-    level_probs = probs
+    out = exps.new_empty(depth, *leaf.shape)
+    out[-1] = exps.gather(1, leaf.unsqueeze(1)).squeeze(1)
+    level_sums = exps
     for d in range(depth - 2, -1, -1):
         index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
-        summed = probs.new_zeros(probs.shape[0], tables.sizes[d], probs.shape[2])
-        level_probs = summed.index_add_(1, index, level_probs)
-        out[d] = level_probs.gather(1, groups[d].unsqueeze(1)).squeeze(1)
+        summed = exps.new_zeros(exps.shape[0], tables.sizes[d], exps.shape[2])
+        level_sums = summed.index_add_(1, index, level_sums)
+        out[d] = level_sums.gather(1, groups[d].unsqueeze(1)).squeeze(1)
     return out
 
 
