@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from hl_lightning import Hierarchy
+from hl_lightning import decode as decode_module
 from hl_lightning.decode import (
     METHODS,
     _argmax,
     check_method,
     decode,
+    leaf_argmax,
     level_log_probs,
     level_parents,
 )
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Run on one torch thread: the tensors are tiny, and on a busy machine two threads
+    waiting for each other make every small op slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def random_hierarchy(num_leaves: int, num_levels: int, seed: int = 0) -> Hierarchy:
@@ -244,6 +257,21 @@ def test_decode_under_bf16_autocast_matches_fp32() -> None:
             got = decode(logits, h, method)
         want = decode(logits.float(), h, method)
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("block", [100, 700, 5000])
+def test_decoding_in_cpu_blocks_equals_one_pass(
+    monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    h = random_hierarchy(30, 4, seed=8)
+    logits = torch.randn(3, 30, 7, 9).contiguous(memory_format=torch.channels_last)
+    whole = {m: decode(logits, h, m) for m in METHODS}
+    leaf = leaf_argmax(logits)
+    monkeypatch.setattr(decode_module, "_BLOCK", block)  # cut samples, then pixels, in blocks
+    assert torch.equal(leaf_argmax(logits), leaf)
+    for method in METHODS:
+        got = decode(logits, h, method)
+        assert all(torch.equal(a, b) for a, b in zip(got, whole[method], strict=True))
 
 
 @pytest.mark.parametrize("channels", [3, 300, 40000])

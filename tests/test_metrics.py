@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ from hl_lightning.metrics import (
 )
 
 IGNORE = 255
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Run on one torch thread: the tensors are tiny, and on a busy machine two threads
+    waiting for each other make every small op slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def random_hierarchy(num_leaves: int, num_levels: int, seed: int = 0) -> Hierarchy:

@@ -76,6 +76,7 @@ def worker(rank: int, port: int, out: Path) -> None:
 
 
 def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
