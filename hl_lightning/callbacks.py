@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 __all__ = ["LevelSummary", "level_table"]
 
 
 def level_table(
-    metrics: dict[str, torch.Tensor | float], stage: str, level_names: list[str]
+    metrics: Mapping[str, torch.Tensor | float], stage: str, level_names: Sequence[str]
 ) -> str:
     """Return a text table of per-level loss, mIoU and pixel accuracy logged for ``stage``.
+
+    Missing values show as ``-``; a mistake-severity line follows when it was logged.
 
     Example:
         >>> print(level_table({"val/miou/a": 0.5, "val/acc/a": 0.9}, "val", ["a"]))
@@ -23,10 +28,11 @@ def level_table(
         value = metrics.get(f"{stage}/{key}")
         return f"{float(value):>7.4f}" if value is not None else f"{'-':>7}"
 
-    lines = [f"{'level':<12} {'loss':>8} {'mIoU':>7} {'acc':>7}"]
+    width = max([12, *(len(name) for name in level_names)])
+    lines = [f"{'level':<{width}} {'loss':>8} {'mIoU':>7} {'acc':>7}"]
     for name in level_names:
         row = (cell(f"loss/{name}"), cell(f"miou/{name}"), cell(f"acc/{name}"))
-        lines.append(f"{name:<12} {row[0]:>8} {row[1]} {row[2]}")
+        lines.append(f"{name:<{width}} {row[0]:>8} {row[1]} {row[2]}")
     if f"{stage}/severity" in metrics:
         lines.append(
             f"mistake severity {cell('severity').strip()} (mean tree distance of wrong pixels), "
@@ -35,21 +41,43 @@ def level_table(
     return "\n".join(lines)
 
 
-class LevelSummary(L.Callback):
-    """Print one plain line per validation epoch and per-level tables after fit and test.
+def _line(metrics: Mapping[str, torch.Tensor | float], head: str, keys: Sequence[str]) -> str:
+    """Return ``head key=value ...`` for the ``keys`` present in ``metrics``."""
+    parts = [head]
+    for key in keys:
+        if key in metrics:
+            parts.append(f"{key.removesuffix('_epoch')}={float(metrics[key]):.4f}")
+    return " ".join(parts)
 
+
+class LevelSummary(L.Callback):
+    """Print one plain line per epoch and per-level tables after fit and test.
+
+    During ``fit`` the line comes at the end of each training epoch (Lightning validates
+    before it ends), with the epoch's training loss and, when validation ran, its loss and
+    finest-level mIoU: ``epoch 3 train/loss=1.2345 val/loss=1.3456 val/miou=0.4567``. A
+    stand-alone ``trainer.validate`` prints ``validate val/loss=... val/miou=...``.
     Plain lines suit logs and CI; on a terminal the progress bar shows the same values.
     """
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def __init__(self) -> None:
+        self._validated = False  # validation ran in the current training epoch
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        m = trainer.callback_metrics
-        parts = [f"epoch {trainer.current_epoch}"]
-        for key in ("train/loss_epoch", "val/loss", "val/miou"):
-            if key in m:
-                parts.append(f"{key.replace('_epoch', '')}={float(m[key]):.4f}")
-        print(" ".join(parts), flush=True)
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._validated = True  # printed with the training loss at the epoch's end
+        else:
+            print(_line(trainer.callback_metrics, "validate", ("val/loss", "val/miou")), flush=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        validated, self._validated = self._validated, False
+        if not trainer.is_global_zero:
+            return
+        keys = ["train/loss_epoch", *(("val/loss", "val/miou") if validated else ())]
+        head = f"epoch {trainer.current_epoch}"
+        print(_line(trainer.callback_metrics, head, keys), flush=True)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print_table(trainer, pl_module, "val")
