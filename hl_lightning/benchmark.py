@@ -18,16 +18,21 @@ from hl_lightning.hierarchy import Hierarchy, Node
 __all__ = ["median_seconds", "peak_memory_bytes", "random_hierarchy"]
 
 
-def random_hierarchy(num_leaves: int, depth: int, seed: int = 0) -> Hierarchy:
+def random_hierarchy(
+    num_leaves: int, depth: int, seed: int = 0, shuffle_leaves: bool = False
+) -> Hierarchy:
     """Return a random unbalanced hierarchy with exactly ``num_leaves`` leaves and ``depth`` levels.
 
     Branching is about ``num_leaves ** (1 / depth)`` per node; a part of size one above the
-    deepest level becomes a shallow leaf, so leaves sit at several depths.
+    deepest level becomes a shallow leaf, so leaves sit at several depths. Label ids follow
+    the tree order, or with ``shuffle_leaves`` a random order (the same tree either way).
 
     Example:
         >>> h = random_hierarchy(1000, 6)
         >>> h.num_leaves, h.num_levels
         (1000, 6)
+        >>> random_hierarchy(8, 2, shuffle_leaves=True).level_index(-1).tolist() != list(range(8))
+        True
     """
     if num_leaves < 2 or depth < 1 or num_leaves < 2 ** (depth - 1):
         raise ValueError(f"cannot build a tree of depth {depth} with {num_leaves} leaves")
@@ -54,7 +59,12 @@ def random_hierarchy(num_leaves: int, depth: int, seed: int = 0) -> Hierarchy:
                 nodes.append(Node(name("group"), tuple(split(size, levels - 1, deep and i == 0))))
         return nodes
 
-    return Hierarchy(split(num_leaves, depth, True))
+    hierarchy = Hierarchy(split(num_leaves, depth, True))
+    if shuffle_leaves:
+        leaves = list(hierarchy.leaves)
+        rng.shuffle(leaves)
+        hierarchy = hierarchy.reorder(leaves)
+    return hierarchy
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int = 10, warmup: int = 2) -> float:

@@ -15,37 +15,18 @@ Everything runs in fp32 (fp64 input stays fp64) with autocast disabled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["METHODS", "check_method", "decode", "level_log_probs", "level_parents"]
 
 METHODS: tuple[str, ...] = ("marginal", "leaf", "top_down")
 _BLOCK = 2**20  # logits per block when decoding on CPU (4 MB in fp32): stays in cache
-
-
-class LevelMaps(NamedTuple):
-    """The index tensors the decoders need, on the logits' device.
-
-    ``matrix`` is :meth:`Hierarchy.level_matrix` (D, K); ``parents[d]`` (G_{d+1},) the
-    level-``d`` group of every level-``d + 1`` group; ``sizes[d]`` is G_d.
-    """
-
-    matrix: Tensor
-    parents: tuple[Tensor, ...]
-    sizes: tuple[int, ...]
-
-    @classmethod
-    def from_hierarchy(cls, hierarchy: Hierarchy, device: torch.device | None = None) -> LevelMaps:
-        """Return the maps of ``hierarchy`` on ``device``."""
-        matrix = hierarchy.level_matrix().to(device)
-        sizes = tuple(hierarchy.num_groups(d) for d in range(hierarchy.num_levels))
-        return cls(matrix, _parents_from_matrix(matrix, sizes), sizes)
 
 
 def check_method(method: str) -> str:
@@ -56,19 +37,6 @@ def check_method(method: str) -> str:
     return method
 
 
-def _parents_from_matrix(matrix: Tensor, sizes: Sequence[int]) -> tuple[Tensor, ...]:
-    """Return per level ``d < D - 1`` a LongTensor (G_{d+1},): the level-d parent of each group.
-
-    ``matrix`` is the (D, K) level matrix, ``sizes`` the number of groups per level.
-    """
-    parents = []
-    for d in range(matrix.shape[0] - 1):
-        parent = matrix.new_empty(sizes[d + 1])
-        parent[matrix[d + 1]] = matrix[d]
-        parents.append(parent)
-    return tuple(parents)
-
-
 def level_parents(hierarchy: Hierarchy) -> list[Tensor]:
     """Return D - 1 LongTensors (G_{d+1},): the level-``d`` group of every level-``d + 1`` group.
 
@@ -77,24 +45,12 @@ def level_parents(hierarchy: Hierarchy) -> list[Tensor]:
         >>> [p.tolist() for p in level_parents(h)]
         [[0, 1, 1]]
     """
-    return list(LevelMaps.from_hierarchy(hierarchy).parents)
+    return [p.clone() for p in LevelTables.of(hierarchy, torch.device("cpu")).parents]
 
 
 def _as_float(logits: Tensor) -> Tensor:
     """Return the logits in fp32 (fp64 stays fp64)."""
     return logits if logits.dtype == torch.float64 else logits.float()
-
-
-def _check_logits(logits: Tensor, num_leaves: int) -> None:
-    """Raise a ValueError unless logits are floating point (B, num_leaves, *S)."""
-    if not torch.is_floating_point(logits):
-        raise ValueError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
-    if logits.ndim < 2:
-        raise ValueError(f"logits must have shape (B, K, *spatial), got {tuple(logits.shape)}")
-    if logits.shape[1] != num_leaves:
-        raise ValueError(
-            f"logits have {logits.shape[1]} channels but the hierarchy has {num_leaves} leaves"
-        )
 
 
 def _channel_view(index: Tensor, ndim: int) -> Tensor:
@@ -138,17 +94,17 @@ def _sum_groups(source: Tensor, index: Tensor, size: int) -> Tensor:
     return out
 
 
-def _group_sums(p: Tensor, maps: LevelMaps) -> list[Tensor]:
+def _group_sums(p: Tensor, tables: LevelTables) -> list[Tensor]:
     """Return per level ``d < D - 1`` the sums (B, G_d, *S) of p (B, K, *S) over each group.
 
     Computed bottom-up: leaves into level D-2 groups, then children into parents.
     """
-    num_levels = len(maps.sizes)
+    num_levels = tables.num_levels
     if num_levels == 1:
         return []
-    sums = [_sum_groups(p, maps.matrix[-2], maps.sizes[-2])]
+    sums = [_sum_groups(p, tables.level_matrix[-2], tables.sizes[-2])]
     for d in range(num_levels - 3, -1, -1):
-        sums.insert(0, _sum_groups(sums[0], maps.parents[d], maps.sizes[d]))
+        sums.insert(0, _sum_groups(sums[0], tables.parents[d], tables.sizes[d]))
     return sums
 
 
@@ -174,9 +130,9 @@ def _blockwise(fn: Callable[[Tensor], list[Tensor]], logits: Tensor, count: int)
     return [level.view(batch, *spatial) for level in out]
 
 
-def _decode_block(logits: Tensor, maps: LevelMaps, method: str) -> list[Tensor]:
+def _decode_block(logits: Tensor, tables: LevelTables, method: str) -> list[Tensor]:
     """Return D LongTensors (B, *S): the decoded group ids of logits (B, K, *S)."""
-    matrix, num_levels = maps.matrix, len(maps.sizes)
+    matrix, num_levels = tables.level_matrix, tables.num_levels
     if method == "leaf" or num_levels == 1:
         leaf = _argmax(logits)
         return [matrix[d][leaf] for d in range(num_levels)]
@@ -184,12 +140,12 @@ def _decode_block(logits: Tensor, maps: LevelMaps, method: str) -> list[Tensor]:
     shifted = x - x.amax(1, keepdim=True)
     if method == "marginal":
         leaf = _argmax(x, shifted)
-        sums = _group_sums(shifted.exp_(), maps)  # argmax ignores the normaliser
+        sums = _group_sums(shifted.exp_(), tables)  # argmax ignores the normaliser
         return [*(_argmax(s) for s in sums), matrix[-1][leaf]]
-    sums = _group_sums(shifted.exp_(), maps)
+    sums = _group_sums(shifted.exp_(), tables)
     chosen = [_argmax(sums[0])]
     for d in range(1, num_levels - 1):  # probabilities >= 0: -1 rules a group out
-        allowed = _channel_view(maps.parents[d - 1], x.ndim) == chosen[-1].unsqueeze(1)
+        allowed = _channel_view(tables.parents[d - 1], x.ndim) == chosen[-1].unsqueeze(1)
         chosen.append(_argmax(torch.where(allowed, sums[d], -1.0)))
     allowed = _channel_view(matrix[-2], x.ndim) == chosen[-1].unsqueeze(1)
     leaf = _argmax(torch.where(allowed, x, -torch.inf))
@@ -203,13 +159,15 @@ def leaf_argmax(logits: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def decode_with_maps(logits: Tensor, maps: LevelMaps, method: str) -> list[Tensor]:
+def decode_with_tables(logits: Tensor, tables: LevelTables, method: str) -> list[Tensor]:
     """Return D LongTensors (B, *S), the group id per level (coarse to fine) of logits (B, K, *S).
 
     The work of :func:`decode`, with the index tensors already on the logits' device.
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        return _blockwise(lambda block: _decode_block(block, maps, method), logits, len(maps.sizes))
+        return _blockwise(
+            lambda block: _decode_block(block, tables, method), logits, tables.num_levels
+        )
 
 
 def decode(logits: Tensor, hierarchy: Hierarchy, method: str = "marginal") -> list[Tensor]:
@@ -229,8 +187,8 @@ def decode(logits: Tensor, hierarchy: Hierarchy, method: str = "marginal") -> li
         [[0], [0]]
     """
     check_method(method)
-    _check_logits(logits, hierarchy.num_leaves)
-    return decode_with_maps(logits, LevelMaps.from_hierarchy(hierarchy, logits.device), method)
+    validate_inputs(logits, None, hierarchy)
+    return decode_with_tables(logits, LevelTables.of(hierarchy, logits.device), method)
 
 
 def level_log_probs(logits: Tensor, hierarchy: Hierarchy) -> list[Tensor]:
@@ -248,18 +206,18 @@ def level_log_probs(logits: Tensor, hierarchy: Hierarchy) -> list[Tensor]:
         >>> coarse.exp().tolist(), fine.exp().tolist()  # doctest: +ELLIPSIS
         ([[0.333..., 0.666...]], [[0.333..., 0.333..., 0.333...]])
     """
-    _check_logits(logits, hierarchy.num_leaves)
-    maps = LevelMaps.from_hierarchy(hierarchy, logits.device)
+    validate_inputs(logits, None, hierarchy)
+    tables = LevelTables.of(hierarchy, logits.device)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         x = _as_float(logits)
         shifted = x - x.detach().amax(1, keepdim=True)  # <= 0, the maximum is exactly 0
-        order = torch.empty_like(maps.matrix[-1])
-        order[maps.matrix[-1]] = torch.arange(len(order), device=order.device)
+        order = torch.empty_like(tables.level_matrix[-1])
+        order[tables.level_matrix[-1]] = torch.arange(len(order), device=order.device)
         level = shifted.index_select(1, order)  # leaves in level D-1 group order
         levels = [level]
-        for d in range(len(maps.sizes) - 2, -1, -1):
-            parent = maps.parents[d]
-            shape = (x.shape[0], maps.sizes[d], *x.shape[2:])
+        for d in range(tables.num_levels - 2, -1, -1):
+            parent = tables.parents[d]
+            shape = (x.shape[0], tables.sizes[d], *x.shape[2:])
             with torch.no_grad():  # the shift does not change the value nor the gradient
                 index = _channel_view(parent, x.ndim).expand_as(level)
                 top = level.new_full(shape, -torch.inf).scatter_reduce_(1, index, level, "amax")

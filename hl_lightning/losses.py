@@ -15,84 +15,17 @@ for any finite logits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["HierarchicalLoss", "LevelTables", "hierarchical_nll", "validate_inputs"]
+__all__ = ["HierarchicalLoss", "hierarchical_nll"]
 
 _TINY = 1e-25  # below this, fp32 sums of probabilities are replaced by exact log-domain values
 _EXACT_CHUNK = 8192  # rows per chunk on the exact path, to bound its memory
-
-
-@dataclass(frozen=True)
-class LevelTables:
-    """The index tensors of a hierarchy on one device, as the loss and decoders use them.
-
-    ``level_matrix`` (D, K): group id of every leaf at every level.
-    ``parents[d]`` (G_{d+1},): group id at level ``d`` of every group at level ``d + 1``.
-    ``sizes[d]``: G_d, the number of groups at level ``d``.
-    """
-
-    level_matrix: Tensor
-    parents: tuple[Tensor, ...]
-    sizes: tuple[int, ...]
-
-    @staticmethod
-    @lru_cache(maxsize=32)
-    def of(hierarchy: Hierarchy, device: torch.device) -> LevelTables:
-        """Return the (cached) tables of ``hierarchy`` on ``device``."""
-        matrix = hierarchy.level_matrix()
-        sizes = tuple(hierarchy.num_groups(d) for d in range(hierarchy.num_levels))
-        parents = tuple(
-            torch.zeros(sizes[d + 1], dtype=torch.long).scatter_(0, matrix[d + 1], matrix[d])
-            for d in range(hierarchy.num_levels - 1)
-        )
-        return LevelTables(matrix.to(device), tuple(p.to(device) for p in parents), sizes)
-
-    @property
-    def num_levels(self) -> int:
-        """D, the number of levels."""
-        return len(self.sizes)
-
-
-def validate_inputs(
-    logits: Tensor, target: Tensor, hierarchy: Hierarchy, ignore_index: int | None
-) -> None:
-    """Raise a ValueError naming the problem if logits/target do not fit the hierarchy.
-
-    Checks: float logits (B, K, *spatial) with K == number of leaves, integer target
-    (B, *spatial), and label ids in [0, K) except ``ignore_index``.
-    """
-    if not torch.is_floating_point(logits):
-        raise ValueError(f"logits must be a float tensor, got dtype {logits.dtype}")
-    if logits.dim() < 2:
-        raise ValueError(f"logits must have shape (B, K, ...), got {tuple(logits.shape)}")
-    k = hierarchy.num_leaves
-    if logits.shape[1] != k:
-        raise ValueError(
-            f"logits have {logits.shape[1]} channels but the hierarchy has {k} leaves "
-            f"({', '.join(hierarchy.leaves[:8])}{', ...' if k > 8 else ''})"
-        )
-    if torch.is_floating_point(target) or target.dtype == torch.bool or target.is_complex():
-        raise ValueError(f"target must hold integer label ids, got dtype {target.dtype}")
-    expected = (logits.shape[0], *logits.shape[2:])
-    if tuple(target.shape) != expected:
-        raise ValueError(
-            f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}: "
-            f"expected {expected}"
-        )
-    outside = (target < 0) | (target >= k)
-    if ignore_index is not None:
-        outside &= target != ignore_index
-    if outside.any():
-        values = torch.unique(target[outside])[:10].tolist()
-        ignore = f" and are not the ignore_index {ignore_index}" if ignore_index is not None else ""
-        raise ValueError(f"target has label ids {values} outside [0, {k}){ignore}")
 
 
 def hierarchical_nll(

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from hl_lightning.decode import LevelMaps, check_method, decode_with_maps, leaf_argmax
+from hl_lightning.decode import check_method, decode_with_tables, leaf_argmax
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["HierarchicalJaccardIndex", "HierarchicalPixelAccuracy", "MistakeSeverity"]
 
@@ -51,48 +52,9 @@ def _validate_args(
         raise ValueError(f"unknown average {average!r}; valid values are {valid}")
 
 
-def _check_inputs(
-    logits: Tensor, target: Tensor, num_leaves: int, ignore_index: int | None, values: bool
-) -> None:
-    """Raise a ValueError if logits (B, K, *S) and target (B, *S) do not fit the hierarchy.
-
-    With ``values``, also check that every target label is a leaf id or ``ignore_index``.
-    """
-    if not torch.is_floating_point(logits):
-        raise ValueError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
-    if target.dtype == torch.bool or torch.is_floating_point(target) or target.is_complex():
-        raise ValueError(f"target must be an integer tensor of label ids, got dtype {target.dtype}")
-    if logits.ndim < 2:
-        raise ValueError(f"logits must have shape (B, K, *spatial), got {tuple(logits.shape)}")
-    if logits.shape[1] != num_leaves:
-        raise ValueError(
-            f"logits have {logits.shape[1]} channels but the hierarchy has {num_leaves} leaves"
-        )
-    expected = (logits.shape[0], *logits.shape[2:])
-    if tuple(target.shape) != expected:
-        raise ValueError(
-            f"target has shape {tuple(target.shape)} but logits of shape {tuple(logits.shape)} "
-            f"need a target of shape {expected}"
-        )
-    if not values or target.numel() == 0:
-        return
-    low, high = torch.aminmax(target)
-    if low >= 0 and high < num_leaves:
-        return
-    bad = (target < 0) | (target >= num_leaves)
-    if ignore_index is not None:
-        bad &= target != ignore_index
-    if bad.any():
-        shown = torch.unique(target[bad])[:5].tolist()
-        raise ValueError(
-            f"target has label ids {shown} outside the leaf ids 0..{num_leaves - 1} "
-            f"that are not ignore_index={ignore_index}"
-        )
-
-
 # ---------------------------------------------------------------------- functional core
 def _hierarchical_confusion_matrix_update(
-    logits: Tensor, target: Tensor, maps: LevelMaps, decode: str, ignore_index: int | None
+    logits: Tensor, target: Tensor, tables: LevelTables, decode: str, ignore_index: int | None
 ) -> Tensor:
     """Return one batch's confusion counts as a flat LongTensor.
 
@@ -105,13 +67,13 @@ def _hierarchical_confusion_matrix_update(
     keep = None if ignore_index is None else target != ignore_index
     safe = target if keep is None else target.masked_fill(~keep, 0)
     if decode == "leaf":
-        num_leaves = maps.matrix.shape[1]
+        num_leaves = tables.level_matrix.shape[1]
         sizes: Sequence[int] = (num_leaves,)
         pairs = [(safe, leaf_argmax(logits))]
     else:
-        sizes = maps.sizes
-        preds = decode_with_maps(logits, maps, decode)
-        pairs = [(maps.matrix[d][safe], pred) for d, pred in enumerate(preds)]
+        sizes = tables.sizes
+        preds = decode_with_tables(logits, tables, decode)
+        pairs = [(tables.level_matrix[d][safe], pred) for d, pred in enumerate(preds)]
     offset, index = 0, []
     for size, (truth, pred) in zip(sizes, pairs, strict=True):
         index.append(truth.mul(size).add_(pred).add_(offset))
@@ -122,13 +84,12 @@ def _hierarchical_confusion_matrix_update(
     return torch.bincount(flat.flatten(), minlength=offset + 1)[:offset]
 
 
-def _level_confusion_matrices(
-    confmat: Tensor, matrix: Tensor, sizes: Sequence[int], decode: str
-) -> list[Tensor]:
+def _level_confusion_matrices(confmat: Tensor, tables: LevelTables, decode: str) -> list[Tensor]:
     """Return D LongTensors (G_d, G_d) ``[target, prediction]`` from the flat counts.
 
     For ``decode="leaf"`` the coarser matrices are block sums of the (K, K) leaf matrix.
     """
+    matrix, sizes = tables.level_matrix, tables.sizes
     if decode != "leaf":
         blocks = confmat.split([g * g for g in sizes])
         return [block.view(g, g) for block, g in zip(blocks, sizes, strict=True)]
@@ -225,31 +186,34 @@ class _HierarchicalConfusionMatrix(Metric):
         self.ignore_index = ignore_index
         self.decode = decode
         self.validate_args = validate_args
-        maps = LevelMaps.from_hierarchy(hierarchy)
-        self.sizes = maps.sizes
-        self.register_buffer("level_matrix", maps.matrix, persistent=False)
+        # The tables as buffers follow the metric's device; parents concatenated in one.
+        tables = LevelTables.of(hierarchy, torch.device("cpu"))
+        self.sizes = tables.sizes
+        self.register_buffer("level_matrix", tables.level_matrix.clone(), persistent=False)
         self.register_buffer(
-            "parents", torch.cat([maps.matrix.new_empty(0), *maps.parents]), persistent=False
+            "parents",
+            torch.cat([tables.level_matrix.new_empty(0), *tables.parents]),
+            persistent=False,
         )
         k = hierarchy.num_leaves
         size = k * k if decode == "leaf" else sum(g * g for g in self.sizes)
         self.add_state("confmat", torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
 
-    def _maps(self) -> LevelMaps:
-        return LevelMaps(self.level_matrix, tuple(self.parents.split(self.sizes[1:])), self.sizes)
+    def _tables(self) -> LevelTables:
+        """Return the index tables on the metric's device, as views of the buffers."""
+        parents = tuple(self.parents.split(self.sizes[1:]))
+        return LevelTables(self.level_matrix, parents, self.sizes)
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        _check_inputs(
-            logits, target, self.hierarchy.num_leaves, self.ignore_index, self.validate_args
-        )
+        validate_inputs(logits, target, self.hierarchy, self.ignore_index, self.validate_args)
         self.confmat += _hierarchical_confusion_matrix_update(
-            logits, target, self._maps(), self.decode, self.ignore_index
+            logits, target, self._tables(), self.decode, self.ignore_index
         )
 
     def confusion_matrices(self) -> list[Tensor]:
         """Return D LongTensors (G_d, G_d), rows target, columns prediction, coarse to fine."""
-        return _level_confusion_matrices(self.confmat, self.level_matrix, self.sizes, self.decode)
+        return _level_confusion_matrices(self.confmat, self._tables(), self.decode)
 
 
 class HierarchicalJaccardIndex(_HierarchicalConfusionMatrix):
@@ -358,9 +322,7 @@ class MistakeSeverity(Metric):
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        _check_inputs(
-            logits, target, self.hierarchy.num_leaves, self.ignore_index, self.validate_args
-        )
+        validate_inputs(logits, target, self.hierarchy, self.ignore_index, self.validate_args)
         mistakes, distance, serious = _mistake_severity_update(
             logits, target, self.leaf_distance, self.hierarchy.num_levels, self.ignore_index
         )

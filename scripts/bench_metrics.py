@@ -2,10 +2,11 @@
 
 Cases: the Mapillary tree (K = 66; ``seed-hierarchies/mapillary_tree.txt`` if present,
 else a random tree with 66 leaves) at B=4, 128x128, and a random 1000-leaf depth-6 tree
-at B=2, 64x64. Every candidate gets the same logits and target; candidates are timed in
-turn (round robin) after a warm-up, and the table reports the median (and the minimum)
-of the repeats and the ratio to MulticlassJaccardIndex (MJI) measured in the same run.
-The last line is JSON. On a busy machine ``--threads 1`` gives steadier numbers.
+at B=2, 64x64 (``hl_lightning.benchmark.random_hierarchy``). Every candidate gets the
+same logits and target; the table reports the median time of the repeats after a warm-up
+(``hl_lightning.benchmark.median_seconds``) and the ratio to MulticlassJaccardIndex (MJI)
+measured in the same run. The last line is JSON. On a busy machine ``--threads 1`` gives
+steadier numbers.
 
     python scripts/bench_metrics.py [--repeats 15] [--threads N]
 """
@@ -14,10 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +22,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from hl_lightning import Hierarchy
+from hl_lightning.benchmark import median_seconds, random_hierarchy
 from hl_lightning.metrics import HierarchicalJaccardIndex, MistakeSeverity
 
 MAPILLARY = (
@@ -32,41 +30,8 @@ MAPILLARY = (
 )
 
 
-def random_hierarchy(num_leaves: int, num_levels: int, seed: int = 0) -> Hierarchy:
-    """Return a random tree: about K**((d+1)/D) groups at level d, some shallow leaves."""
-    rng = random.Random(seed)
-    nodes: list[tuple[str, dict | None]] = [(f"c{i}", None) for i in range(num_leaves)]
-    for d in range(num_levels - 2, -1, -1):
-        groups = min(len(nodes), max(2, round(num_leaves ** ((d + 1) / num_levels))))
-        cuts = sorted(rng.sample(range(1, len(nodes)), groups - 1))
-        chunks = [nodes[a:b] for a, b in zip([0, *cuts], [*cuts, len(nodes)], strict=True)]
-        nodes = [
-            chunk[0]
-            if i and len(chunk) == 1 and chunk[0][1] is None and rng.random() < 0.5
-            else (f"g{d}_{i}", dict(chunk))
-            for i, chunk in enumerate(chunks)
-        ]
-    return Hierarchy.from_dict(dict(nodes))
-
-
-def time_ms(
-    candidates: dict[str, Callable[[], None]], repeats: int
-) -> dict[str, tuple[float, float]]:
-    """Return (median, min) wall time in ms of each candidate, timed round robin after a warm-up."""
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for run in range(repeats + 2):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            if run >= 2:
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
-
-
-def bench_case(
-    hierarchy: Hierarchy, batch: int, size: int, repeats: int
-) -> dict[str, tuple[float, float]]:
-    """Return the (median, min) update time in ms of every metric on one random batch."""
+def bench_case(hierarchy: Hierarchy, batch: int, size: int, repeats: int) -> dict[str, float]:
+    """Return the median update time in ms of every metric on one random batch."""
     gen = torch.Generator().manual_seed(0)
     k = hierarchy.num_leaves
     logits = 3 * torch.randn(batch, k, size, size, generator=gen)
@@ -81,9 +46,10 @@ def bench_case(
             hierarchy, ignore_index=ignore, decode=method
         )
     metrics["MistakeSeverity"] = MistakeSeverity(hierarchy, ignore_index=ignore)
-    return time_ms(
-        {name: (lambda m=m: m.update(logits, target)) for name, m in metrics.items()}, repeats
-    )
+    return {
+        name: 1e3 * median_seconds(lambda m=m: m.update(logits, target), repeats)
+        for name, m in metrics.items()
+    }
 
 
 def main() -> None:
@@ -107,18 +73,12 @@ def main() -> None:
         groups = [hierarchy.num_groups(d) for d in range(hierarchy.num_levels)]
         print(f"\n{label}: groups per level {groups}")
         times = bench_case(hierarchy, batch, size, args.repeats)
-        base, base_min = times["MulticlassJaccardIndex"]
-        print(f"  {'update of':38s} {'median ms':>10s} {'x MJI':>6s} {'min ms':>8s} {'x MJI':>6s}")
+        base = times["MulticlassJaccardIndex"]
+        print(f"  {'update of':38s} {'median ms':>10s} {'x MJI':>6s}")
         results[label] = {}
-        for name, (ms, best) in times.items():
-            ratio, ratio_min = ms / base, best / base_min
-            print(f"  {name:38s} {ms:10.2f} {ratio:6.2f} {best:8.2f} {ratio_min:6.2f}")
-            results[label][name] = {
-                "ms": ms,
-                "ratio": ratio,
-                "min_ms": best,
-                "min_ratio": ratio_min,
-            }
+        for name, ms in times.items():
+            print(f"  {name:38s} {ms:10.2f} {ms / base:6.2f}")
+            results[label][name] = {"ms": ms, "ratio": ms / base}
     print(json.dumps({"threads": torch.get_num_threads(), "repeats": args.repeats, **results}))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ import torch
 
 from hl_lightning import Hierarchy
 from hl_lightning import decode as decode_module
+from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.decode import (
     METHODS,
     _argmax,
@@ -21,35 +20,7 @@ from hl_lightning.decode import (
     level_parents,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: the tensors are tiny, and on a busy machine two threads
-    waiting for each other make every small op slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def random_hierarchy(num_leaves: int, num_levels: int, seed: int = 0) -> Hierarchy:
-    """Return a random tree with some shallow leaves, its leaves in a random label order."""
-    rng = random.Random(seed)
-    nodes: list[tuple[str, dict | None]] = [(f"c{i}", None) for i in range(num_leaves)]
-    for d in range(num_levels - 2, -1, -1):
-        groups = min(len(nodes), max(2, round(num_leaves ** ((d + 1) / num_levels))))
-        cuts = sorted(rng.sample(range(1, len(nodes)), groups - 1))
-        chunks = [nodes[a:b] for a, b in zip([0, *cuts], [*cuts, len(nodes)], strict=True)]
-        nodes = [
-            chunk[0]
-            if i and len(chunk) == 1 and chunk[0][1] is None and rng.random() < 0.5
-            else (f"g{d}_{i}", dict(chunk))
-            for i, chunk in enumerate(chunks)
-        ]
-    hierarchy = Hierarchy.from_dict(dict(nodes))
-    leaves = list(hierarchy.leaves)
-    rng.shuffle(leaves)
-    return hierarchy.reorder(leaves)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 RANDOM_TREES = [(2, 1), (3, 2), (11, 4), (30, 3), (40, 5), (66, 3)]
@@ -58,7 +29,7 @@ RANDOM_TREES = [(2, 1), (3, 2), (11, 4), (30, 3), (40, 5), (66, 3)]
 @pytest.fixture(params=RANDOM_TREES, ids=lambda p: f"K{p[0]}-D{p[1]}")
 def tree(request: pytest.FixtureRequest) -> Hierarchy:
     num_leaves, num_levels = request.param
-    return random_hierarchy(num_leaves, num_levels, seed=num_leaves)
+    return random_hierarchy(num_leaves, num_levels, seed=num_leaves, shuffle_leaves=True)
 
 
 @pytest.fixture(params=["faces_tree.txt", "mapillary_tree.txt"])
@@ -81,7 +52,7 @@ def reference_level_probs(logits: torch.Tensor, hierarchy: Hierarchy) -> list[to
 
 
 def test_random_hierarchy_has_requested_shape() -> None:
-    h = random_hierarchy(40, 5, seed=1)
+    h = random_hierarchy(40, 5, seed=1, shuffle_leaves=True)
     assert (h.num_leaves, h.num_levels) == (40, 5)
     assert h.level_index(-1).tolist() != list(range(40))  # leaves are shuffled
 
@@ -117,7 +88,7 @@ def test_level_log_probs_on_seed_trees(seed_tree: Hierarchy) -> None:
 
 
 def test_level_log_probs_stay_finite_for_extreme_logits() -> None:
-    h = random_hierarchy(20, 4, seed=3)
+    h = random_hierarchy(20, 4, seed=3, shuffle_leaves=True)
     logits = torch.full((1, 20, 2), -1e4)
     logits[0, 0, 0] = 1e4  # one leaf owns all the mass, the rest underflow in probability
     logits[0, :, 1] = torch.linspace(-1e4, 1e4, 20)
@@ -127,7 +98,7 @@ def test_level_log_probs_stay_finite_for_extreme_logits() -> None:
 
 
 def test_level_log_probs_are_fp32_under_bf16_autocast() -> None:
-    h = random_hierarchy(30, 3, seed=4)
+    h = random_hierarchy(30, 3, seed=4, shuffle_leaves=True)
     logits = 100 * torch.randn(2, 30, 4, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         from_fp32 = level_log_probs(logits, h)
@@ -152,7 +123,7 @@ def test_level_log_probs_of_flat_hierarchy_are_log_softmax() -> None:
 
 
 def test_level_log_probs_gradient_is_exact() -> None:
-    h = random_hierarchy(9, 3, seed=5)
+    h = random_hierarchy(9, 3, seed=5, shuffle_leaves=True)
     logits = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
 
     def total(x: torch.Tensor) -> torch.Tensor:
@@ -239,7 +210,7 @@ def test_decoders_agree_on_a_one_hot_leaf(tree: Hierarchy) -> None:
 
 
 def test_decode_keeps_ties_like_argmax_and_accepts_any_spatial_rank() -> None:
-    h = random_hierarchy(12, 3, seed=6)
+    h = random_hierarchy(12, 3, seed=6, shuffle_leaves=True)
     flat_logits = torch.zeros(4, 12)  # every leaf ties
     assert [p.tolist() for p in decode(flat_logits, h, "leaf")] == [
         [h.level_index(d)[0].item()] * 4 for d in range(3)
@@ -250,7 +221,7 @@ def test_decode_keeps_ties_like_argmax_and_accepts_any_spatial_rank() -> None:
 
 
 def test_decode_under_bf16_autocast_matches_fp32() -> None:
-    h = random_hierarchy(30, 3, seed=7)
+    h = random_hierarchy(30, 3, seed=7, shuffle_leaves=True)
     logits = torch.randn(2, 30, 6, 6).bfloat16()
     for method in METHODS:
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -263,7 +234,7 @@ def test_decode_under_bf16_autocast_matches_fp32() -> None:
 def test_decoding_in_cpu_blocks_equals_one_pass(
     monkeypatch: pytest.MonkeyPatch, block: int
 ) -> None:
-    h = random_hierarchy(30, 4, seed=8)
+    h = random_hierarchy(30, 4, seed=8, shuffle_leaves=True)
     logits = torch.randn(3, 30, 7, 9).contiguous(memory_format=torch.channels_last)
     whole = {m: decode(logits, h, m) for m in METHODS}
     leaf = leaf_argmax(logits)
@@ -283,14 +254,14 @@ def test_fast_argmax_equals_torch_argmax_with_ties(channels: int) -> None:
 
 
 def test_unknown_method_lists_the_valid_ones() -> None:
-    h = random_hierarchy(5, 2)
+    h = random_hierarchy(5, 2, shuffle_leaves=True)
     with pytest.raises(ValueError, match="'marginal', 'leaf', 'top_down'"):
         decode(torch.randn(1, 5, 2, 2), h, "argmax")
     assert check_method("top_down") == "top_down"
 
 
 def test_wrong_channel_count_is_named() -> None:
-    h = random_hierarchy(11, 3)
+    h = random_hierarchy(11, 3, shuffle_leaves=True)
     with pytest.raises(ValueError, match="logits have 5 channels but the hierarchy has 11 leaves"):
         decode(torch.randn(1, 5, 2, 2), h)
     with pytest.raises(ValueError, match="floating point"):

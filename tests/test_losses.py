@@ -255,8 +255,12 @@ def test_out_of_range_labels_are_listed():
 @pytest.mark.parametrize(
     ("logits", "target", "message"),
     [
-        (torch.zeros(1, 5, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2).long(), "float tensor"),
-        (torch.zeros(1, 5, 2, 2), torch.zeros(1, 2, 2), "integer label ids"),
+        (
+            torch.zeros(1, 5, 2, 2, dtype=torch.long),
+            torch.zeros(1, 2, 2).long(),
+            "floating point tensor",
+        ),
+        (torch.zeros(1, 5, 2, 2), torch.zeros(1, 2, 2), "integer tensor of label ids"),
         (torch.zeros(1, 5, 2, 2), torch.zeros(1, 2, 3).long(), r"expected \(1, 2, 2\)"),
         (torch.zeros(5), torch.zeros(1).long(), r"shape \(B, K, ...\)"),
     ],

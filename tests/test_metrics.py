@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 
 from hl_lightning import Hierarchy
 from hl_lightning import metrics as metrics_module
+from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.decode import METHODS, decode
 from hl_lightning.metrics import (
     HierarchicalJaccardIndex,
@@ -22,36 +21,7 @@ from hl_lightning.metrics import (
 )
 
 IGNORE = 255
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: the tensors are tiny, and on a busy machine two threads
-    waiting for each other make every small op slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def random_hierarchy(num_leaves: int, num_levels: int, seed: int = 0) -> Hierarchy:
-    """Return a random tree with some shallow leaves, its leaves in a random label order."""
-    rng = random.Random(seed)
-    nodes: list[tuple[str, dict | None]] = [(f"c{i}", None) for i in range(num_leaves)]
-    for d in range(num_levels - 2, -1, -1):
-        groups = min(len(nodes), max(2, round(num_leaves ** ((d + 1) / num_levels))))
-        cuts = sorted(rng.sample(range(1, len(nodes)), groups - 1))
-        chunks = [nodes[a:b] for a, b in zip([0, *cuts], [*cuts, len(nodes)], strict=True)]
-        nodes = [
-            chunk[0]
-            if i and len(chunk) == 1 and chunk[0][1] is None and rng.random() < 0.5
-            else (f"g{d}_{i}", dict(chunk))
-            for i, chunk in enumerate(chunks)
-        ]
-    hierarchy = Hierarchy.from_dict(dict(nodes))
-    leaves = list(hierarchy.leaves)
-    rng.shuffle(leaves)
-    return hierarchy.reorder(leaves)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 def make_batch(
@@ -71,7 +41,7 @@ def make_batch(
 @pytest.fixture(params=[(5, 2), (11, 4), (30, 3), (40, 5)], ids=lambda p: f"K{p[0]}-D{p[1]}")
 def tree(request: pytest.FixtureRequest) -> Hierarchy:
     num_leaves, num_levels = request.param
-    return random_hierarchy(num_leaves, num_levels, seed=num_leaves)
+    return random_hierarchy(num_leaves, num_levels, seed=num_leaves, shuffle_leaves=True)
 
 
 @pytest.fixture(params=["faces_tree.txt", "mapillary_tree.txt"])
@@ -180,7 +150,7 @@ def test_forward_returns_the_batch_value_and_compute_the_running_one(tree: Hiera
 def test_collection_with_compute_groups_counts_each_batch_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tree = random_hierarchy(11, 4, seed=2)
+    tree = random_hierarchy(11, 4, seed=2, shuffle_leaves=True)
     calls = []
     original = metrics_module._hierarchical_confusion_matrix_update
 
@@ -210,7 +180,7 @@ def test_collection_with_compute_groups_counts_each_batch_once(
 
 
 def test_different_decoders_are_not_grouped() -> None:
-    tree = random_hierarchy(11, 4, seed=2)
+    tree = random_hierarchy(11, 4, seed=2, shuffle_leaves=True)
     collection = MetricCollection(
         {
             "iou": HierarchicalJaccardIndex(tree, decode="marginal"),
@@ -264,7 +234,7 @@ def test_mistake_severity_on_seed_trees(seed_tree: Hierarchy) -> None:
 
 
 def test_no_mistakes_give_zero_not_nan() -> None:
-    tree = random_hierarchy(11, 4)
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
     target = torch.randint(0, 11, (2, 4, 4))
     logits = 20 * torch.nn.functional.one_hot(target, 11).permute(0, 3, 1, 2).float()
     target[0, 0, 0] = IGNORE
@@ -282,7 +252,7 @@ def test_a_single_root_never_makes_serious_mistakes() -> None:
 
 
 def test_all_ignored_gives_nan_iou_and_zero_severity() -> None:
-    tree = random_hierarchy(11, 4)
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
     logits, target = torch.randn(1, 11, 3, 3), torch.full((1, 3, 3), IGNORE)
     assert torch.isnan(HierarchicalJaccardIndex(tree)(logits, target)).all()
     assert torch.isnan(HierarchicalPixelAccuracy(tree)(logits, target)).all()
@@ -291,7 +261,7 @@ def test_all_ignored_gives_nan_iou_and_zero_severity() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
 def test_any_integer_target_dtype_and_no_ignore_index(dtype: torch.dtype) -> None:
-    tree = random_hierarchy(11, 4)
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
     logits, target = make_batch(tree)
     want = HierarchicalJaccardIndex(tree)(logits, target)
     assert torch.equal(HierarchicalJaccardIndex(tree)(logits, target.to(dtype)), want)
@@ -301,7 +271,7 @@ def test_any_integer_target_dtype_and_no_ignore_index(dtype: torch.dtype) -> Non
 
 
 def test_metrics_clone_and_pickle() -> None:
-    tree = random_hierarchy(11, 4)
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
     metric = HierarchicalJaccardIndex(tree, decode="top_down")
     metric.update(*make_batch(tree))
     for copy in (metric.clone(), pickle.loads(pickle.dumps(metric))):
@@ -314,14 +284,14 @@ METRICS = [HierarchicalJaccardIndex, HierarchicalPixelAccuracy, MistakeSeverity]
 
 @pytest.mark.parametrize("metric_class", METRICS)
 def test_channel_mismatch_is_named(metric_class: type) -> None:
-    metric = metric_class(random_hierarchy(11, 4))
+    metric = metric_class(random_hierarchy(11, 4, shuffle_leaves=True))
     with pytest.raises(ValueError, match="logits have 5 channels but the hierarchy has 11 leaves"):
         metric.update(torch.randn(2, 5, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))
 
 
 @pytest.mark.parametrize("metric_class", METRICS)
 def test_spatial_mismatch_is_named(metric_class: type) -> None:
-    metric = metric_class(random_hierarchy(11, 4))
+    metric = metric_class(random_hierarchy(11, 4, shuffle_leaves=True))
     with pytest.raises(ValueError, match=r"target has shape \(2, 4, 5\).*\(2, 4, 4\)"):
         metric.update(torch.randn(2, 11, 4, 4), torch.zeros(2, 4, 5, dtype=torch.long))
 
@@ -329,16 +299,17 @@ def test_spatial_mismatch_is_named(metric_class: type) -> None:
 @pytest.mark.parametrize("metric_class", METRICS)
 @pytest.mark.parametrize("bad", [11, -1, 254])
 def test_out_of_range_labels_are_named(metric_class: type, bad: int) -> None:
-    metric = metric_class(random_hierarchy(11, 4))
+    metric = metric_class(random_hierarchy(11, 4, shuffle_leaves=True))
     target = torch.zeros(2, 4, 4, dtype=torch.long)
     target[0, 0, 0], target[1, 1, 1] = bad, IGNORE
-    with pytest.raises(ValueError, match=rf"label ids \[{bad}\] outside the leaf ids 0..10"):
+    message = rf"label ids \[{bad}\] outside \[0, 11\) that are not ignore_index={IGNORE}"
+    with pytest.raises(ValueError, match=message):
         metric.update(torch.randn(2, 11, 4, 4), target)
 
 
 @pytest.mark.parametrize("metric_class", METRICS)
 def test_wrong_dtypes_are_named(metric_class: type) -> None:
-    metric = metric_class(random_hierarchy(11, 4))
+    metric = metric_class(random_hierarchy(11, 4, shuffle_leaves=True))
     with pytest.raises(ValueError, match="target must be an integer tensor"):
         metric.update(torch.randn(2, 11, 4, 4), torch.zeros(2, 4, 4))
     with pytest.raises(ValueError, match="logits must be a floating point tensor"):
@@ -346,7 +317,7 @@ def test_wrong_dtypes_are_named(metric_class: type) -> None:
 
 
 def test_bad_arguments_are_named() -> None:
-    tree = random_hierarchy(11, 4)
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
     with pytest.raises(ValueError, match="valid methods are 'marginal', 'leaf', 'top_down'"):
         HierarchicalJaccardIndex(tree, decode="argmax")
     with pytest.raises(ValueError, match="valid values are 'macro', 'none'"):
@@ -358,7 +329,7 @@ def test_bad_arguments_are_named() -> None:
 
 
 def test_validate_args_false_skips_only_the_value_check() -> None:
-    tree = random_hierarchy(11, 4)
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
     metric = HierarchicalJaccardIndex(tree, validate_args=False)
     logits, target = make_batch(tree)
     metric.update(logits, target)

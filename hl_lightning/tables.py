@@ -1,0 +1,109 @@
+"""Index tables of a hierarchy and the input checks shared by the loss, decoders and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from hl_lightning.hierarchy import Hierarchy
+
+__all__ = ["LevelTables", "validate_inputs"]
+
+
+@dataclass(frozen=True)
+class LevelTables:
+    """The index tensors of a hierarchy on one device, as the loss, decoders and metrics use them.
+
+    ``level_matrix`` (D, K): group id of every leaf at every level
+    (:meth:`Hierarchy.level_matrix`).
+    ``parents[d]`` (G_{d+1},): group id at level ``d`` of every group at level ``d + 1``.
+    ``sizes[d]``: G_d, the number of groups at level ``d``.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
+        >>> tables = LevelTables.of(h, torch.device("cpu"))
+        >>> tables.level_matrix.tolist(), [p.tolist() for p in tables.parents], tables.sizes
+        ([[0, 1, 1], [0, 1, 2]], [[0, 1, 1]], (2, 3))
+    """
+
+    level_matrix: Tensor
+    parents: tuple[Tensor, ...]
+    sizes: tuple[int, ...]
+
+    @staticmethod
+    @lru_cache(maxsize=32)
+    def of(hierarchy: Hierarchy, device: torch.device) -> LevelTables:
+        """Return the (cached, shared: do not modify) tables of ``hierarchy`` on ``device``."""
+        matrix = hierarchy.level_matrix()
+        sizes = tuple(hierarchy.num_groups(d) for d in range(hierarchy.num_levels))
+        parents = tuple(
+            torch.zeros(sizes[d + 1], dtype=torch.long).scatter_(0, matrix[d + 1], matrix[d])
+            for d in range(hierarchy.num_levels - 1)
+        )
+        return LevelTables(matrix.to(device), tuple(p.to(device) for p in parents), sizes)
+
+    @property
+    def num_levels(self) -> int:
+        """D, the number of levels."""
+        return len(self.sizes)
+
+
+def validate_inputs(
+    logits: Tensor,
+    target: Tensor | None,
+    hierarchy: Hierarchy,
+    ignore_index: int | None = None,
+    values: bool = True,
+) -> None:
+    """Raise a ValueError naming the problem if logits/target do not fit the hierarchy.
+
+    Checks: float logits (B, K, *S) with K the number of leaves; unless ``target`` is
+    None, an integer target (B, *S) and, with ``values``, label ids in [0, K) except
+    ``ignore_index`` (the only check that reads the target's values).
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 255]]), h, 255)
+        >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 3]]), h, 255)
+        Traceback (most recent call last):
+            ...
+        ValueError: target has label ids [3] outside [0, 3) that are not ignore_index=255
+    """
+    if not torch.is_floating_point(logits):
+        raise ValueError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have shape (B, K, ...), got {tuple(logits.shape)}")
+    k = hierarchy.num_leaves
+    if logits.shape[1] != k:
+        raise ValueError(
+            f"logits have {logits.shape[1]} channels but the hierarchy has {k} leaves "
+            f"({', '.join(hierarchy.leaves[:8])}{', ...' if k > 8 else ''})"
+        )
+    if target is None:
+        return
+    if torch.is_floating_point(target) or target.dtype == torch.bool or target.is_complex():
+        raise ValueError(f"target must be an integer tensor of label ids, got dtype {target.dtype}")
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target has shape {tuple(target.shape)}, expected {expected} "
+            f"for logits of shape {tuple(logits.shape)}"
+        )
+    if not values or target.numel() == 0:
+        return
+    low, high = torch.aminmax(target)
+    if low >= 0 and high < k:  # the common case: one pass, no mask
+        return
+    outside = (target < 0) | (target >= k)
+    if ignore_index is not None:
+        outside &= target != ignore_index
+    if outside.any():
+        shown = torch.unique(target[outside])[:10].tolist()
+        if ignore_index is None:
+            ignored = "ignored (ignore_index is None)"
+        else:
+            ignored = f"ignore_index={ignore_index}"
+        raise ValueError(f"target has label ids {shown} outside [0, {k}) that are not {ignored}")
