@@ -46,6 +46,8 @@ def random_hierarchy(
     def split(n: int, levels: int, deep: bool) -> list[Node]:
         if levels == 1:
             return [Node(name("leaf")) for _ in range(n)]
+        if n == 1:  # the deep branch with one leaf left: a chain of single-child groups
+            return [Node(name("group"), tuple(split(1, levels - 1, deep)))]
         width = round(n ** (1 / levels) * rng.uniform(0.7, 1.3))
         width = max(2, min(width, n // 2 ** (levels - 1) if deep else n))
         cuts = sorted(rng.sample(range(1, n), width - 1))
@@ -53,7 +55,7 @@ def random_hierarchy(
         sizes.sort(reverse=True)  # the first part is the largest: it carries the full depth
         nodes = []
         for i, size in enumerate(sizes):
-            if size == 1:
+            if size == 1 and not (deep and i == 0):
                 nodes.append(Node(name("leaf")))
             else:
                 nodes.append(Node(name("group"), tuple(split(size, levels - 1, deep and i == 0))))

@@ -291,6 +291,11 @@ class Hierarchy:
         )
 
     def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        """The hash, computed once: caches keyed by hierarchy look it up on every call."""
         return hash((_shape(self._roots), self._leaves, self._level_names))
 
     def __repr__(self) -> str:

@@ -1,0 +1,43 @@
+"""Tests for hl_lightning.benchmark: random trees and the measuring helpers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hl_lightning.benchmark import median_seconds, peak_memory_bytes, random_hierarchy
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+@pytest.mark.parametrize("num_leaves", [2, 3, 16, 37])
+def test_random_hierarchy_has_exactly_the_asked_leaves_and_depth(num_leaves, depth):
+    if num_leaves < 2 ** (depth - 1):
+        pytest.skip("too few leaves for that depth")
+    for seed in range(4):
+        h = random_hierarchy(num_leaves, depth, seed=seed)
+        assert (h.num_leaves, h.num_levels) == (num_leaves, depth)
+
+
+def test_random_hierarchy_is_deterministic_unbalanced_and_can_shuffle_labels():
+    h = random_hierarchy(1000, 6)
+    assert h == random_hierarchy(1000, 6)
+    assert [h.num_groups(d) for d in range(6)] == [4, 9, 26, 82, 270, 1000]  # bench's tree
+    leaf_depths = {
+        next(d for d in range(6) if h.group_names(d)[h.level_index(d)[i]] == leaf)
+        for i, leaf in enumerate(h.leaves)
+    }
+    assert len(leaf_depths) > 1  # unbalanced: leaves at several depths
+    shuffled = random_hierarchy(40, 3, seed=2, shuffle_leaves=True)
+    assert shuffled.leaves != random_hierarchy(40, 3, seed=2).leaves
+    assert sorted(shuffled.leaves) == sorted(random_hierarchy(40, 3, seed=2).leaves)
+
+
+def test_random_hierarchy_refuses_impossible_depth():
+    with pytest.raises(ValueError, match="depth 4 with 5 leaves"):
+        random_hierarchy(5, 4)
+
+
+def test_median_seconds_and_peak_memory_measure_the_call():
+    assert median_seconds(lambda: None, repeats=3, warmup=0) >= 0.0
+    grown = peak_memory_bytes(lambda: torch.ones(2**24).add_(1), torch.device("cpu"))
+    assert grown >= 2**26 * 0.9  # 64 MiB of float32 touched
