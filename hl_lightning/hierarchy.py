@@ -275,10 +275,11 @@ class Hierarchy:
         return mapped.masked_fill(ignored, ignore_index)
 
     def leaf_distance(self) -> torch.Tensor:
-        """Return a LongTensor (K, K): the height of the lowest common ancestor of two leaves.
+        """Return a LongTensor (K, K): the number of levels at which two leaves' groups differ.
 
-        That is the number of levels at which the two leaves fall into different groups:
-        0 on the diagonal, ``D`` for leaves under different level-0 groups.
+        It is the height of their lowest common ancestor in the tree padded so that every
+        leaf sits at the deepest level (a shallow leaf standing for itself below): 0 on the
+        diagonal, ``D`` for leaves under different level-0 groups.
         """
         m = self._level_matrix
         return (m[:, :, None] != m[:, None, :]).sum(0)
