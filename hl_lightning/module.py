@@ -9,7 +9,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
@@ -30,8 +30,12 @@ LOSSES = ("hierarchical", "flat")
 
 
 def _plain(spec: Any) -> Any:
-    """Return a Hydra/OmegaConf config as plain containers (other values unchanged)."""
-    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+    """Return a Hydra/OmegaConf config (DictConfig, ListConfig) as plain containers.
+
+    Other values are returned unchanged. Checkpoints then hold plain data only, which
+    ``torch.load(weights_only=True)`` (Lightning's default) accepts.
+    """
+    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, Container) else spec
 
 
 class HierarchicalSegmenter(L.LightningModule):
@@ -84,12 +88,15 @@ class HierarchicalSegmenter(L.LightningModule):
         if not isinstance(hierarchy, Hierarchy):
             hierarchy = Hierarchy.from_config(_plain(hierarchy))
         if class_names is not None:
-            hierarchy = hierarchy.reorder(list(class_names))
+            hierarchy = hierarchy.reorder(list(_plain(class_names)))
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         self.hierarchy = hierarchy
         backbone, optimizer, scheduler = _plain(backbone), _plain(optimizer), _plain(scheduler)
-        # Plain data only, so that load_from_checkpoint(path) rebuilds the model by itself.
+        # Plain data only (save_hyperparameters reads these locals), so that the checkpoint
+        # loads with weights_only=True and load_from_checkpoint(path) rebuilds the model.
+        level_weights = None if level_weights is None else [float(w) for w in level_weights]
+        input_shape = tuple(int(n) for n in input_shape)
         self.save_hyperparameters(
             ignore=["backbone", "hierarchy", "optimizer", "scheduler", "class_names"]
         )
@@ -108,7 +115,7 @@ class HierarchicalSegmenter(L.LightningModule):
         self.loss_name = loss
         self.ignore_index = ignore_index
         self.decode = check_method(decode)
-        self.input_shape = tuple(input_shape)
+        self.input_shape = input_shape
         self.hierarchical_loss = HierarchicalLoss(hierarchy, ignore_index, level_weights)
         self.train_metrics = self._make_metrics("train")
         self.val_metrics = self._make_metrics("val")
@@ -146,15 +153,25 @@ class HierarchicalSegmenter(L.LightningModule):
         device = param.device if param is not None else torch.device("cpu")
         was_training = self.training
         self.eval()
-        with torch.no_grad():
-            logits = self.compute_logits(torch.zeros(1, *self.input_shape, device=device))
-        self.train(was_training)
+        try:
+            with torch.no_grad():
+                logits = self.compute_logits(torch.zeros(1, *self.input_shape, device=device))
+        finally:
+            self.train(was_training)
+        if not isinstance(logits, Tensor):
+            raise TypeError(
+                f"compute_logits returned a {type(logits).__name__}, not a logits tensor "
+                "(B, K, H, W): for a backbone with another output, override "
+                "HierarchicalSegmenter.compute_logits to pick the logits out"
+            )
         k = self.hierarchy.num_leaves
-        if logits.dim() < 3 or logits.shape[1] != k:
+        if logits.dim() != 4 or logits.shape[1] != k:
+            channels = logits.shape[1] if logits.dim() > 1 else None
             raise ValueError(
-                f"the backbone returns logits of shape {tuple(logits.shape)} for input "
-                f"{(1, *self.input_shape)}, but the hierarchy has {k} leaves: it must return "
-                f"(B, {k}, H, W); set the backbone's number of output classes to {k}"
+                f"the backbone returns {channels} channels (logits of shape "
+                f"{tuple(logits.shape)} for input {(1, *self.input_shape)}), but the hierarchy "
+                f"has {k} leaves: it must return (B, {k}, H, W); set the backbone's number of "
+                f"output classes to {k}"
             )
 
     # ------------------------------------------------------------------ steps
@@ -176,11 +193,13 @@ class HierarchicalSegmenter(L.LightningModule):
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         images, target = _unpack(batch)
         logits = self(images)
-        levels = self.hierarchical_loss.level_losses(logits, target)
-        if self.loss_name == "hierarchical":
+        hierarchical = self.loss_name == "hierarchical"
+        with torch.set_grad_enabled(hierarchical and torch.is_grad_enabled()):
+            levels = self.hierarchical_loss.level_losses(logits, target)
+        if hierarchical:
             loss = (levels * self.hierarchical_loss.level_weights).sum()
         else:
-            loss = F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+            loss = _cross_entropy(logits, target, self.ignore_index)
         levels = levels.detach()
         on_step, sync = stage == "train", stage != "train"
         batch_size = images.shape[0]
@@ -269,6 +288,17 @@ class HierarchicalSegmenter(L.LightningModule):
 def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
     """Return (images, masks) from a tuple/list batch or a dict with image and mask keys."""
     if isinstance(batch, Mapping):
-        return batch["image"], batch["mask"]
-    images, masks = batch[0], batch[1]
+        images, masks = batch["image"], batch["mask"]
+    else:
+        images, masks = batch[0], batch[1]
     return images, masks.long()
+
+
+def _cross_entropy(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
+    """Return the mean cross-entropy over non-ignored pixels, in fp32; 0 if all are ignored.
+
+    ``F.cross_entropy``'s mean is NaN for an all-ignored batch; the flat baseline keeps the
+    hierarchical loss's contract instead (0 with zero gradient).
+    """
+    total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
+    return total / (target != ignore_index).sum().clamp_min(1)
