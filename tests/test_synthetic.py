@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as lightning
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from hl_lightning.data import (
@@ -17,6 +19,7 @@ from hl_lightning.data import (
     synthetic_hierarchy,
 )
 from hl_lightning.hierarchy import HierarchyError
+from hl_lightning.models import UNet
 
 K = len(SYNTHETIC_CLASSES)
 
@@ -177,3 +180,45 @@ def test_generic_datamodule_without_a_split_says_so() -> None:
     assert len(dm.train_dataloader()) == 2
     with pytest.raises(RuntimeError, match="no val dataset"):
         dm.val_dataloader()
+
+
+class _FlatSegmenter(lightning.LightningModule):
+    """A minimal cross-entropy module, to run the datamodule through a real Trainer."""
+
+    def __init__(self, num_classes: int, ignore_index: int) -> None:
+        super().__init__()
+        self.net = UNet(num_classes, width=4, depth=2)
+        self.ignore_index = ignore_index
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, masks = batch
+        return F.cross_entropy(self.net(images), masks, ignore_index=self.ignore_index)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        return self._loss(batch)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        self.log("val_loss", self._loss(batch))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        self.log("test_loss", self._loss(batch))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters())
+
+
+def test_datamodule_runs_through_a_lightning_fit_and_test() -> None:
+    dm = SyntheticDataModule(num_train=8, num_val=4, num_test=4, image_size=16, batch_size=4)
+    trainer = lightning.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    model = _FlatSegmenter(dm.num_classes, dm.ignore_index)
+    trainer.fit(model, datamodule=dm)
+    (result,) = trainer.test(model, datamodule=dm, verbose=False)
+    assert trainer.num_training_batches == 2
+    assert torch.isfinite(torch.tensor(result["test_loss"]))

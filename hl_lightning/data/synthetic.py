@@ -8,12 +8,15 @@ look of the classes:
 - level 0 (kind): background (a leaf), stuff, things: grey vs cool vs warm hues;
 - level 1 (family): sky (a leaf), water (blue), vegetation (green), round (red),
   angular (orange): one hue family each;
-- level 2 (class): within a family, a subtler cue: stripe frequency and orientation
-  (calm vs choppy water), texture and shade (grass, shrub, forest) or the shape
-  (disc, ring, ellipse; square, triangle, diamond).
+- level 2 (class): within a family, subtler cues: stripe frequency and orientation
+  (calm vs choppy water), texture and shade (grass, shrub, forest), or the shape and a
+  shade that overlaps between siblings (disc, ring, ellipse; square, triangle, diamond).
 
-Colours, sizes and textures are jittered per instance and the images carry illumination
-changes and pixel noise, so the fine level is clearly harder than the coarse ones.
+Colours, sizes and textures are jittered per instance, the images carry illumination
+changes and pixel noise, and shapes occlude each other, so the fine level is clearly
+harder than the coarse ones: a small U-Net trained for a minute or two on a CPU reaches
+a leaf mIoU of about 0.6, and about 0.97 on the two coarse levels
+(``scripts/check_synthetic.py``).
 Generation is vectorised and deterministic: sample ``i`` depends only on ``(seed, i)``.
 """
 
@@ -58,10 +61,10 @@ SYNTHETIC_CLASSES: tuple[str, ...] = (
 )
 #: Mask value of pixels that no loss or metric should count (edges between classes).
 IGNORE_INDEX = 255
-#: Per-channel mean and standard deviation of the raw [0, 1] RGB images; the dataset
-#: returns ``(raw - mean) / std``.
-SYNTHETIC_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
-SYNTHETIC_STD: tuple[float, float, float] = (0.25, 0.25, 0.25)
+#: Per-channel mean and standard deviation of the raw [0, 1] RGB images (measured on
+#: 768 of them); the dataset returns ``(raw - mean) / std``.
+SYNTHETIC_MEAN: tuple[float, float, float] = (0.45, 0.49, 0.43)
+SYNTHETIC_STD: tuple[float, float, float] = (0.23, 0.2, 0.24)
 
 _CHUNK = 64  # samples generated together; chunk c is drawn from its own seed
 _REFERENCE_SIZE = 64  # sizes and texture periods below are in pixels at 64 x 64
@@ -82,20 +85,29 @@ class _Region:
 
 _REGIONS: dict[str, _Region] = {
     "sky": _Region(0.54, 0.35, 0.9, (24.0, 40.0), (0.0, math.pi), 0.05),
-    "calm_water": _Region(0.61, 0.7, 0.65, (9.0, 14.0), (1.27, 1.87), 0.3),
-    "choppy_water": _Region(0.61, 0.7, 0.65, (3.5, 5.5), (0.0, math.pi), 0.3),
-    "grass": _Region(0.3, 0.65, 0.72, (3.0, 5.0), (-0.3, 0.3), 0.3),
-    "shrub": _Region(0.3, 0.65, 0.55, (6.0, 9.0), (0.0, math.pi), 0.35, spots=True),
-    "forest": _Region(0.3, 0.65, 0.4, (10.0, 15.0), (0.0, math.pi), 0.35, spots=True),
+    "calm_water": _Region(0.61, 0.7, 0.65, (8.0, 12.0), (1.27, 1.87), 0.2),
+    "choppy_water": _Region(0.61, 0.7, 0.65, (4.0, 6.5), (0.0, math.pi), 0.2),
+    "grass": _Region(0.3, 0.65, 0.72, (3.0, 5.0), (-0.3, 0.3), 0.2),
+    "shrub": _Region(0.3, 0.65, 0.58, (5.0, 8.0), (0.0, math.pi), 0.25, spots=True),
+    "forest": _Region(0.3, 0.65, 0.45, (8.0, 12.0), (0.0, math.pi), 0.25, spots=True),
 }
-#: Hue of each thing class: shapes of a family share it.
-_SHAPE_HUES: dict[str, float] = {
-    "disc": 0.0,
-    "ring": 0.0,
-    "ellipse": 0.0,
-    "square": 0.12,
-    "triangle": 0.12,
-    "diamond": 0.12,
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Look of a thing class: its family's hue and its own shade (the shape is by name)."""
+
+    hue: float
+    value: float
+
+
+_SHAPES: dict[str, _Shape] = {
+    "disc": _Shape(0.0, 0.92),
+    "ring": _Shape(0.0, 0.74),
+    "ellipse": _Shape(0.0, 0.56),
+    "square": _Shape(0.12, 0.92),
+    "triangle": _Shape(0.12, 0.74),
+    "diamond": _Shape(0.12, 0.56),
 }
 _UPRIGHT = ("square", "diamond")  # shapes kept near axis-aligned (a turned square is a diamond)
 
@@ -235,13 +247,14 @@ def _generate(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
         masks = torch.where(inside, region_labels[kind][:, None, None], masks)
 
     # things: compact shapes, red (round family) or orange (angular family), side-lit
-    shape_labels = torch.tensor([label_of[name] for name in _SHAPE_HUES])
-    hues = torch.tensor(list(_SHAPE_HUES.values()))
-    upright = torch.tensor([name in _UPRIGHT for name in _SHAPE_HUES])
+    shape_labels = torch.tensor([label_of[name] for name in _SHAPES])
+    hues = torch.tensor([shape.hue for shape in _SHAPES.values()])
+    values = torch.tensor([shape.value for shape in _SHAPES.values()])
+    upright = torch.tensor([name in _UPRIGHT for name in _SHAPES])
     for _ in range(5):
         kind = draw.choice(len(hues), n)
         cx, cy = draw.uniform(0, size, n), draw.uniform(0, size, n)
-        radius = draw.uniform(5 * scale, 11 * scale, n)[:, None, None]
+        radius = draw.uniform(6 * scale, 13 * scale, n)[:, None, None]
         theta = torch.where(
             upright[kind], draw.uniform(-0.25, 0.25, n), draw.uniform(0, 2 * math.pi, n)
         )[:, None, None]
@@ -250,14 +263,14 @@ def _generate(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
         v = (dy * theta.cos() - dx * theta.sin()) / radius
         present = draw.uniform(0, 1, n) < 0.8
         inside = torch.zeros(n, size, size, dtype=torch.bool)
-        for k, name in enumerate(_SHAPE_HUES):
+        for k, name in enumerate(_SHAPES):
             chosen = (kind == k).nonzero()[:, 0]
             inside[chosen] = _shape_mask(name, u[chosen], v[chosen])
         inside &= present[:, None, None]
         colour = _hsv_to_rgb(
             hues[kind] + 0.03 * draw.normal(n),
             draw.uniform(0.55, 0.9, n),
-            draw.uniform(0.6, 0.95, n),
+            values[kind] + draw.uniform(-0.08, 0.08, n),
         )
         shade = 1 + 0.15 * u.clamp(-1, 1)
         images = torch.where(inside[:, None], colour[:, :, None, None] * shade[:, None], images)
@@ -265,7 +278,7 @@ def _generate(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
     # camera: exposure and pixel noise
     images = images * draw.uniform(0.85, 1.15, n)[:, None, None, None]
-    images = (images + 0.06 * draw.normal(n, 3, size, size)).clamp(0, 1)
+    images = (images + 0.08 * draw.normal(n, 3, size, size)).clamp(0, 1)
     return images, masks
 
 
@@ -284,8 +297,8 @@ class SyntheticShapes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     :data:`SYNTHETIC_MEAN` and :data:`SYNTHETIC_STD`; mask (S, S) int64 leaf label ids
     (:data:`SYNTHETIC_CLASSES` order), :data:`IGNORE_INDEX` on class edges when
     ``ignore_edges``. Sample ``i`` depends only on ``seed``, ``i``, ``image_size`` and
-    ``ignore_edges``, not on ``num_samples`` nor on data-loader workers. It takes about
-    N x S x S x 16 bytes (25 MB for 512 images of 64 x 64).
+    ``ignore_edges``, not on ``num_samples`` nor on data-loader workers. It takes
+    N x S x S x 20 bytes (42 MB for 512 images of 64 x 64).
 
     Args:
         num_samples: N, the number of images.
