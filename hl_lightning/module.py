@@ -247,12 +247,13 @@ class HierarchicalSegmenter(L.LightningModule):
         values = self._metrics(stage).compute()  # synced across processes by torchmetrics
         names = self.hierarchy.level_names
         logged: dict[str, Tensor] = {}
-        for key, value in values.items():  # {stage}/miou, /acc: (D,); /severity, /serious
-            if value.dim() == 0:
-                logged[key] = value
+        for key, value in values.items():  # {stage}/miou, /acc: (D,); /severity, /serious: ()
+            if key.endswith(("/miou", "/acc")):  # torchmetrics squeezes (1,) to () for D = 1
+                per_level = value.reshape(-1)
+                logged.update({f"{key}/{n}": v for n, v in zip(names, per_level, strict=True)})
             else:
-                logged.update({f"{key}/{n}": v for n, v in zip(names, value, strict=True)})
-        logged[f"{stage}/miou"] = values[f"{stage}/miou"][-1]  # the finest level's mIoU
+                logged[key] = value
+        logged[f"{stage}/miou"] = logged[f"{stage}/miou/{names[-1]}"]  # the finest level's
         self.log_dict(logged)
         self._metrics(stage).reset()
 

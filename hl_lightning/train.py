@@ -72,9 +72,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
-        checkpoint = trainer.checkpoint_callback
-        best = isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
-        trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
+        if cfg.fit:  # the best checkpoint of this fit, else the weights as trained
+            checkpoint = trainer.checkpoint_callback
+            best = isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
+            ckpt_path = "best" if best else None
+        else:  # test only: the given checkpoint (else the untrained model)
+            ckpt_path = cfg.get("ckpt_path")
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics
 

@@ -101,6 +101,20 @@ def test_wrap_fit_validate_test_log_every_level(tmp_path: Path, loss: str) -> No
         assert float(tested["test/loss"]) == pytest.approx(float(tested["test/loss/class"]))
 
 
+def test_one_level_hierarchy_logs_its_level(tmp_path: Path) -> None:
+    dm = tiny_data()
+    flat = Hierarchy.flat(SYNTHETIC_CLASSES).with_level_names(["class"])
+    model = HierarchicalSegmenter(tiny_unet(), flat)
+    trainer = make_trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    metrics = trainer.callback_metrics
+    for key in ("loss/class", "miou/class", "acc/class", "miou", "severity", "serious"):
+        assert f"test/{key}" in metrics, key
+    assert metrics["test/miou"] == metrics["test/miou/class"]
+    assert float(metrics["test/loss"]) == pytest.approx(float(metrics["test/loss/class"]))
+
+
 @no_trainer_log
 def test_flat_loss_is_cross_entropy() -> None:
     dm = tiny_data()

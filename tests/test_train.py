@@ -1,0 +1,432 @@
+"""Tests for hl_lightning/train.py and hl_lightning/conf/: the hl-train Hydra app.
+
+Configs are composed in-process with Hydra's compose API and trained with ``train(cfg)``;
+the console script runs as a subprocess (a single run, a bad override, a 2-job sweep), and
+a slow test installs the built wheel elsewhere and runs it from there.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from hl_lightning.catalog import load_hierarchy
+from hl_lightning.data import SYNTHETIC_CLASSES
+from hl_lightning.hierarchy import HierarchyError
+from hl_lightning.module import HierarchicalSegmenter
+from hl_lightning.train import make_loggers, train
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = resources.files("hl_lightning.conf")
+LEVELS = ("kind", "family", "class")
+# seconds-long runs: tiny data and network, one epoch, CSV logging only
+TINY = [
+    "experiment=quick",
+    "data.num_train=16",
+    "data.num_val=8",
+    "data.num_test=8",
+    "data.image_size=32",
+    "model.backbone.width=4",
+    "logger=csv",
+]
+# the synthetic tree in the indented text format, leaves in another order than the data
+TREE_TEXT = """\
+things
+\tangular
+\t\tdiamond
+\t\ttriangle
+\t\tsquare
+\tround
+\t\tdisc
+\t\tring
+\t\tellipse
+stuff
+\tvegetation
+\t\tforest
+\t\tshrub
+\t\tgrass
+\twater
+\t\tcalm_water
+\t\tchoppy_water
+\tsky
+background
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """Return the composed ``train`` config (with its ``hydra`` node), outputs in output_dir."""
+    paths = [] if output_dir is None else [f"paths.output_dir={output_dir}"]
+    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
+        return compose(
+            config_name="train", overrides=[*overrides, *paths], return_hydra_config=True
+        )
+
+
+def tree_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tree.txt"
+    path.write_text(TREE_TEXT)
+    return path
+
+
+def config_options() -> list[tuple[str, str]]:
+    """Return (group, option) for every YAML file of every group shipped in hl_lightning/conf."""
+    return sorted(
+        (group.name, option.name.removesuffix(".yaml"))
+        for group in CONF.iterdir()
+        if group.is_dir() and not group.name.startswith("__")
+        for option in group.iterdir()
+        if option.name.endswith(".yaml")
+    )
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def metrics_columns(path: Path) -> set[str]:
+    return set(read_metrics_csv(path)[0])
+
+
+def per_level_columns(stages: tuple[str, ...] = ("val", "test")) -> set[str]:
+    return {
+        f"{stage}/{metric}/{level}"
+        for stage in stages
+        for metric in ("loss", "miou", "acc")
+        for level in LEVELS
+    }
+
+
+# ---------------------------------------------------------------------------- composition
+def test_every_group_and_option_is_covered() -> None:
+    groups = {group for group, _ in config_options()}
+    assert groups == {
+        "callbacks",
+        "data",
+        "experiment",
+        "hierarchy",
+        "logger",
+        "loss",
+        "model",
+        "trainer",
+    }
+    assert ("hierarchy", "file") in config_options() and ("trainer", "gpu") in config_options()
+
+
+@pytest.mark.parametrize(("group", "option"), config_options())
+def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None:
+    overrides = [f"{group}={option}"]
+    if (group, option) == ("hierarchy", "file"):
+        overrides.append(f"hierarchy.source={tree_file(tmp_path)}")
+    cfg = make_config(overrides, tmp_path)
+    task = {key: cfg[key] for key in cfg if key != "hydra"}
+    OmegaConf.to_container(OmegaConf.create(task), resolve=True)  # every interpolation resolves
+    for key in ("data", "hierarchy", "model", "loss", "trainer", "logger", "callbacks"):
+        assert key in cfg, key
+    assert cfg.trainer.default_root_dir == str(tmp_path)
+    if group == "trainer" and option == "gpu":  # composes; not run without a GPU
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "16-mixed"
+        assert cfg.trainer._target_ == "lightning.Trainer"
+        return
+    if group == "experiment" and option == "paired":
+        assert cfg.hydra.mode.name == "MULTIRUN"
+        assert cfg.hydra.sweeper.params == {"loss": "hierarchical,flat"}
+        assert cfg.seed == 0
+    if group == "experiment" and option == "quick":
+        assert cfg.trainer.max_epochs == 1 and cfg.data.num_train == 32
+    # the pieces build
+    datamodule = instantiate(cfg.data)
+    hierarchy = load_hierarchy(
+        cfg.hierarchy.source, datamodule.class_names, cfg.hierarchy.get("level_names")
+    )
+    assert hierarchy.leaves == SYNTHETIC_CLASSES
+    expected_levels = {"flat": 1, "synthetic": 3, "file": 3}[
+        option if group == "hierarchy" else "synthetic"
+    ]
+    assert hierarchy.num_levels == expected_levels
+    model = instantiate(cfg.model, hierarchy=hierarchy.to_config(), loss=cfg.loss.name)
+    assert isinstance(model, HierarchicalSegmenter)
+    assert model.loss_name == (option if group == "loss" else "hierarchical")
+    assert model.backbone.num_classes == len(SYNTHETIC_CLASSES)
+    callbacks = [instantiate(spec) for spec in cfg.callbacks.values()]
+    assert {type(c).__name__ for c in callbacks} == {"ModelCheckpoint", "LevelSummary"}
+    loggers = make_loggers(cfg.logger)
+    assert any(isinstance(logger, CSVLogger) for logger in loggers)
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_missing_hierarchy_source_is_reported() -> None:
+    cfg = make_config(["hierarchy=file"], Path("out"))
+    assert OmegaConf.is_missing(cfg.hierarchy, "source")
+
+
+# ---------------------------------------------------------------------------- train(cfg)
+def test_train_quick_in_process(tmp_path: Path) -> None:
+    metrics = train(make_config(TINY, tmp_path))
+    assert per_level_columns() <= metrics.keys()
+    assert {"test/miou", "test/severity", "test/serious", "val/miou"} <= metrics.keys()
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert per_level_columns() <= metrics_columns(tmp_path / "csv" / "metrics.csv")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    model = HierarchicalSegmenter.load_from_checkpoint(last)  # config-built: no arguments
+    assert model.hierarchy.level_names == LEVELS
+    assert model.hierarchy.leaves == SYNTHETIC_CLASSES
+
+    # fit=false tests the given checkpoint: the same weights as the test above (best == last)
+    again = train(make_config([*TINY, "fit=false", f"ckpt_path={last}"], tmp_path / "again"))
+    assert again["test/miou"] == metrics["test/miou"]
+    assert again["test/loss"] == metrics["test/loss"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "levels"),
+    [
+        (["loss=flat"], LEVELS),
+        (["hierarchy=flat"], ("level0",)),
+        (["hierarchy=file", "hierarchy.source={tree}"], ("level0", "level1", "level2")),
+        (["hierarchy=file", "hierarchy.source={tree}", "hierarchy.level_names=[a,b,c]"], "abc"),
+        (["loss.level_weights=[1,0.5,0.25]"], LEVELS),
+    ],
+    ids=["loss-flat", "hierarchy-flat", "hierarchy-file", "file-level-names", "level-weights"],
+)
+def test_train_overrides(tmp_path: Path, overrides: list[str], levels: tuple[str, ...]) -> None:
+    overrides = [o.format(tree=tree_file(tmp_path)) for o in overrides]
+    metrics = train(make_config([*TINY, *overrides], tmp_path))
+    columns = metrics_columns(tmp_path / "csv" / "metrics.csv")
+    for level in levels:
+        assert {f"val/loss/{level}", f"test/miou/{level}", f"test/acc/{level}"} <= columns
+    model = HierarchicalSegmenter.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert model.hierarchy.level_names == tuple(levels)
+    assert model.hierarchy.leaves == SYNTHETIC_CLASSES  # the file's leaf order is reordered
+    finest = f"test/loss/{levels[-1]}"
+    if overrides == ["loss=flat"]:
+        assert model.loss_name == "flat"
+        assert metrics["test/loss"] == pytest.approx(metrics[finest], rel=1e-5)
+    elif overrides[0].startswith("loss.level_weights"):
+        weights = dict(zip(LEVELS, [1.0, 0.5, 0.25], strict=True))
+        assert model.hierarchical_loss.level_weights.tolist() == list(weights.values())
+        weighted = sum(w * metrics[f"test/loss/{level}"] for level, w in weights.items())
+        assert metrics["test/loss"] == pytest.approx(weighted, rel=1e-5)
+    else:  # the hierarchical loss: the sum of the level losses
+        total = sum(metrics[f"test/loss/{level}"] for level in levels)
+        assert metrics["test/loss"] == pytest.approx(total, rel=1e-5)
+
+
+def test_unknown_hierarchy_file_raises_in_process(tmp_path: Path) -> None:
+    cfg = make_config([*TINY, "hierarchy=file", "hierarchy.source=missing.txt"], tmp_path)
+    with pytest.raises(HierarchyError, match=r"no hierarchy 'missing\.txt'"):
+        train(cfg)
+
+
+def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path: Path) -> None:
+    overrides = [*TINY, "trainer.deterministic=true", "seed=3"]
+    first = train(make_config(overrides, tmp_path / "a"))
+    second = train(make_config(overrides, tmp_path / "b"))
+    assert first == second
+    other = train(make_config([*overrides, "seed=4"], tmp_path / "c"))
+    assert other["test/loss"] != first["test/loss"]
+
+
+# ---------------------------------------------------------------------------- console script
+def hl_train() -> str:
+    script = Path(sys.executable).with_name("hl-train")
+    if not script.exists():
+        pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
+    return str(script)
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command in cwd, on one torch thread (tiny tensors), and return its result."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(
+        args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_console_script_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run([hl_train(), *TINY, f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stdout = result.stdout.splitlines()
+    assert any(line.startswith("epoch 0 train/loss=") and "val/miou=" in line for line in stdout)
+    for stage in ("val", "test"):
+        start = stdout.index(f"{stage} per level:")
+        assert [line.split()[0] for line in stdout[start + 2 : start + 5]] == list(LEVELS)
+    config = yaml.safe_load((out / ".hydra" / "config.yaml").read_text())
+    assert config["loss"]["name"] == "hierarchical"
+    hydra_config = yaml.safe_load((out / ".hydra" / "hydra.yaml").read_text())
+    assert hydra_config["hydra"]["runtime"]["output_dir"] == str(out)
+    rows = read_metrics_csv(out / "csv" / "metrics.csv")
+    assert per_level_columns() <= set(rows[0])
+    assert any(row["val/miou/kind"] for row in rows) and any(row["test/acc/class"] for row in rows)
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else in the cwd
+
+
+def test_console_script_flat_loss_and_flat_hierarchy(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run(
+        [hl_train(), *TINY, "loss=flat", "hierarchy=flat", f"hydra.run.dir={out}"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "level0" in result.stdout
+    columns = metrics_columns(out / "csv" / "metrics.csv")
+    assert {"val/loss/level0", "test/miou/level0"} <= columns
+    assert not any(column.endswith("/kind") for column in columns)
+
+
+def test_console_script_bad_hierarchy_file_fails_clearly(tmp_path: Path) -> None:
+    args = [hl_train(), *TINY, "hierarchy=file", "hierarchy.source=no/such/tree.txt"]
+    result = run([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert result.returncode != 0
+    assert "no hierarchy 'no/such/tree.txt'" in result.stderr
+    assert "no such file" in result.stderr
+
+
+RECORDER = '''
+"""Record what a training run sees: initial weights, every training batch, final weights."""
+import hashlib
+import json
+from pathlib import Path
+
+import lightning as L
+
+
+def digest(*tensors):
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Recorder(L.Callback):
+    def __init__(self):
+        self.record = {"batches": []}
+
+    def on_train_start(self, trainer, pl_module):
+        self.record["initial"] = digest(*pl_module.state_dict().values())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.record["batches"].append(digest(*batch))
+
+    def on_train_end(self, trainer, pl_module):
+        self.record["final"] = digest(*pl_module.state_dict().values())
+        path = Path(trainer.default_root_dir) / "record.json"
+        path.write_text(json.dumps(self.record))
+'''
+
+
+def test_multirun_pairs_runs_on_identical_data_and_weights(tmp_path: Path) -> None:
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    sweep = tmp_path / "sweep"
+    args = [hl_train(), "-m", *TINY, "loss=hierarchical,flat", f"hydra.sweep.dir={sweep}"]
+    args.append("+callbacks.recorder._target_=recorder.Recorder")
+    result = run(args, tmp_path, PYTHONPATH=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0_hierarchical", "1_flat"]
+    assert (sweep / "multirun.yaml").is_file()
+    records = []
+    for job, loss in zip(jobs, ("hierarchical", "flat"), strict=True):
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        assert config["loss"]["name"] == loss
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        records.append(json.loads((job / "record.json").read_text()))
+    hierarchical, flat = records
+    assert len(hierarchical["batches"]) == 2  # one epoch of 16 images in batches of 8
+    assert hierarchical["batches"] == flat["batches"]  # the same images, in the same order
+    assert hierarchical["initial"] == flat["initial"]  # from the same initial weights
+    assert hierarchical["final"] != flat["final"]  # ... trained by different losses
+
+
+# ---------------------------------------------------------------------------- packaging
+def isolated_site_path(site_dir: Path) -> str:
+    """Return a PYTHONPATH: the installed wheel, then this interpreter's site-packages.
+
+    The subprocess runs with ``python -S``: no .pth file runs, so the editable install's
+    finder (which maps hl_lightning to the repository) stays inactive.
+    """
+    return os.pathsep.join([str(site_dir), *site.getsitepackages()])
+
+
+@pytest.mark.slow
+def test_wheel_ships_its_configs_and_runs_from_another_directory(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(REPO / "pyproject.toml", source)
+    readme = REPO / "README.md"
+    if readme.exists():
+        shutil.copy(readme, source)
+    else:  # pyproject names it; another task writes it
+        (source / "README.md").write_text("# hl_lightning\n")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "hl_lightning", source / "hl_lightning", ignore=ignore)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheel_args = ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")]
+    built = run([*pip, *wheel_args, str(source)], tmp_path)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("hl_lightning-*.whl")
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {
+        f"hl_lightning/conf/{p.relative_to(REPO / 'hl_lightning' / 'conf').as_posix()}"
+        for p in (REPO / "hl_lightning" / "conf").rglob("*.yaml")
+    }
+    assert "hl_lightning/conf/train.yaml" in shipped
+    assert shipped <= names, shipped - names
+    assert {"hl_lightning/data/synthetic_hierarchy.yaml", "hl_lightning/py.typed"} <= names
+
+    site_dir = tmp_path / "site"
+    installed = run([*pip, "install", "--no-deps", "--target", str(site_dir), str(wheel)], tmp_path)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": isolated_site_path(site_dir)}
+    probe = (
+        "import hl_lightning, hl_lightning.train; from importlib import resources; "
+        "print(hl_lightning.__file__); print(resources.files('hl_lightning.conf'))"
+    )
+    where = run([sys.executable, "-S", "-c", probe], elsewhere, **env)
+    assert where.returncode == 0, where.stderr[-3000:]
+    package_file, conf_dir = where.stdout.split()
+    assert Path(package_file).is_relative_to(site_dir)
+    assert Path(conf_dir).is_relative_to(site_dir)
+
+    out = elsewhere / "run"
+    args = [sys.executable, "-S", "-m", "hl_lightning.train", *TINY, f"hydra.run.dir={out}"]
+    result = run(args, elsewhere, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test per level:" in result.stdout
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    log = "\n".join(p.read_text() for p in out.glob("*.log"))
+    shipped_tree = site_dir / "hl_lightning" / "data" / "synthetic_hierarchy.yaml"
+    assert f"source='{shipped_tree}'" in log  # the synthetic tree came from the wheel
+    assert str(REPO / "hl_lightning") not in log
