@@ -292,14 +292,30 @@ def test_console_script_quick_run(tmp_path: Path) -> None:
 
 def test_console_script_flat_loss_and_flat_hierarchy(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run(
-        [hl_train(), *TINY, "loss=flat", "hierarchy=flat", f"hydra.run.dir={out}"], tmp_path
-    )
+    args = [hl_train(), *TINY, "loss=flat", "hierarchy=flat", f"hydra.run.dir={out}"]
+    result = run(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "level0" in result.stdout
     columns = metrics_columns(out / "csv" / "metrics.csv")
     assert {"val/loss/level0", "test/miou/level0"} <= columns
     assert not any(column.endswith("/kind") for column in columns)
+    config = yaml.safe_load((out / ".hydra" / "config.yaml").read_text())
+    assert config["loss"]["name"] == "flat" and config["hierarchy"]["source"] == "flat"
+
+
+def test_console_script_hierarchy_file_relative_to_the_launch_directory(tmp_path: Path) -> None:
+    tree_file(tmp_path)  # tmp_path/tree.txt; Hydra must not change the working directory
+    out = tmp_path / "run"
+    args = [hl_train(), *TINY, "hierarchy=file", "hierarchy.source=tree.txt"]
+    result = run(
+        [*args, "hierarchy.level_names=[coarse,middle,fine]", f"hydra.run.dir={out}"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    columns = metrics_columns(out / "csv" / "metrics.csv")
+    assert {f"test/miou/{level}" for level in ("coarse", "middle", "fine")} <= columns
+    model = HierarchicalSegmenter.load_from_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert model.hierarchy.leaves == SYNTHETIC_CLASSES
+    assert model.hierarchy.group_names(0) == ("things", "stuff", "background")  # the file's tree
 
 
 def test_console_script_bad_hierarchy_file_fails_clearly(tmp_path: Path) -> None:
@@ -364,6 +380,21 @@ def test_multirun_pairs_runs_on_identical_data_and_weights(tmp_path: Path) -> No
     assert hierarchical["batches"] == flat["batches"]  # the same images, in the same order
     assert hierarchical["initial"] == flat["initial"]  # from the same initial weights
     assert hierarchical["final"] != flat["final"]  # ... trained by different losses
+
+
+@pytest.mark.slow
+def test_ddp_ranks_share_the_run_directory(tmp_path: Path) -> None:
+    """Lightning re-launches hl-train for rank 1: it must reuse rank 0's run directory."""
+    out = tmp_path / "run"
+    args = [hl_train(), *TINY, "+trainer.strategy=ddp", "trainer.devices=2"]
+    result = run([*args, f"hydra.run.dir={out}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in result.stderr
+    assert (out / "train_ddp_process_1.log").is_file()  # rank 1 ran in the same directory
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert per_level_columns() <= metrics_columns(out / "csv" / "metrics.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert result.stdout.count("test per level:") == 1  # printed by rank 0 only
 
 
 # ---------------------------------------------------------------------------- packaging
