@@ -1,0 +1,1 @@
+"""Small command-line tools: hl-tree, hl-compare, hl-predict."""
