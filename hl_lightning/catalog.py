@@ -6,11 +6,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hl_lightning.data.synthetic import synthetic_hierarchy
+from hl_lightning.hierarchies import (
+    cityscapes_hierarchy,
+    helen_hierarchy,
+    mapillary_paper_hierarchy,
+)
 from hl_lightning.hierarchy import Hierarchy, HierarchyError
 
 __all__ = ["BUILTIN_HIERARCHIES", "load_hierarchy"]
 
-BUILTIN_HIERARCHIES: dict[str, Callable[[], Hierarchy]] = {"synthetic": synthetic_hierarchy}
+BUILTIN_HIERARCHIES: dict[str, Callable[[], Hierarchy]] = {
+    "synthetic": synthetic_hierarchy,
+    "helen": helen_hierarchy,
+    "mapillary_paper": mapillary_paper_hierarchy,
+    "cityscapes": cityscapes_hierarchy,
+}
 
 
 def load_hierarchy(

@@ -1,0 +1,74 @@
+"""The class trees shipped with the package, one YAML file each, with their level names.
+
+- ``helen``: the paper's 4-level faces tree over the 11 Helen labels;
+- ``mapillary_paper``: the paper's 3-level tree over the 66 Mapillary Vistas v1.2 labels;
+- ``cityscapes``: the 7 official Cityscapes categories over the 19 evaluated classes.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from hl_lightning.hierarchy import Hierarchy
+
+__all__ = [
+    "LEVEL_NAMES",
+    "builtin_hierarchy",
+    "cityscapes_hierarchy",
+    "helen_hierarchy",
+    "mapillary_paper_hierarchy",
+]
+
+#: The level names (coarse to fine) of every shipped tree, by file name.
+LEVEL_NAMES: dict[str, tuple[str, ...]] = {
+    "helen": ("figure", "region", "part", "class"),
+    "mapillary_paper": ("category", "group", "class"),
+    "cityscapes": ("category", "class"),
+}
+
+
+def builtin_hierarchy(name: str) -> Hierarchy:
+    """Return the shipped tree ``name`` (a key of :data:`LEVEL_NAMES`), leaves in tree order.
+
+    Example:
+        >>> h = builtin_hierarchy("cityscapes")
+        >>> h.level_names, [h.num_groups(d) for d in range(h.num_levels)]
+        (('category', 'class'), [7, 19])
+    """
+    if name not in LEVEL_NAMES:
+        raise KeyError(f"no shipped hierarchy {name!r}; known: {', '.join(LEVEL_NAMES)}")
+    file = resources.files(__name__).joinpath(f"{name}.yaml")
+    with resources.as_file(file) as path:
+        return Hierarchy.from_file(path, level_names=LEVEL_NAMES[name])
+
+
+def helen_hierarchy() -> Hierarchy:
+    """Return the paper's faces tree (4 levels: 2, 3, 6, 11 groups) over the Helen labels.
+
+    Example:
+        >>> h = helen_hierarchy()
+        >>> [h.num_groups(d) for d in range(h.num_levels)]
+        [2, 3, 6, 11]
+    """
+    return builtin_hierarchy("helen")
+
+
+def mapillary_paper_hierarchy() -> Hierarchy:
+    """Return the paper's Mapillary Vistas tree (3 levels: 7, 37, 66 groups).
+
+    Example:
+        >>> h = mapillary_paper_hierarchy()
+        >>> [h.num_groups(d) for d in range(h.num_levels)]
+        [7, 37, 66]
+    """
+    return builtin_hierarchy("mapillary_paper")
+
+
+def cityscapes_hierarchy() -> Hierarchy:
+    """Return the Cityscapes categories over the 19 evaluated classes (2 levels: 7, 19).
+
+    Example:
+        >>> cityscapes_hierarchy().group_names(0)
+        ('flat', 'construction', 'object', 'nature', 'sky', 'human', 'vehicle')
+    """
+    return builtin_hierarchy("cityscapes")
