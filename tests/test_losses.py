@@ -11,18 +11,28 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hl_lightning.losses
+import hl_lightning.losses.hierarchical
 from hl_lightning import Hierarchy
 from hl_lightning.benchmark import random_hierarchy
-from hl_lightning.losses import HierarchicalLoss, hierarchical_nll
+from hl_lightning.losses import HierarchicalLoss, class_weight_table, hierarchical_nll
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
 
 def reference_nll(
-    logits: torch.Tensor, target: torch.Tensor, h: Hierarchy, ignore_index: int | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    h: Hierarchy,
+    ignore_index: int | None = None,
+    class_weights: list[list[float]] | None = None,
 ) -> torch.Tensor:
-    """The paper's definition in float64, one level at a time with explicit group masks."""
+    """The paper's definition in float64, one level at a time with explicit group masks.
+
+    With ``class_weights`` (one list of group weights per level), each level's mean is
+    ``sum w(group of target) * nll / sum w(group of target)`` (0 if that sum is 0).
+    """
     z = logits.double()
     valid = (
         torch.ones_like(target, dtype=torch.bool)
@@ -37,18 +47,24 @@ def reference_nll(
         shape = [1, -1] + [1] * (z.dim() - 2)
         member = index.view(shape) == index[leaf].unsqueeze(1)
         log_group = torch.logsumexp(z.masked_fill(~member, float("-inf")), dim=1)
-        nll = (log_total - log_group) * valid
-        levels.append(nll.sum() / valid.sum().clamp_min(1))
+        weight = valid.double()
+        if class_weights is not None:
+            weight = weight * torch.tensor(class_weights[d], dtype=torch.float64)[index[leaf]]
+        nll = (log_total - log_group) * weight
+        total = weight.sum()
+        levels.append(nll.sum() / total if total > 0 else nll.sum() * 0)
     return torch.stack(levels)
 
 
-def assert_matches_reference(logits, target, h, ignore_index=None, rtol=1e-5) -> None:
+def assert_matches_reference(
+    logits, target, h, ignore_index=None, rtol=1e-5, class_weights=None
+) -> None:
     """Loss and gradient of a random level weighting agree with the float64 reference."""
     x = logits.detach().float().requires_grad_()
     x64 = logits.detach().double().requires_grad_()
     weights = torch.rand(h.num_levels, generator=torch.Generator().manual_seed(1)) + 0.1
-    ours = hierarchical_nll(x, target, h, ignore_index)
-    ref = reference_nll(x64, target, h, ignore_index)
+    ours = hierarchical_nll(x, target, h, ignore_index, class_weights=class_weights)
+    ref = reference_nll(x64, target, h, ignore_index, class_weights)
     (ours * weights).sum().backward()
     (ref * weights.double()).sum().backward()
     assert torch.isfinite(ours).all() and torch.isfinite(x.grad).all()
@@ -58,6 +74,16 @@ def assert_matches_reference(logits, target, h, ignore_index=None, rtol=1e-5) ->
     n_valid = (target != ignore_index).sum() if ignore_index is not None else target.numel()
     scale = max(x64.grad.abs().max().item(), weights.sum().item() / max(int(n_valid), 1))
     assert (x.grad.double() - x64.grad).abs().max().item() / scale < rtol
+
+
+def random_class_weights(h: Hierarchy, gen: torch.Generator) -> list[list[float]]:
+    """Return per-level group weights in [0, 3), some exactly 0."""
+    weights = []
+    for d in range(h.num_levels):
+        w = torch.rand(h.num_groups(d), generator=gen) * 3
+        w[torch.rand(h.num_groups(d), generator=gen) < 0.2] = 0.0
+        weights.append(w.tolist())
+    return weights
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e3, 1e4])
@@ -123,6 +149,108 @@ def test_matches_float64_reference_on_random_trees(
     target = torch.randint(0, num_leaves, (2, 3, 4), generator=gen)
     target[torch.rand(target.shape, generator=gen) < ignore_share] = 255
     assert_matches_reference(logits, target, h, ignore_index=255)
+
+
+# ---------------------------------------------------------------------------- class weights
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+@pytest.mark.parametrize("tree", ["faces_tree.txt", "mapillary_tree.txt"])
+def test_class_weighted_levels_match_float64_reference(seed_dir, tree, scale):
+    h = Hierarchy.from_file(seed_dir / tree)
+    h = h.reorder(sorted(h.leaves))
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, h.num_leaves, 9, 7, generator=gen) * scale
+    target = torch.randint(0, h.num_leaves, (2, 9, 7), generator=gen)
+    target[1, :3] = 255
+    weights = random_class_weights(h, gen)
+    assert_matches_reference(logits, target, h, ignore_index=255, class_weights=weights)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    num_leaves=st.integers(2, 40),
+    depth=st.integers(1, 4),
+    seed=st.integers(0, 10**6),
+    scale=st.sampled_from([0.1, 1.0, 30.0, 1e4]),
+)
+def test_class_weighted_levels_match_float64_reference_on_random_trees(
+    num_leaves, depth, seed, scale
+):
+    depth = min(depth, num_leaves.bit_length())
+    h = random_hierarchy(num_leaves, depth, seed=seed, shuffle_leaves=True)
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, num_leaves, 3, 4, generator=gen) * scale
+    target = torch.randint(0, num_leaves, (2, 3, 4), generator=gen)
+    target[torch.rand(target.shape, generator=gen) < 0.2] = 255
+    weights = random_class_weights(h, gen)
+    assert_matches_reference(logits, target, h, ignore_index=255, class_weights=weights)
+
+
+def test_class_weights_on_the_flat_hierarchy_equal_weighted_cross_entropy():
+    h = Hierarchy.flat([f"c{i}" for i in range(5)])
+    weight = torch.tensor([0.5, 2.0, 1.0, 0.0, 3.0])
+    logits = torch.randn(2, 5, 6, 6, requires_grad=True)
+    target = torch.randint(0, 5, (2, 6, 6))
+    target[0, 0] = 255
+    ours = HierarchicalLoss(h, class_weights=[weight.tolist()])(logits, target)
+    ce = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
+    torch.testing.assert_close(ours, ce)
+    torch.testing.assert_close(*(torch.autograd.grad(v, logits)[0] for v in (ours, ce)))
+
+
+def test_unit_class_weights_change_nothing():
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(2, 5, 4, 4), torch.randint(0, 5, (2, 4, 4))
+    ones = [[1.0] * h.num_groups(d) for d in range(h.num_levels)]
+    torch.testing.assert_close(
+        hierarchical_nll(logits, target, h, class_weights=ones), hierarchical_nll(logits, target, h)
+    )
+
+
+def test_class_weights_by_name_list_or_none_per_level():
+    h = Hierarchy.from_dict(TOY)  # level 0: sky, vehicle, nature; level 1: sky, car, truck, ...
+    table = class_weight_table(h, [{"vehicle": 2.0}, None])
+    assert table.tolist() == [[1.0, 2.0, 2.0, 1.0, 1.0], [1.0] * 5]
+    table = class_weight_table(h, [None, [1.0, 2.0, 3.0, 4.0, 5.0]])
+    assert table[1].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]  # leaf order is group order here
+    shuffled = h.reorder(["grass", "car", "sky", "tree", "truck"])
+    assert class_weight_table(shuffled, [None, {"car": 7.0}])[1].tolist() == [1, 7, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ([None], r"one entry per level \(2: level0, level1\), got 1"),
+        ({"sky": 1.0}, "got a mapping"),
+        ([{"bus": 1.0}, None], "level level0: no groups bus"),
+        ([[1.0, 2.0], None], r"2 weights for 3 groups \(sky, vehicle, nature\)"),
+        ([[1.0, -1.0, 1.0], None], "finite and >= 0"),
+        ([None, {"car": float("nan")}], "finite and >= 0"),
+    ],
+)
+def test_bad_class_weights_are_named(weights, message):
+    with pytest.raises(ValueError, match=message):
+        HierarchicalLoss(Hierarchy.from_dict(TOY), class_weights=weights)
+
+
+def test_zero_total_class_weight_gives_zero_and_zero_grad():
+    h = Hierarchy.from_dict(TOY)
+    logits = torch.randn(1, 5, 2, 2, requires_grad=True)
+    target = torch.zeros(1, 2, 2, dtype=torch.long)  # all sky, which weighs 0
+    loss = HierarchicalLoss(h, class_weights=[{"sky": 0.0}, {"sky": 0.0}])(logits, target)
+    loss.backward()
+    assert loss.item() == 0.0 and not logits.grad.any()
+
+
+def test_class_weighted_loss_under_autocast_is_fp32_and_finite():
+    h = Hierarchy.from_dict(TOY)
+    logits = (torch.randn(2, 5, 4, 4) * 100).bfloat16().requires_grad_()
+    target = torch.randint(0, 5, (2, 4, 4))
+    loss = HierarchicalLoss(h, class_weights=[[1.0, 2.0, 0.5], None])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(logits, target)
+    value.backward()
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    assert torch.isfinite(logits.grad.float()).all()
 
 
 def test_flat_hierarchy_equals_cross_entropy():
@@ -286,4 +414,4 @@ def test_loss_module_follows_its_device_and_is_a_plain_module():
 
 
 def test_doctests_pass():
-    assert doctest.testmod(hl_lightning.losses).failed == 0
+    assert doctest.testmod(hl_lightning.losses.hierarchical).failed == 0

@@ -1,20 +1,23 @@
-"""Hierarchical losses: the paper's sum over levels of negative log-likelihoods.
+"""The paper's hierarchical loss: the sum over levels of negative log-likelihoods.
 
 For pixel logits ``z`` (K,) and the group ``S`` of the target at level ``d``,
 ``log P(S) = logsumexp(z[S]) - logsumexp(z)``. The level loss is the mean over
 non-ignored pixels of ``-log P(S)``; the total is ``sum_d w_d * level_loss_d``.
+With per-level class weights ``c_d`` (for long-tailed data) the mean becomes a weighted
+mean, as ``F.cross_entropy``'s ``weight``: ``sum_i c_d(S_i) nll_i / sum_i c_d(S_i)``.
 
 The fast path aggregates the softmax bottom-up through the tree (one pass over the
 K channels, then over ever fewer groups) and computes the gradient in closed form:
 ``dL/dz_k = p_k * (sum_d w_d - sum_{d: k in S_d} w_d / P(S_d))``. Pixels whose target
 probability is below ``1e-25`` (where fp32 sums of probabilities lose precision) are
 recomputed exactly in the log domain, in float64, so the result is exact and finite
-for any finite logits.
+for any finite logits. Class weights only change each pixel's factor in both passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,10 +25,58 @@ from torch import Tensor, nn
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["HierarchicalLoss", "hierarchical_nll"]
+__all__ = ["ClassWeights", "HierarchicalLoss", "class_weight_table", "hierarchical_nll"]
 
 _TINY = 1e-25  # below this, fp32 sums of probabilities are replaced by exact log-domain values
 _EXACT_CHUNK = 8192  # rows per chunk on the exact path, to bound its memory
+
+# Per level (coarse to fine): None (all 1), one weight per group in group_names(d) order,
+# or a mapping from group name to weight (unnamed groups weigh 1).
+ClassWeights = Sequence[Sequence[float] | Mapping[str, float] | None]
+
+
+def class_weight_table(hierarchy: Hierarchy, class_weights: ClassWeights) -> Tensor:
+    """Return a float tensor (D, K): the class weight, at every level, of every leaf's group.
+
+    ``class_weights`` has one entry per level, coarse to fine: ``None`` (every group
+    weighs 1), a list of :meth:`Hierarchy.num_groups` weights in
+    :meth:`Hierarchy.group_names` order, or a mapping ``{group name: weight}`` (the other
+    groups weigh 1). Weights must be finite and non-negative.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> class_weight_table(h, [None, {"truck": 4.0}]).tolist()
+        [[1.0, 1.0, 1.0], [1.0, 1.0, 4.0]]
+    """
+    if isinstance(class_weights, str | Mapping) or len(class_weights) != hierarchy.num_levels:
+        count = "a mapping" if isinstance(class_weights, Mapping) else len(class_weights)
+        raise ValueError(
+            f"class_weights needs one entry per level ({hierarchy.num_levels}: "
+            f"{', '.join(hierarchy.level_names)}), got {count}"
+        )
+    rows = []
+    for d, (name, spec) in enumerate(zip(hierarchy.level_names, class_weights, strict=True)):
+        groups = hierarchy.group_names(d)
+        if spec is None:
+            weights = [1.0] * len(groups)
+        elif isinstance(spec, Mapping):
+            unknown = sorted(set(map(str, spec)) - set(groups))
+            if unknown:
+                raise ValueError(f"class_weights of level {name}: no groups {', '.join(unknown)}")
+            given = {str(k): float(v) for k, v in spec.items()}
+            weights = [given.get(g, 1.0) for g in groups]
+        else:
+            weights = [float(w) for w in spec]
+            if len(weights) != len(groups):
+                shown = ", ".join(groups[:8]) + (", ..." if len(groups) > 8 else "")
+                raise ValueError(
+                    f"class_weights of level {name}: {len(weights)} weights for "
+                    f"{len(groups)} groups ({shown})"
+                )
+        if not all(math.isfinite(w) and w >= 0 for w in weights):
+            raise ValueError(f"class_weights of level {name} must be finite and >= 0: {weights}")
+        rows.append(torch.tensor(weights)[hierarchy.level_index(d)])
+    return torch.stack(rows)
 
 
 def hierarchical_nll(
@@ -34,13 +85,17 @@ def hierarchical_nll(
     hierarchy: Hierarchy,
     ignore_index: int | None = None,
     level_weights: Sequence[float] | Tensor | None = None,
+    class_weights: ClassWeights | Tensor | None = None,
 ) -> Tensor:
     """Return the per-level losses (D,), coarse to fine, each multiplied by its weight.
 
     ``logits`` (B, K, *spatial) float of any dtype (computed in fp32, also under autocast),
     ``target`` (B, *spatial) integer leaf label ids. Level ``d``'s loss is the mean over
     non-ignored pixels of ``-log P(group of the target at level d)``; 0 when every pixel
-    is ignored. The flat hierarchy gives exactly cross-entropy.
+    is ignored. The flat hierarchy gives exactly cross-entropy. With ``class_weights``
+    (see :func:`class_weight_table`, or the (D, K) table it returns) the mean is weighted
+    by the class weight of each pixel's target group, as ``F.cross_entropy``'s ``weight``
+    (0 when the weights of all pixels sum to 0).
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -50,10 +105,14 @@ def hierarchical_nll(
     """
     validate_inputs(logits, target, hierarchy, ignore_index)
     tables = LevelTables.of(hierarchy, logits.device)
+    if class_weights is not None and not isinstance(class_weights, Tensor):
+        class_weights = class_weight_table(hierarchy, class_weights)
+    if class_weights is not None:
+        class_weights = class_weights.to(device=logits.device, dtype=torch.float32)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         z = logits.float().reshape(logits.shape[0], logits.shape[1], -1)
         levels = _HierarchicalNLL.apply(
-            z, target.reshape(target.shape[0], -1), tables, ignore_index
+            z, target.reshape(target.shape[0], -1), tables, ignore_index, class_weights
         )
         if level_weights is not None:
             weights = torch.as_tensor(level_weights, dtype=levels.dtype, device=levels.device)
@@ -68,21 +127,27 @@ def hierarchical_nll(
 class HierarchicalLoss(nn.Module):
     """The paper's hierarchical loss: the weighted sum over levels of per-level NLLs.
 
+    ``class_weights`` (optional, see :func:`class_weight_table`) turns each level's mean
+    into the class-weighted mean of ``F.cross_entropy(..., weight=...)``.
+
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> loss = HierarchicalLoss(h, level_weights=[1.0, 0.5])
         >>> logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
         >>> loss(logits, target).shape, loss.level_losses(logits, target).shape
         (torch.Size([]), torch.Size([2]))
+        >>> rare_truck = HierarchicalLoss(h, class_weights=[None, {"truck": 5.0}])
     """
 
     level_weights: Tensor
+    class_weights: Tensor | None
 
     def __init__(
         self,
         hierarchy: Hierarchy,
         ignore_index: int | None = 255,
         level_weights: Sequence[float] | None = None,
+        class_weights: ClassWeights | None = None,
     ) -> None:
         super().__init__()
         self.hierarchy = hierarchy
@@ -94,10 +159,17 @@ class HierarchicalLoss(nn.Module):
                 f"{hierarchy.num_levels} levels ({', '.join(hierarchy.level_names)})"
             )
         self.register_buffer("level_weights", torch.tensor(weights), persistent=False)
+        table = None if class_weights is None else class_weight_table(hierarchy, class_weights)
+        self.register_buffer("class_weights", table, persistent=False)
 
     def level_losses(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Return the unweighted per-level losses (D,), coarse to fine."""
-        return hierarchical_nll(logits, target, self.hierarchy, self.ignore_index)
+        """Return the per-level losses (D,), coarse to fine, not multiplied by level weights.
+
+        Class-weighted means when the loss has ``class_weights``.
+        """
+        return hierarchical_nll(
+            logits, target, self.hierarchy, self.ignore_index, class_weights=self.class_weights
+        )
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return the weighted total loss, a scalar."""
@@ -108,7 +180,11 @@ class HierarchicalLoss(nn.Module):
 
 
 class _HierarchicalNLL(torch.autograd.Function):
-    """Per-level mean NLL (D,) of fp32 logits (B, K, S) and targets (B, S)."""
+    """Per-level mean NLL (D,) of fp32 logits (B, K, S) and targets (B, S).
+
+    With a class weight table (D, K), each level's mean is weighted by the class weight of
+    each pixel's target group; without it (None), every valid pixel weighs 1.
+    """
 
     @staticmethod
     def forward(
@@ -117,6 +193,7 @@ class _HierarchicalNLL(torch.autograd.Function):
         target: Tensor,
         tables: LevelTables,
         ignore_index: int | None,
+        class_weights: Tensor | None,
     ) -> Tensor:
         valid = (
             torch.ones_like(target, dtype=torch.bool)
@@ -132,20 +209,35 @@ class _HierarchicalNLL(torch.autograd.Function):
         rows = logits.movedim(1, -1)[bad].double()  # (n, K), usually empty
         if rows.numel():
             nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
-        count = valid.sum().clamp_min(1)
         nll.masked_fill_(~valid, 0.0)
+        if class_weights is None:  # every valid pixel weighs 1
+            pixel_weights = None
+            count = valid.sum().clamp_min(1)
+        else:  # (D, B, S): the class weight of the target's group at every level
+            pixel_weights = class_weights[:, leaf] * valid
+            total = pixel_weights.sum(dim=(1, 2))
+            count = torch.where(total > 0, total, 1.0).view(-1, 1, 1)  # (D, 1, 1)
+            nll = nll * pixel_weights
         ctx.tables = tables
-        ctx.save_for_backward(exps, norm, leaf, groups, group_probs, valid, bad, rows, count)
-        return nll.sum(dim=(1, 2)) / count
+        ctx.save_for_backward(
+            exps, norm, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights
+        )
+        return nll.sum(dim=(1, 2)) / count.view(-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_levels: Tensor):
-        exps, norm, leaf, groups, group_probs, valid, bad, rows, count = ctx.saved_tensors
+        exps, norm, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights = (
+            ctx.saved_tensors
+        )
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
-        scale = (valid & ~bad).float() / count  # (B, S): fast-path pixels only
-        weights = grad_levels.float().view(depth, 1, 1) * scale  # (D, B, S)
+        level_grads = grad_levels.float().view(depth, 1, 1) / count  # (D, 1, 1)
+        if pixel_weights is None:
+            scale = (valid & ~bad).float()  # (B, S): fast-path pixels only
+        else:
+            scale = pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
+        weights = level_grads * scale  # (D, B, S)
         # dL/dz_k = p_k * (sum_d w_d - sum_{d: k in S_d} w_d / P(S_d)). The second sum is
         # built top-down on the small group arrays; the leaf level's term is w_{D-1} at the
         # target alone, since P(S_{D-1}) = p_target.
@@ -164,9 +256,12 @@ class _HierarchicalNLL(torch.autograd.Function):
         grad = exps.mul_(factor)  # = probs * (W - c); exps are not needed any more
         grad.scatter_add_(1, leaf.unsqueeze(1), -weights[-1].unsqueeze(1))
         if rows.numel():
-            exact = _exact_grad(rows, groups[:, bad], tables.level_matrix, grad_levels / count)
+            row_weights = level_grads.view(depth, 1)  # (D, 1), or per row (D, n)
+            if pixel_weights is not None:
+                row_weights = row_weights * pixel_weights[:, bad]
+            exact = _exact_grad(rows, groups[:, bad], tables.level_matrix, row_weights)
             grad.movedim(1, -1)[bad] = exact.to(grad.dtype)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 def _shifted_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -218,9 +313,12 @@ def _exact_log_probs(rows: Tensor, groups: Tensor, level_matrix: Tensor) -> Tens
 
 
 def _exact_grad(rows: Tensor, groups: Tensor, level_matrix: Tensor, weights: Tensor) -> Tensor:
-    """Return d(sum_d weights_d * -log P_d)/d rows (n, K), in float64."""
-    weights = weights.to(rows.dtype)
-    out = torch.softmax(rows, dim=1) * weights.sum()
+    """Return d(sum_d weights_d * -log P_d)/d rows (n, K), in float64.
+
+    ``weights`` is (D, 1) (the same for every row) or (D, n) (one column per row).
+    """
+    weights = weights.to(rows.dtype).unsqueeze(-1)  # (D, 1 or n, 1)
+    out = torch.softmax(rows, dim=1) * weights.sum(0)
     for d in range(groups.shape[0]):
         out -= weights[d] * torch.softmax(_group_masked(rows, groups, level_matrix, d), dim=1)
     return out

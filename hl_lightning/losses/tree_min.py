@@ -1,0 +1,257 @@
+"""The tree-min loss of HSSN: Li et al., "Deep Hierarchical Semantic Segmentation" (CVPR 2022).
+
+For backbones with one output channel per **node** of the tree (leaves and internal
+nodes), not per leaf. Node ``v`` gets a sigmoid score ``s_v = sigmoid(x_v)``; the tree-min
+scores are
+
+- ``p+_v = min`` of ``s`` over ``v`` and its ancestors (a node is at most as likely as its
+  super-classes),
+- ``p-_v = max`` of ``s`` over ``v`` and its descendants (a node is at least as likely as
+  its sub-classes),
+
+and level ``d``'s loss is a binary cross-entropy over the nodes at depth ``d``: the nodes
+on the target's path get ``-log p+`` (``* (1 - p+)^gamma`` with the focal option), the
+others ``-log(1 - p-)`` (``* (p-)^gamma``). Level loss: the mean over those nodes, then
+over non-ignored pixels (as the authors' code normalises each level); the total is
+``sum_d w_d * level_loss_d``. ``-log p+ = softplus(-min x)`` and ``-log(1 - p-) =
+softplus(max x)``: exact and finite for any finite logits, in fp32 with autocast disabled.
+A shallow leaf's path has no node below its depth: at those levels all nodes are negatives.
+
+**Node order** (the backbone's channels), :class:`TreeNodes`: the tree's actual nodes,
+each once, depth-first in tree order, i.e. the order of the lines of the hierarchy's
+text file (``print(hierarchy)``). :attr:`TreeMinLoss.node_names` lists them.
+
+**Decoding**: :meth:`TreeMinLoss.leaf_logits` scores each root-to-leaf path by the sum,
+over the D levels, of ``log s`` of its node at that level (the log of the product of the
+node probabilities; a shallow leaf's own score counts at each level below it, so that
+every path has D terms and short paths are not favoured). These path scores serve as
+leaf logits: the best path is their argmax (``decode="leaf"``), and the per-level maps,
+metrics and the paper's level NLLs are computed from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hl_lightning.hierarchy import Hierarchy, Node
+from hl_lightning.losses._common import flatten, masked_mean, valid_leaf
+from hl_lightning.tables import validate_inputs
+
+__all__ = ["TreeMinLoss", "TreeNodes", "tree_min_level_losses"]
+
+
+@dataclass(frozen=True)
+class TreeNodes:
+    """The index tensors of a tree's nodes (the channels of a tree-min backbone) on one device.
+
+    ``names`` (N,): node names in channel order, depth-first (the hierarchy file's lines).
+    ``level_nodes[d]`` (n_d,): the channels of the nodes at depth ``d``.
+    ``parents[d]`` (n_{d+1},): position in ``level_nodes[d]`` of each depth-``d + 1`` node's parent.
+    ``leaf_path`` (D, K): position in ``level_nodes[d]`` of leaf ``k``'s ancestor at depth
+    ``d`` (itself at its own depth), -1 below a shallow leaf.
+    ``leaf_nodes`` (D, K): channel of leaf ``k``'s node at level ``d``, the leaf itself below
+    its depth.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> nodes = TreeNodes.of(h, torch.device("cpu"))
+        >>> nodes.names, [n.tolist() for n in nodes.level_nodes]
+        (('sky', 'vehicle', 'car', 'truck'), [[0, 1], [2, 3]])
+        >>> nodes.leaf_path.tolist(), nodes.leaf_nodes.tolist()
+        ([[0, 1, 1], [-1, 0, 1]], [[0, 1, 1], [0, 2, 3]])
+    """
+
+    names: tuple[str, ...]
+    level_nodes: tuple[Tensor, ...]
+    parents: tuple[Tensor, ...]
+    leaf_path: Tensor
+    leaf_nodes: Tensor
+
+    @staticmethod
+    @lru_cache(maxsize=32)
+    def of(hierarchy: Hierarchy, device: torch.device) -> TreeNodes:
+        """Return the (cached, shared: do not modify) node tables of ``hierarchy`` on ``device``."""
+        names: list[str] = []
+        depths: list[int] = []
+        parent: list[int] = []
+        paths: dict[str, list[int]] = {}
+
+        def visit(node: Node, depth: int, path: list[int]) -> None:
+            channel = len(names)
+            names.append(node.name)
+            depths.append(depth)
+            parent.append(path[-1] if path else -1)
+            path = [*path, channel]
+            if node.is_leaf:
+                paths[node.name] = path
+            for child in node.children:
+                visit(child, depth + 1, path)
+
+        for root in hierarchy.roots:
+            visit(root, 0, [])
+        num_levels = hierarchy.num_levels
+        levels = [[c for c, d in enumerate(depths) if d == level] for level in range(num_levels)]
+        position = {c: i for level in levels for i, c in enumerate(level)}
+        parents = [[position[parent[c]] for c in levels[d + 1]] for d in range(num_levels - 1)]
+        leaf_paths = [paths[name] for name in hierarchy.leaves]
+        leaf_path = [
+            [position[p[d]] if d < len(p) else -1 for p in leaf_paths] for d in range(num_levels)
+        ]
+        leaf_nodes = [[p[min(d, len(p) - 1)] for p in leaf_paths] for d in range(num_levels)]
+
+        def tensor(values: Sequence) -> Tensor:
+            return torch.tensor(values, dtype=torch.long, device=device)
+
+        return TreeNodes(
+            tuple(names),
+            tuple(tensor(level) for level in levels),
+            tuple(tensor(p) for p in parents),
+            tensor(leaf_path),
+            tensor(leaf_nodes),
+        )
+
+    @property
+    def num_nodes(self) -> int:
+        """N, the number of nodes (channels)."""
+        return len(self.names)
+
+
+def _validate(
+    logits: Tensor, target: Tensor | None, hierarchy: Hierarchy, ignore_index: int | None
+) -> TreeNodes:
+    """Return the node tables after checking node logits (B, N, *S) and target (B, *S)."""
+    nodes = TreeNodes.of(hierarchy, logits.device)
+    if logits.dim() >= 2 and logits.shape[1] != nodes.num_nodes:
+        shown = ", ".join(nodes.names[:8]) + (", ..." if nodes.num_nodes > 8 else "")
+        raise ValueError(
+            f"logits have {logits.shape[1]} channels but the tree-min loss needs one per node "
+            f"of the tree: {nodes.num_nodes} nodes ({shown})"
+        )
+    # The leaf-logit checks (dtype, rank, target shape and values) on a view with K channels.
+    leaf_view = logits[:, :1].expand(-1, hierarchy.num_leaves, *logits.shape[2:])
+    validate_inputs(leaf_view if logits.dim() >= 2 else logits, target, hierarchy, ignore_index)
+    return nodes
+
+
+def tree_min_level_losses(
+    logits: Tensor,
+    target: Tensor,
+    hierarchy: Hierarchy,
+    ignore_index: int | None = None,
+    gamma: float = 0.0,
+) -> Tensor:
+    """Return the tree-min loss of every level (D,), coarse to fine.
+
+    ``logits`` (B, N, *S): one logit per node, in :class:`TreeNodes` order; ``target``
+    (B, *S) leaf label ids. 0 when every pixel is ignored.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = torch.tensor([[[-2.0], [-1.0], [3.0], [-2.0]]])  # sky, vehicle, car, truck
+        >>> levels = tree_min_level_losses(logits, torch.tensor([[1]]), h)  # target: car
+        >>> levels.round(decimals=4)  # car's p+ is capped by vehicle's low score
+        tensor([0.7201, 0.7201])
+    """
+    nodes = _validate(logits, target, hierarchy, ignore_index)
+    depth = hierarchy.num_levels
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        x, target = flatten(logits, target)
+        valid, leaf = valid_leaf(target, ignore_index)
+        level = [x.index_select(1, index) for index in nodes.level_nodes]  # (B, n_d, S)
+        up = [level[0]]  # min over the node and its ancestors
+        for d in range(1, depth):
+            up.append(torch.minimum(level[d], up[-1].index_select(1, nodes.parents[d - 1])))
+        down = [level[-1]]  # max over the node and its descendants
+        for d in range(depth - 2, -1, -1):
+            index = nodes.parents[d].view(1, -1, 1).expand_as(down[0])
+            down.insert(0, level[d].scatter_reduce(1, index, down[0], "amax", include_self=True))
+        losses = []
+        for d in range(depth):
+            positive = nodes.leaf_path[d][leaf].unsqueeze(1) == torch.arange(
+                len(nodes.level_nodes[d]), device=x.device
+            ).view(1, -1, 1)
+            pos = F.softplus(-up[d])  # -log p+
+            neg = F.softplus(down[d])  # -log(1 - p-)
+            if gamma:
+                pos = pos * torch.exp(-gamma * F.softplus(up[d]))  # (1 - p+)^gamma
+                neg = neg * torch.exp(-gamma * F.softplus(-down[d]))  # (p-)^gamma
+            losses.append(masked_mean(torch.where(positive, pos, neg).mean(dim=1), valid))
+        return torch.stack(losses)
+
+
+class TreeMinLoss(nn.Module):
+    """HSSN's (focal) tree-min loss for backbones with one logit per tree node.
+
+    Logits (B, N, *S) in :class:`TreeNodes` order (:attr:`node_names`), target (B, *S)
+    leaf label ids. See the module docstring for the loss, the node order and decoding.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> loss = TreeMinLoss(h, gamma=2.0)
+        >>> loss.node_names
+        ('sky', 'vehicle', 'car', 'truck')
+        >>> logits, target = torch.randn(2, 4, 8, 8), torch.randint(0, 3, (2, 8, 8))
+        >>> loss(logits, target).shape, loss.leaf_logits(logits).shape
+        (torch.Size([]), torch.Size([2, 3, 8, 8]))
+    """
+
+    level_weights: Tensor
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        ignore_index: int | None = 255,
+        level_weights: Sequence[float] | None = None,
+        gamma: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not gamma >= 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.hierarchy = hierarchy
+        self.ignore_index = ignore_index
+        self.gamma = float(gamma)
+        weights = [1.0] * hierarchy.num_levels if level_weights is None else list(level_weights)
+        if len(weights) != hierarchy.num_levels:
+            raise ValueError(
+                f"{len(weights)} level weights given for a hierarchy with "
+                f"{hierarchy.num_levels} levels ({', '.join(hierarchy.level_names)})"
+            )
+        self.register_buffer("level_weights", torch.tensor(weights), persistent=False)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """The node of every channel the backbone must return, in channel order."""
+        return TreeNodes.of(self.hierarchy, torch.device("cpu")).names
+
+    @property
+    def num_nodes(self) -> int:
+        """N, the number of channels the backbone must return."""
+        return len(self.node_names)
+
+    def level_losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Return the per-level tree-min losses (D,), coarse to fine, without level weights."""
+        return tree_min_level_losses(logits, target, self.hierarchy, self.ignore_index, self.gamma)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Return the weighted total, a scalar, of node logits (B, N, *S) and target (B, *S)."""
+        return (self.level_losses(logits, target) * self.level_weights.float()).sum()
+
+    def leaf_logits(self, logits: Tensor) -> Tensor:
+        """Return path scores (B, K, *S) of node logits (B, N, *S), to use as leaf logits.
+
+        Leaf ``k``'s score is ``sum_d log sigmoid(x)`` of its node at each level ``d``; the
+        argmax leaf is the best root-to-leaf path. fp32, autocast disabled.
+        """
+        nodes = _validate(logits, None, self.hierarchy, self.ignore_index)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            log_scores = F.logsigmoid(logits.float())
+            return sum(log_scores.index_select(1, channels) for channels in nodes.leaf_nodes)
+
+    def extra_repr(self) -> str:
+        return f"{self.hierarchy!r}, ignore_index={self.ignore_index}, gamma={self.gamma}"
