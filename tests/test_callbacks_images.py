@@ -1,0 +1,145 @@
+"""Tests for the prediction images of hl_lightning/callbacks.py: prediction_grid and
+LevelPredictionImages (PNG files in the run directory, images for TensorBoard)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import Logger
+from PIL import Image
+
+from hl_lightning.callbacks import LevelPredictionImages, prediction_grid
+from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
+from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.models import UNet
+from hl_lightning.module import HierarchicalSegmenter
+from hl_lightning.palette import level_palettes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class ImageRecorder:
+    """A stand-in for TensorBoard's SummaryWriter: records add_image calls."""
+
+    def __init__(self) -> None:
+        self.images: list[tuple[str, torch.Tensor, int, str]] = []
+
+    def add_image(self, tag: str, image: torch.Tensor, step: int, dataformats: str) -> None:
+        self.images.append((tag, image, step, dataformats))
+
+
+class RecordingLogger(Logger):
+    """A logger whose experiment has ``add_image``, as TensorBoardLogger's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._experiment = ImageRecorder()
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    @property
+    def experiment(self) -> ImageRecorder:
+        return self._experiment
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def colours(image: Image.Image) -> int:
+    return len(image.getcolors(maxcolors=1 << 16) or range(1 << 16))
+
+
+def test_grid_layout_colours_and_ignored_pixels() -> None:
+    h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+    masks = torch.randint(3, (2, 32, 32))
+    masks[:, :4] = 255  # ignored rows: black in the ground truth
+    predictions = [h.labels_at_level(masks.clamp(max=2), d) for d in range(2)]
+    images = torch.rand(2, 3, 32, 32)
+    grid = prediction_grid(images, masks, predictions, h, 255)
+    assert grid.dtype == torch.uint8
+    assert grid.shape == (16 + 2 * 96 + 2, 5 * 96 + 4 * 2, 3)  # title, 2 rows x 5 columns
+    cell = grid[16 : 16 + 96]  # the first image's row, 96-pixel cells at every 98 pixels
+    palettes = level_palettes(h)
+    truth_fine = cell[:, 3 * 98 : 3 * 98 + 96]
+    assert (truth_fine[:12] == 0).all()  # 4 ignored rows, enlarged 3x
+    allowed = {tuple(c) for c in palettes[1].tolist()} | {(0, 0, 0)}
+    assert {tuple(c) for c in truth_fine.reshape(-1, 3).tolist()} <= allowed
+    prediction_coarse = cell[:, 2 * 98 : 2 * 98 + 96]
+    assert {tuple(c) for c in prediction_coarse.reshape(-1, 3).tolist()} <= {
+        tuple(c) for c in palettes[0].tolist()
+    }
+    assert (grid[16 : 16 + 96, 96:98] == 255).all()  # white gap between cells
+    assert (grid[:16] < 128).any()  # titles drawn in the header
+
+
+def test_grid_undoes_the_normalisation_when_given() -> None:
+    h = Hierarchy.flat(["a", "b"])
+    raw = torch.full((1, 3, 8, 8), 0.5)
+    mean, std = [0.4, 0.5, 0.6], [0.1, 0.2, 0.3]
+    normalised = (raw - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    masks = torch.zeros(1, 8, 8, dtype=torch.long)
+    grid = prediction_grid(normalised, masks, [masks], h, mean=mean, std=std)
+    assert grid[20, 20].tolist() == [128, 128, 128]
+    stretched = prediction_grid(torch.rand(1, 1, 8, 8), masks, [masks], h)  # grey, stretched
+    image = stretched[16 : 16 + 96, :96]
+    assert image.amin() == 0 and image.amax() == 255
+    assert (image[..., 0] == image[..., 1]).all()
+
+
+def test_callback_writes_pngs_every_n_epochs_and_logs_to_tensorboard(tmp_path: Path) -> None:
+    dm = SyntheticDataModule(num_train=16, num_val=6, num_test=4, batch_size=4, image_size=32)
+    model = HierarchicalSegmenter(UNet(dm.num_classes, width=4, depth=2), dm.hierarchy)
+    callback = LevelPredictionImages(
+        every_n_epochs=2, num_images=3, mean=SYNTHETIC_MEAN, std=SYNTHETIC_STD
+    )
+    logger = RecordingLogger()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=4,
+        limit_train_batches=1,
+        log_every_n_steps=1,
+        logger=logger,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=dm)  # the sanity check draws nothing
+    files = sorted((tmp_path / "predictions").iterdir())
+    assert [f.name for f in files] == ["epoch_001.png", "epoch_003.png"]
+    with Image.open(files[-1]) as image:
+        image.verify()
+    with Image.open(files[-1]) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+        # 3 rows of 96-pixel cells; image + truth and prediction at 3 levels
+        assert image.size == (7 * 96 + 6 * 2, 16 + 3 * 96 + 2 * 2)
+        assert colours(image) > 20
+        picture = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    logged = logger.experiment.images
+    assert [(tag, step, fmt) for tag, _, step, fmt in logged] == [
+        ("val/predictions", 2, "HWC"),
+        ("val/predictions", 4, "HWC"),
+    ]
+    assert torch.equal(logged[-1][1].reshape(-1), picture)  # the same picture as the file
+    # the same fixed images each time: the image column does not change between epochs
+    first, last = (logged[i][1][16:, :96] for i in (0, 1))
+    assert torch.equal(first, last)
+
+
+def test_callback_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="every_n_epochs >= 1"):
+        LevelPredictionImages(every_n_epochs=0)
