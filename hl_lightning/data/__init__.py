@@ -1,6 +1,18 @@
-"""Datasets and LightningDataModules: a generic module and the embedded synthetic default."""
+"""Datasets and LightningDataModules: the synthetic default, any folder, and real data sets."""
 
+from hl_lightning.data.cityscapes import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_LABELS,
+    CityscapesDataModule,
+)
 from hl_lightning.data.datamodule import SegmentationDataModule, SyntheticDataModule
+from hl_lightning.data.folder import BadDataError, FileDataModule, FolderDataModule
+from hl_lightning.data.helen import HELEN_CLASSES, HELEN_FLIP_PAIRS, HelenDataModule
+from hl_lightning.data.mapillary import (
+    MapillaryDataModule,
+    mapillary_class_names,
+    mapillary_hierarchy,
+)
 from hl_lightning.data.synthetic import (
     IGNORE_INDEX,
     SYNTHETIC_CLASSES,
@@ -9,14 +21,28 @@ from hl_lightning.data.synthetic import (
     SyntheticShapes,
     synthetic_hierarchy,
 )
+from hl_lightning.data.transforms import PairedTransform
 
 __all__ = [
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_LABELS",
+    "HELEN_CLASSES",
+    "HELEN_FLIP_PAIRS",
     "IGNORE_INDEX",
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_MEAN",
     "SYNTHETIC_STD",
+    "BadDataError",
+    "CityscapesDataModule",
+    "FileDataModule",
+    "FolderDataModule",
+    "HelenDataModule",
+    "MapillaryDataModule",
+    "PairedTransform",
     "SegmentationDataModule",
     "SyntheticDataModule",
     "SyntheticShapes",
+    "mapillary_class_names",
+    "mapillary_hierarchy",
     "synthetic_hierarchy",
 ]

@@ -42,7 +42,9 @@ __all__ = [
     "MaskDecoder",
     "Sample",
     "SegmentationFiles",
+    "list_files",
     "pair_by_stem",
+    "pixels",
     "read_class_names",
     "read_image",
     "read_label_map",
@@ -82,8 +84,13 @@ class MaskDecoder(Protocol):
         """
 
 
-def _pixels(image: Image.Image, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
-    """Return the pixel data (H, W) or (H, W, C) of a loaded PIL image (no numpy needed)."""
+def pixels(image: Image.Image, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """Return the pixel data (H, W) or (H, W, C) of a PIL image, as ``dtype`` (no numpy).
+
+    Example:
+        >>> pixels(Image.new("RGB", (3, 2), (1, 2, 3))).shape
+        torch.Size([2, 3, 3])
+    """
     width, height = image.size
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=dtype)
     return data.view(height, width, -1).squeeze(-1)
@@ -105,7 +112,7 @@ def read_image(path: str | Path) -> torch.Tensor:
             rgb = image.convert("RGB")
     except (OSError, UnidentifiedImageError) as err:
         raise BadDataError(f"{path}: cannot read the image: {err}") from err
-    return _pixels(rgb).permute(2, 0, 1).contiguous()
+    return pixels(rgb).permute(2, 0, 1).contiguous()
 
 
 def read_label_map(path: str | Path) -> torch.Tensor:
@@ -122,10 +129,10 @@ def read_label_map(path: str | Path) -> torch.Tensor:
                     "(read colour-coded masks with a palette)"
                 )
             if image.mode in ("L", "P"):
-                return _pixels(image.copy()).long()
+                return pixels(image.copy()).long()
             if image.mode == "1":
-                return _pixels(image.convert("L")).long() // 255
-            return _pixels(image.convert("I"), torch.int32).long()
+                return pixels(image.convert("L")).long() // 255
+            return pixels(image.convert("I"), torch.int32).long()
     except (OSError, UnidentifiedImageError) as err:
         raise BadDataError(f"{path}: cannot read the mask: {err}") from err
 
@@ -236,7 +243,7 @@ class ColourMasks:
         path = paths[0]
         try:
             with Image.open(path) as image:
-                rgb = _pixels(image.convert("RGB")).long()
+                rgb = pixels(image.convert("RGB")).long()
         except (OSError, UnidentifiedImageError) as err:
             raise BadDataError(f"{path}: cannot read the mask: {err}") from err
         codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
@@ -408,6 +415,19 @@ class FileDataModule(SegmentationDataModule):
             pin_memory=pin_memory,
         )
         self.on_bad = on_bad
+        self._base_hparams = {
+            "root": self.root,
+            "image_size": image_size,
+            "scale": scale,
+            "hflip": hflip,
+            "flip_pairs": flip_pairs,
+            "mean": mean,
+            "std": std,
+            "on_bad": on_bad,
+            "ignore_index": ignore_index,
+            "batch_size": batch_size,
+            "seed": seed,
+        }
         flips = flip_labels(self.class_names, flip_pairs) if flip_pairs else None
         self.train_transform = PairedTransform(
             image_size, scale, hflip, flips, mean, std, ignore_index
@@ -417,8 +437,10 @@ class FileDataModule(SegmentationDataModule):
         )
 
     def save_plain_hyperparameters(self, **hparams: Any) -> None:
-        """Save ``hparams`` (plain data only: checkpoints load with ``weights_only``)."""
-        self.save_hyperparameters({key: _plain(value) for key, value in hparams.items()})
+        """Save the common arguments and ``hparams`` as plain data (for loggers; checkpoints
+        holding them load with ``weights_only``)."""
+        merged = {**self._base_hparams, **hparams}
+        self.save_hyperparameters({key: _plain(value) for key, value in merged.items()})
 
     @property
     def decoder(self) -> MaskDecoder:
@@ -475,11 +497,18 @@ class FileDataModule(SegmentationDataModule):
 
 
 def pair_by_stem(
-    images: Sequence[Path], masks: Sequence[Path], image_root: Path, mask_root: Path
+    images: Sequence[Path],
+    masks: Sequence[Path],
+    image_root: Path,
+    mask_root: Path,
+    endings: tuple[str, str] | None = None,
 ) -> tuple[list[Sample], list[str]]:
-    """Return the samples of images and masks with equal paths (relative, without suffix).
+    """Return the samples of images and masks with equal names; unpaired files as problems.
 
-    Unpaired files and stems with several files are returned as problems.
+    A file's name is its path relative to its root without the suffix, or without the
+    given ``endings`` (image ending, mask ending: ``("_leftImg8bit.png",
+    "_gtFine_labelIds.png")``), which the files must have. Several files of one name
+    are problems too.
 
     Example:
         >>> im, lb = Path("/data/im"), Path("/data/lb")
@@ -487,38 +516,45 @@ def pair_by_stem(
         >>> [s.name for s in samples], problems
         (['a'], ['/data/im/b.jpg: no mask /data/lb/b.* for this image'])
     """
+    image_ending, mask_ending = endings or (".*", ".*")
 
-    def by_stem(paths: Sequence[Path], root: Path) -> tuple[dict[str, Path], list[str]]:
+    def by_name(paths: Sequence[Path], root: Path, ending: str) -> dict[str, Path]:
         found: dict[str, Path] = {}
-        problems = []
         for path in sorted(paths):
-            stem = path.relative_to(root).with_suffix("").as_posix()
-            if stem in found:
-                problems.append(f"{path}: same name as {found[stem]} (one file a name)")
+            relative = path.relative_to(root)
+            if endings is None:
+                name = relative.with_suffix("").as_posix()
             else:
-                found[stem] = path
-        return found, problems
+                name = relative.as_posix().removesuffix(ending)
+            if name in found:
+                problems.append(f"{path}: same name as {found[name]} (one file a name)")
+            else:
+                found[name] = path
+        return found
 
-    image_by_stem, problems = by_stem(images, image_root)
-    mask_by_stem, mask_problems = by_stem(masks, mask_root)
-    problems += mask_problems
+    problems: list[str] = []
+    image_by_name = by_name(images, image_root, image_ending)
+    mask_by_name = by_name(masks, mask_root, mask_ending)
     samples = []
-    for stem, image in image_by_stem.items():
-        mask = mask_by_stem.get(stem)
+    for name, image in image_by_name.items():
+        mask = mask_by_name.get(name)
         if mask is None:
-            problems.append(f"{image}: no mask {mask_root / stem}.* for this image")
+            problems.append(f"{image}: no mask {mask_root / name}{mask_ending} for this image")
         else:
-            samples.append(Sample(stem, image, (mask,)))
+            samples.append(Sample(name, image, (mask,)))
     problems += [
-        f"{mask}: no image {image_root / stem}.* for this mask"
-        for stem, mask in mask_by_stem.items()
-        if stem not in image_by_stem
+        f"{mask}: no image {image_root / name}{image_ending} for this mask"
+        for name, mask in mask_by_name.items()
+        if name not in image_by_name
     ]
     return samples, problems
 
 
-def _files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
-    """Return the files under ``folder`` (recursively) whose suffix is one of ``suffixes``."""
+def list_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
+    """Return the files under ``folder`` (recursively) whose suffix is one of ``suffixes``.
+
+    Suffixes compare case-insensitively (``.JPG`` is a ``.jpg``).
+    """
     wanted = {s.lower() for s in suffixes}
     return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in wanted]
 
@@ -619,17 +655,7 @@ class FolderDataModule(FileDataModule):
             seed=seed,
             pin_memory=pin_memory,
         )
-        self.save_plain_hyperparameters(
-            root=root,
-            class_names=names,
-            palette=palette,
-            image_size=image_size,
-            scale=scale,
-            hflip=hflip,
-            flip_pairs=flip_pairs,
-            on_bad=on_bad,
-            splits=splits,
-        )
+        self.save_plain_hyperparameters(class_names=names, palette=palette, splits=splits)
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
         self.splits = dict(splits or {"train": "train", "val": "val", "test": "test"})
@@ -695,8 +721,8 @@ class FolderDataModule(FileDataModule):
                 raise FileNotFoundError(
                     f"FolderDataModule: {images_in} has no mask folder {masks_in}"
                 )
-            images = _files(images_in, IMAGE_SUFFIXES)
-            masks = _files(masks_in, IMAGE_SUFFIXES)
+            images = list_files(images_in, IMAGE_SUFFIXES)
+            masks = list_files(masks_in, IMAGE_SUFFIXES)
             return pair_by_stem(images, masks, images_in, masks_in)
         if not name.endswith(".txt"):
             split_file = self.root / f"{name}.txt"

@@ -1,0 +1,207 @@
+"""Cityscapes (fine annotations): the official label table, train ids and categories.
+
+Supported layout (``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.zip``
+unpacked into ``root``)::
+
+    root/leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+    root/gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
+
+The ``labelIds`` masks hold the official label ids (0-33); they are mapped to the 19
+official train ids, the classes of :data:`CITYSCAPES_CLASSES`, and every other id
+(void labels, and the rare ones such as parking, guard rail, caravan) to the ignore
+value, exactly as the dataset's ``labels.py`` defines. The test annotations are not
+public, so the test split reads ``val`` by default. The hierarchy is the official
+7 categories over the 19 classes (:func:`~hl_lightning.hierarchies.cityscapes_hierarchy`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import Image
+
+from hl_lightning.data.folder import (
+    FileDataModule,
+    LabelMasks,
+    Sample,
+    list_files,
+    pair_by_stem,
+    read_label_map,
+)
+from hl_lightning.data.synthetic import IGNORE_INDEX
+from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.hierarchies import cityscapes_hierarchy
+
+__all__ = [
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_LABELS",
+    "CityscapesDataModule",
+    "CityscapesLabel",
+    "CityscapesMasks",
+]
+
+
+class CityscapesLabel(NamedTuple):
+    """One row of the official label table: ``train_id`` 255 (or -1) is not evaluated."""
+
+    name: str
+    id: int
+    train_id: int
+    category: str
+
+
+#: The official label table (cityscapesScripts ``helpers/labels.py``).
+CITYSCAPES_LABELS: tuple[CityscapesLabel, ...] = (
+    CityscapesLabel("unlabeled", 0, 255, "void"),
+    CityscapesLabel("ego vehicle", 1, 255, "void"),
+    CityscapesLabel("rectification border", 2, 255, "void"),
+    CityscapesLabel("out of roi", 3, 255, "void"),
+    CityscapesLabel("static", 4, 255, "void"),
+    CityscapesLabel("dynamic", 5, 255, "void"),
+    CityscapesLabel("ground", 6, 255, "void"),
+    CityscapesLabel("road", 7, 0, "flat"),
+    CityscapesLabel("sidewalk", 8, 1, "flat"),
+    CityscapesLabel("parking", 9, 255, "flat"),
+    CityscapesLabel("rail track", 10, 255, "flat"),
+    CityscapesLabel("building", 11, 2, "construction"),
+    CityscapesLabel("wall", 12, 3, "construction"),
+    CityscapesLabel("fence", 13, 4, "construction"),
+    CityscapesLabel("guard rail", 14, 255, "construction"),
+    CityscapesLabel("bridge", 15, 255, "construction"),
+    CityscapesLabel("tunnel", 16, 255, "construction"),
+    CityscapesLabel("pole", 17, 5, "object"),
+    CityscapesLabel("polegroup", 18, 255, "object"),
+    CityscapesLabel("traffic light", 19, 6, "object"),
+    CityscapesLabel("traffic sign", 20, 7, "object"),
+    CityscapesLabel("vegetation", 21, 8, "nature"),
+    CityscapesLabel("terrain", 22, 9, "nature"),
+    CityscapesLabel("sky", 23, 10, "sky"),
+    CityscapesLabel("person", 24, 11, "human"),
+    CityscapesLabel("rider", 25, 12, "human"),
+    CityscapesLabel("car", 26, 13, "vehicle"),
+    CityscapesLabel("truck", 27, 14, "vehicle"),
+    CityscapesLabel("bus", 28, 15, "vehicle"),
+    CityscapesLabel("caravan", 29, 255, "vehicle"),
+    CityscapesLabel("trailer", 30, 255, "vehicle"),
+    CityscapesLabel("train", 31, 16, "vehicle"),
+    CityscapesLabel("motorcycle", 32, 17, "vehicle"),
+    CityscapesLabel("bicycle", 33, 18, "vehicle"),
+    CityscapesLabel("license plate", -1, -1, "vehicle"),
+)
+#: The 19 evaluated classes in train-id order: label id ``i`` is ``CITYSCAPES_CLASSES[i]``.
+CITYSCAPES_CLASSES: tuple[str, ...] = tuple(
+    label.name
+    for label in sorted(CITYSCAPES_LABELS, key=lambda label: label.train_id)
+    if 0 <= label.train_id < 255
+)
+_SPLITS = ("train", "val", "test")
+_IMAGE_SUFFIX = "_leftImg8bit.png"
+_MASK_SUFFIX = "_gtFine_labelIds.png"
+
+
+class CityscapesMasks(LabelMasks):
+    """Decode ``*_gtFine_labelIds.png``: official label ids -> train ids (others ignored).
+
+    Example:
+        >>> decoder = CityscapesMasks(ignore_index=255)
+        >>> decoder.lookup[[0, 7, 26, 33]].tolist()  # unlabeled, road, car, bicycle
+        [255, 0, 13, 18]
+    """
+
+    def __init__(self, ignore_index: int) -> None:
+        super().__init__(len(CITYSCAPES_CLASSES), ignore_index)
+        self.lookup = torch.full((256,), -1, dtype=torch.long)  # -1: not an official id
+        for label in CITYSCAPES_LABELS:
+            if label.id >= 0:
+                valid = 0 <= label.train_id < 255
+                self.lookup[label.id] = label.train_id if valid else ignore_index
+
+    def check(self, mask: Image.Image) -> str | None:
+        """Return the problem of a mask that is not 8-bit label ids, or None."""
+        if mask.mode in ("L", "P"):
+            return None
+        return f"mask mode {mask.mode!r} is not 8-bit label ids (expected *{_MASK_SUFFIX})"
+
+    def __call__(self, paths: tuple[Path, ...]) -> tuple[torch.Tensor, str | None]:
+        """Return the train-id map (H, W) int64; unknown label ids are a problem."""
+        ids = read_label_map(paths[0])
+        mask = self.lookup[ids.clamp(0, 255)]
+        bad = mask < 0
+        if not bad.any():
+            return mask, None
+        values = ", ".join(str(v) for v in ids[bad].unique().tolist())
+        problem = f"{int(bad.sum())} pixels with label ids {values}, not Cityscapes label ids"
+        return mask.masked_fill(bad, self.ignore_index), problem
+
+
+class CityscapesDataModule(FileDataModule):
+    """Cityscapes fine annotations: 19 classes (train ids), the 7 official categories above.
+
+    Args:
+        root: the dataset folder with ``leftImg8bit/`` and ``gtFine/``.
+        test_split: the split folder the test stage reads (``val``: ``test`` has no
+            public annotations).
+        image_size: network input ``(height, width)`` (the files are 1024 x 2048).
+        scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
+            num_workers, seed, pin_memory: as in
+            :class:`~hl_lightning.data.folder.FileDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        test_split: str = "val",
+        image_size: int | Sequence[int] | None = (512, 1024),
+        scale: Sequence[float] = (1.0, 1.0),
+        hflip: float = 0.5,
+        flip_pairs: Sequence[Sequence[str]] = (),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        on_bad: str = "error",
+        ignore_index: int = IGNORE_INDEX,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        if test_split not in _SPLITS:
+            raise ValueError(f"test_split must be one of {', '.join(_SPLITS)}, got {test_split!r}")
+        super().__init__(
+            root,
+            CITYSCAPES_CLASSES,
+            cityscapes_hierarchy(),
+            image_size=image_size,
+            scale=scale,
+            hflip=hflip,
+            flip_pairs=flip_pairs,
+            mean=mean,
+            std=std,
+            on_bad=on_bad,
+            ignore_index=ignore_index,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            pin_memory=pin_memory,
+        )
+        self.save_plain_hyperparameters(test_split=test_split)
+        self.split_dirs = {"train": "train", "val": "val", "test": test_split}
+        self._decoder = CityscapesMasks(ignore_index)
+
+    @property
+    def decoder(self) -> CityscapesMasks:
+        """The label-id to train-id decoder."""
+        return self._decoder
+
+    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
+        """Return the image/annotation pairs of every city of ``split``."""
+        images = self.root / "leftImg8bit" / self.split_dirs[split]
+        masks = self.root / "gtFine" / self.split_dirs[split]
+        for folder in (images, masks):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"CityscapesDataModule: no folder {folder} ({split} split)")
+        image_files = [p for p in list_files(images, (".png",)) if p.name.endswith(_IMAGE_SUFFIX)]
+        mask_files = [p for p in list_files(masks, (".png",)) if p.name.endswith(_MASK_SUFFIX)]
+        return pair_by_stem(image_files, mask_files, images, masks, (_IMAGE_SUFFIX, _MASK_SUFFIX))

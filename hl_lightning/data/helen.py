@@ -1,0 +1,197 @@
+"""The Helen face-parsing data set (Smith et al., CVPR 2013 labels) and its data module.
+
+Supported layout, that of the ``SmithCVPR2013_dataset_resized`` release::
+
+    root/images/<id>.jpg                          2330 face images
+    root/labels/<id>/<id>_lbl00.png ... _lbl10.png one grey mask per class (0-255, soft)
+    root/exemplars.txt                            train split (2000 ids)
+    root/tuning.txt                               val split (230 ids)
+    root/testing.txt                              test split (100 ids)
+
+Split lines read ``index , id`` (``1 , 100032540_1``); a line with the id alone works too.
+Mask ``_lblNN`` belongs to class ``NN`` of :data:`HELEN_CLASSES` (background, face skin,
+left/right eyebrow, left/right eye, nose, upper lip, inner mouth, lower lip, hair); the
+label map is the argmax over the eleven masks (ties go to the lower id).
+
+A horizontal flip mirrors the face, so the left and right eyebrows and eyes swap:
+:data:`HELEN_FLIP_PAIRS` (the default ``flip_pairs``) relabels them on every flip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from hl_lightning.data.folder import BadDataError, FileDataModule, Sample, pixels
+from hl_lightning.data.synthetic import IGNORE_INDEX
+from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.hierarchies import helen_hierarchy
+
+__all__ = [
+    "HELEN_CLASSES",
+    "HELEN_FLIP_PAIRS",
+    "HELEN_SPLITS",
+    "HelenDataModule",
+    "HelenMasks",
+    "read_helen_split",
+]
+
+#: Label order: mask ``<id>_lblNN.png`` is class ``HELEN_CLASSES[NN]``.
+HELEN_CLASSES: tuple[str, ...] = (
+    "background",
+    "face_skin",
+    "left_eyebrow",
+    "right_eyebrow",
+    "left_eye",
+    "right_eye",
+    "nose",
+    "upper_lip",
+    "inner_mouth",
+    "lower_lip",
+    "hair",
+)
+#: Classes that swap places when the image is mirrored left-right.
+HELEN_FLIP_PAIRS: tuple[tuple[str, str], ...] = (
+    ("left_eyebrow", "right_eyebrow"),
+    ("left_eye", "right_eye"),
+)
+#: The split list file of each split.
+HELEN_SPLITS: dict[str, str] = {
+    "train": "exemplars.txt",
+    "val": "tuning.txt",
+    "test": "testing.txt",
+}
+
+
+def read_helen_split(path: str | Path) -> list[str]:
+    """Return the image ids listed in a Helen split file (lines ``index , id``).
+
+    Example:
+        >>> import tempfile
+        >>> file = Path(tempfile.mkdtemp()) / "testing.txt"
+        >>> _ = file.write_text("1 , 2908549_1\\n2 , 100040721_2\\n\\n")
+        >>> read_helen_split(file)
+        ['2908549_1', '100040721_2']
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read the Helen split file {path}: {err.strerror}") from err
+    ids = [line.split(",")[-1].strip() for line in text.splitlines()]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise ValueError(f"{path}: no image ids (lines 'index , id')")
+    return ids
+
+
+class HelenMasks:
+    """Decode Helen's per-class grey masks into one label map: argmax over the classes."""
+
+    def check(self, mask: Image.Image) -> str | None:
+        """Return the problem of a mask mode without one grey level per pixel, or None."""
+        if mask.mode in ("L", "1", "P", "I", "I;16", "RGB", "RGBA", "LA"):
+            return None
+        return f"mask mode {mask.mode!r} is not a grey mask"
+
+    def __call__(self, paths: tuple[Path, ...]) -> tuple[torch.Tensor, str | None]:
+        """Return the label map (H, W) int64: the class of the strongest mask per pixel."""
+        layers = []
+        for path in paths:
+            try:
+                with Image.open(path) as mask:
+                    layers.append(pixels(mask.convert("L")))
+            except (OSError, UnidentifiedImageError) as err:
+                raise BadDataError(f"{path}: cannot read the mask: {err}") from err
+        return torch.stack(layers).argmax(0), None
+
+
+class HelenDataModule(FileDataModule):
+    """Helen face parsing: 11 classes, the paper's faces tree, the official splits.
+
+    :attr:`hierarchy` is the paper's 4-level faces tree (:func:`helen_hierarchy`).
+    The image size is the network input: the authors' public configs resize Helen to
+    256 x 256. See the module documentation for the layout.
+
+    Args:
+        root: the dataset folder (``SmithCVPR2013_dataset_resized``).
+        image_size: network input ``(height, width)`` or an int.
+        flip_pairs: class pairs swapped by a horizontal flip (default
+            :data:`HELEN_FLIP_PAIRS`, which keeps flips correct).
+        scale, hflip, mean, std, on_bad, ignore_index, batch_size, num_workers, seed,
+            pin_memory: as in :class:`~hl_lightning.data.folder.FileDataModule`.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "images").mkdir()
+        >>> Image.new("RGB", (8, 6)).save(root / "images" / "7_1.jpg")
+        >>> (root / "labels" / "7_1").mkdir(parents=True)
+        >>> for c in range(11):  # all hair
+        ...     mask = Image.new("L", (8, 6), 200 * (c == 10))
+        ...     mask.save(root / "labels" / "7_1" / f"7_1_lbl{c:02d}.png")
+        >>> for split in ("exemplars", "tuning"):
+        ...     _ = (root / f"{split}.txt").write_text("1 , 7_1\\n")
+        >>> dm = HelenDataModule(root, image_size=4, batch_size=1)
+        >>> dm.setup("fit")
+        >>> image, mask = dm.train_dataset[0]
+        >>> image.shape, mask.unique().tolist(), dm.class_names[10]
+        (torch.Size([3, 4, 4]), [10], 'hair')
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        image_size: int | Sequence[int] | None = 256,
+        scale: Sequence[float] = (1.0, 1.0),
+        hflip: float = 0.0,
+        flip_pairs: Sequence[Sequence[str]] = HELEN_FLIP_PAIRS,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        on_bad: str = "error",
+        ignore_index: int = IGNORE_INDEX,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__(
+            root,
+            HELEN_CLASSES,
+            helen_hierarchy(),
+            image_size=image_size,
+            scale=scale,
+            hflip=hflip,
+            flip_pairs=flip_pairs,
+            mean=mean,
+            std=std,
+            on_bad=on_bad,
+            ignore_index=ignore_index,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            pin_memory=pin_memory,
+        )
+        self.save_plain_hyperparameters()
+        self._decoder = HelenMasks()
+
+    @property
+    def decoder(self) -> HelenMasks:
+        """The per-class mask decoder."""
+        return self._decoder
+
+    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
+        """Return the samples listed in the split's file; missing files are checked later."""
+        ids = read_helen_split(self.root / HELEN_SPLITS[split])
+        labels = self.root / "labels"
+        samples = [
+            Sample(
+                name,
+                self.root / "images" / f"{name}.jpg",
+                tuple(labels / name / f"{name}_lbl{c:02d}.png" for c in range(len(HELEN_CLASSES))),
+            )
+            for name in ids
+        ]
+        return samples, []
