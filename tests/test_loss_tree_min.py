@@ -1,0 +1,221 @@
+"""Tests for hl_lightning/losses/tree_min.py: HSSN's tree-min loss, node order and decoding."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hl_lightning.losses.tree_min
+from hl_lightning import Hierarchy
+from hl_lightning.benchmark import random_hierarchy
+from hl_lightning.losses import TreeMinLoss, TreeNodes, tree_min_level_losses
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
+
+
+def tree_of(h: Hierarchy) -> tuple[list[str], list[int], list[set[int]], list[set[int]]]:
+    """Return node names, depths, ancestor sets and descendant sets (each incl. the node),
+    walking the tree independently of the implementation's tables."""
+    names: list[str] = []
+    depths: list[int] = []
+    ancestors: list[set[int]] = []
+
+    def visit(node, depth: int, above: set[int]) -> None:
+        i = len(names)
+        names.append(node.name)
+        depths.append(depth)
+        ancestors.append(above | {i})
+        for child in node.children:
+            visit(child, depth + 1, above | {i})
+
+    for root in h.roots:
+        visit(root, 0, set())
+    descendants = [{j for j in range(len(names)) if i in ancestors[j]} for i in range(len(names))]
+    return names, depths, ancestors, descendants
+
+
+def reference_levels(
+    logits: torch.Tensor, target: torch.Tensor, h: Hierarchy, gamma: float, ignore_index=None
+) -> torch.Tensor:
+    """HSSN's definition in float64, node by node: p+ = min sigmoid over ancestors, p- = max
+    over descendants, (focal) BCE averaged over each level's nodes, then over valid pixels."""
+    names, depths, ancestors, descendants = tree_of(h)
+    s = logits.double()
+    log_s = F.logsigmoid(s)  # log sigmoid(x)
+    log_not_s = F.logsigmoid(-s)  # log(1 - sigmoid(x))
+    valid = torch.ones_like(target, dtype=torch.bool)
+    if ignore_index is not None:
+        valid = target != ignore_index
+    leaf = target.masked_fill(~valid, 0)
+    leaf_node = torch.tensor([names.index(name) for name in h.leaves])[leaf]
+    levels = []
+    for d in range(h.num_levels):
+        terms = []
+        for v in (i for i in range(len(names)) if depths[i] == d):
+            above, below = sorted(ancestors[v]), sorted(descendants[v])
+            log_p_plus = log_s[:, above].amin(1)  # log min sigmoid
+            log_not_p_plus = log_not_s[:, above].amax(1)  # log(1 - min sigmoid)
+            log_p_minus = log_s[:, below].amax(1)  # log max sigmoid
+            log_not_p_minus = log_not_s[:, below].amin(1)  # log(1 - max sigmoid)
+            pos = -log_p_plus * torch.exp(gamma * log_not_p_plus)  # (1 - p+)^gamma
+            neg = -log_not_p_minus * torch.exp(gamma * log_p_minus)  # (p-)^gamma
+            on_path = torch.tensor([v in ancestors[n] for n in leaf_node.flatten().tolist()])
+            terms.append(torch.where(on_path.view_as(leaf), pos, neg))
+        per_pixel = torch.stack(terms).mean(0)
+        levels.append(torch.where(valid, per_pixel, 0.0).sum() / valid.sum().clamp_min(1))
+    return torch.stack(levels)
+
+
+def assert_matches_reference(logits, target, h, gamma, ignore_index=None) -> None:
+    x = logits.detach().float().requires_grad_()
+    x64 = logits.detach().double().requires_grad_()
+    weights = torch.rand(h.num_levels, generator=torch.Generator().manual_seed(1)) + 0.1
+    ours = tree_min_level_losses(x, target, h, ignore_index, gamma)
+    ref = reference_levels(x64, target, h, gamma, ignore_index)
+    (ours * weights).sum().backward()
+    (ref * weights.double()).sum().backward()
+    assert torch.isfinite(ours).all() and torch.isfinite(x.grad).all()
+    torch.testing.assert_close(ours.double(), ref.detach(), rtol=1e-5, atol=1e-6)
+    n_valid = int((target != ignore_index).sum()) if ignore_index is not None else target.numel()
+    scale = max(x64.grad.abs().max().item(), 1.0 / max(n_valid, 1))
+    assert (x.grad.double() - x64.grad).abs().max().item() / scale < 1e-5
+
+
+def num_nodes(h: Hierarchy) -> int:
+    return len(tree_of(h)[0])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+def test_matches_the_float64_definition_on_the_toy_tree(gamma, scale):
+    h = Hierarchy.from_dict(TOY).reorder(["truck", "sky", "grass", "car", "tree"])
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 7, 4, 5, generator=gen) * scale
+    target = torch.randint(0, 5, (2, 4, 5), generator=gen)
+    target[0, 1] = 255
+    assert_matches_reference(logits, target, h, gamma, ignore_index=255)
+
+
+def test_matches_the_float64_definition_on_the_faces_tree(seed_dir):
+    h = Hierarchy.from_file(seed_dir / "faces_tree.txt")
+    h = h.reorder(sorted(h.leaves))
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, num_nodes(h), 3, 4, generator=gen) * 5
+    target = torch.randint(0, h.num_leaves, (2, 3, 4), generator=gen)
+    assert_matches_reference(logits, target, h, gamma=1.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    num_leaves=st.integers(2, 20),
+    depth=st.integers(1, 4),
+    seed=st.integers(0, 10**6),
+    gamma=st.sampled_from([0.0, 0.5, 2.0]),
+    scale=st.sampled_from([0.1, 3.0, 300.0, 1e4]),
+)
+def test_matches_the_float64_definition_on_random_unbalanced_trees(
+    num_leaves, depth, seed, gamma, scale
+):
+    depth = min(depth, num_leaves.bit_length())
+    h = random_hierarchy(num_leaves, depth, seed=seed, shuffle_leaves=True)
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, num_nodes(h), 2, 3, generator=gen) * scale
+    target = torch.randint(0, num_leaves, (2, 2, 3), generator=gen)
+    target[torch.rand(target.shape, generator=gen) < 0.2] = 255
+    assert_matches_reference(logits, target, h, gamma, ignore_index=255)
+
+
+def test_node_order_is_the_hierarchy_files_line_order():
+    h = random_hierarchy(30, 4, seed=3, shuffle_leaves=True)
+    lines = [line.strip().split("  [")[0] for line in str(h).splitlines()]
+    nodes = TreeNodes.of(h, torch.device("cpu"))
+    assert nodes.names == tuple(lines) == TreeMinLoss(h).node_names
+    assert TreeMinLoss(h).num_nodes == len(lines)
+
+
+def test_node_tables_link_levels_parents_and_leaf_paths():
+    h = Hierarchy.from_dict(TOY).reorder(["truck", "sky", "grass", "car", "tree"])
+    nodes = TreeNodes.of(h, torch.device("cpu"))
+    # sky, vehicle, car, truck, nature, tree, grass
+    assert [n.tolist() for n in nodes.level_nodes] == [[0, 1, 4], [2, 3, 5, 6]]
+    assert [p.tolist() for p in nodes.parents] == [[1, 1, 2, 2]]
+    assert nodes.leaf_path.tolist() == [[1, 0, 2, 1, 2], [1, -1, 3, 0, 2]]
+    assert nodes.leaf_nodes.tolist() == [[1, 0, 4, 1, 4], [3, 0, 6, 2, 5]]
+
+
+def test_a_confident_correct_path_costs_little_and_a_shallow_leafs_deeper_levels_are_negatives():
+    h = Hierarchy.from_dict(TOY)  # sky, vehicle, car, truck, nature, tree, grass
+    logits = torch.full((1, 7, 1, 1), -12.0)
+    logits[0, 0] = 12.0  # sky
+    target = torch.zeros(1, 1, 1, dtype=torch.long)
+    levels = tree_min_level_losses(logits, target, h)
+    assert (levels < 1e-5).all()  # level 1 holds only negatives for sky
+    logits[0, 2] = 12.0  # car, without its parent vehicle: p- of vehicle rises
+    assert tree_min_level_losses(logits, target, h)[0] > 1.0
+
+
+def test_leaf_logits_pick_the_best_path_by_brute_force():
+    h = random_hierarchy(15, 3, seed=6, shuffle_leaves=True)
+    nodes = TreeNodes.of(h, torch.device("cpu"))
+    logits = torch.randn(2, nodes.num_nodes, 3, 3) * 3
+    scores = TreeMinLoss(h).leaf_logits(logits)
+    assert scores.shape == (2, h.num_leaves, 3, 3) and scores.dtype == torch.float32
+    names, _, ancestors, _ = tree_of(h)
+    log_s = F.logsigmoid(logits.double())
+    for k, name in enumerate(h.leaves):
+        path = sorted(ancestors[names.index(name)])  # depth-first: ancestors come first
+        padded = path + [path[-1]] * (h.num_levels - len(path))  # a shallow leaf repeats
+        expected = sum(log_s[:, c] for c in padded)
+        torch.testing.assert_close(scores[:, k].double(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_wrong_channel_count_names_the_node_count():
+    h = Hierarchy.from_dict(TOY)
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"logits have 5 channels .* one per node .*: 7 nodes"):
+        TreeMinLoss(h)(torch.randn(1, 5, 2, 2), target)
+    with pytest.raises(ValueError, match=r"label ids \[9\]"):
+        TreeMinLoss(h)(torch.randn(1, 7, 2, 2), target + 9)
+
+
+def test_all_ignored_gives_zero_and_zero_grad():
+    logits = torch.randn(1, 7, 2, 2, requires_grad=True)
+    loss = TreeMinLoss(Hierarchy.from_dict(TOY), gamma=2.0)(logits, torch.full((1, 2, 2), 255))
+    loss.backward()
+    assert loss.item() == 0.0 and not logits.grad.any()
+
+
+def test_under_autocast_loss_is_fp32_and_finite():
+    conv = torch.nn.Conv2d(3, 7, 1)
+    with torch.no_grad():
+        conv.weight.mul_(1e3)
+    image, target = torch.randn(2, 3, 4, 4), torch.randint(0, 5, (2, 4, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = TreeMinLoss(Hierarchy.from_dict(TOY), gamma=2.0)(conv(image), target)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert torch.isfinite(conv.weight.grad).all()
+
+
+def test_level_weights_scale_the_total():
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(2, 7, 3, 3), torch.randint(0, 5, (2, 3, 3))
+    loss = TreeMinLoss(h, level_weights=[2.0, 0.5])
+    torch.testing.assert_close(
+        loss(logits, target), (loss.level_losses(logits, target) * torch.tensor([2.0, 0.5])).sum()
+    )
+    with pytest.raises(ValueError, match="3 level weights given for a hierarchy with 2 levels"):
+        TreeMinLoss(h, level_weights=[1, 1, 1])
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        TreeMinLoss(h, gamma=-1.0)
+
+
+def test_doctests_pass():
+    assert doctest.testmod(hl_lightning.losses.tree_min).failed == 0
