@@ -1,0 +1,187 @@
+"""Tests for hl_lightning/cli/predict.py: hl-predict's colour masks from a checkpoint alone."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from PIL import Image
+
+from hl_lightning.cli import predict
+from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
+from hl_lightning.module import HierarchicalSegmenter
+from hl_lightning.palette import level_palettes
+
+LEVELS = ("kind", "family", "class")
+SIZES = {"noise.png": (48, 40), "photo.jpg": (30, 50), "scene.PNG": (32, 32)}  # (W, H)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Return a checkpoint of a config-built one-layer network after a training step (32 x 32).
+
+    One layer of random weights keeps its predictions varied (a U-Net after one step
+    predicts one class everywhere); the data module's hyper-parameters are saved with it.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    dm = SyntheticDataModule(num_train=4, num_val=4, num_test=4, batch_size=4, image_size=32)
+    backbone = {
+        "_target_": "torch.nn.Conv2d",
+        "in_channels": 3,
+        "out_channels": dm.num_classes,
+        "kernel_size": 3,
+        "padding": 1,
+    }
+    model = HierarchicalSegmenter(backbone, dm.hierarchy.with_level_names(LEVELS))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path_factory.mktemp("run"),
+    )
+    trainer.fit(model, datamodule=dm)
+    path = Path(trainer.default_root_dir) / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    torch.set_num_threads(threads)
+    yield path
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """Return a folder of three images of different sizes and formats, and a text file."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for name, (width, height) in SIZES.items():
+        pixels = torch.randint(256, (height, width, 3), dtype=torch.uint8, generator=generator)
+        Image.fromarray(pixels.numpy()).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def colours(path: Path) -> set[tuple[int, int, int]]:
+    with Image.open(path) as image:
+        return {colour for _, colour in image.convert("RGB").getcolors(maxcolors=1 << 16)}
+
+
+def test_all_levels_give_masks_of_the_image_size_in_the_level_palette(
+    checkpoint: Path, images: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "masks"
+    written = predict.predict_folder(checkpoint, images, out)
+    expected = [out / f"{Path(n).stem}_{level}.png" for n in sorted(SIZES) for level in LEVELS]
+    assert written == [*expected, out / "legend.csv"]
+    model = HierarchicalSegmenter.load_from_checkpoint(checkpoint)
+    palettes = level_palettes(model.hierarchy)
+    for name, size in SIZES.items():
+        for d, level in enumerate(LEVELS):
+            path = out / f"{Path(name).stem}_{level}.png"
+            with Image.open(path) as mask:
+                mask.verify()
+            with Image.open(path) as mask:
+                assert mask.format == "PNG" and mask.size == size
+            found = colours(path)
+            assert found <= {tuple(c) for c in palettes[d].tolist()}
+    assert len(colours(out / "noise_class.png")) >= 2  # a noise image is not one class
+    with (out / "legend.csv").open(newline="") as file:
+        legend = list(csv.reader(file))
+    assert legend[0] == ["level", "group", "red", "green", "blue"]
+    assert len(legend) == 1 + 3 + 6 + 13
+    assert legend[1][:2] == ["kind", "background"]
+
+
+def test_defaults_come_from_the_checkpoint_then_the_synthetic_data(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+    load_image = predict.load_image
+
+    def spy(path: Path, channels: int, size: Any, mean: Any, std: Any) -> Any:
+        calls.append({"channels": channels, "size": size, "mean": mean, "std": std})
+        return load_image(path, channels, size, mean, std)
+
+    monkeypatch.setattr(predict, "load_image", spy)
+    predict.predict_folder(checkpoint, images, tmp_path / "a", level="family")
+    assert calls[0] == {
+        "channels": 3,
+        "size": (32, 32),  # the data module's image_size, saved in the checkpoint
+        "mean": list(SYNTHETIC_MEAN),
+        "std": list(SYNTHETIC_STD),
+    }
+    calls.clear()
+    predict.predict_folder(
+        checkpoint, images, tmp_path / "b", level=-1, size="16x24", mean="0.5", std="[1,2,3]"
+    )
+    assert calls[0]["size"] == (16, 24)
+    assert calls[0]["mean"] == [0.5] and calls[0]["std"] == [1.0, 2.0, 3.0]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "legend.csv",
+        "noise_class.png",
+        "photo_class.png",
+        "scene_class.png",
+    ]
+
+
+def test_load_image_resizes_and_normalises(tmp_path: Path) -> None:
+    path = tmp_path / "grey.png"
+    Image.new("RGB", (10, 6), (51, 102, 153)).save(path)
+    image, original = predict.load_image(path, 3, (4, 8), [0.2, 0.4, 0.6], [0.5, 0.5, 0.5])
+    assert original == (6, 10) and image.shape == (1, 3, 4, 8)
+    assert torch.allclose(image[0, :, 0, 0], torch.zeros(3), atol=1e-6)
+    grey, _ = predict.load_image(path, 1, None, [0.0], [1.0])
+    assert grey.shape == (1, 1, 6, 10)
+
+
+def test_command_takes_key_value_arguments(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = [f"ckpt={checkpoint}", f"input={images}", f"output={out}", "level=kind"]
+    assert predict.main(args) == 0
+    assert f"wrote 3 masks and legend.csv into {out}" in capsys.readouterr().out
+    assert (out / "scene_kind.png").is_file() and not (out / "scene_class.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ckpt=a", "input=b"], "missing output=..."),
+        (["ckpt=a", "input=b", "output=c", "colour=red"], "key one of ckpt, input"),
+        (["ckpt=a", "input=b", "output=c", "level"], "expected key=value"),
+    ],
+)
+def test_bad_arguments_exit_with_usage(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: hl-predict") and message in err
+
+
+def test_bad_inputs_exit_non_zero_with_a_message(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [f"ckpt={checkpoint}", f"output={tmp_path / 'out'}"]
+    assert predict.main([*base, f"input={images}", "level=species"]) == 1
+    assert "no level 'species': use all, a level name (kind, family, class)" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "empty").mkdir()
+    assert predict.main([*base, f"input={tmp_path / 'empty'}"]) == 1
+    assert "no .png/.jpg/.jpeg images in" in capsys.readouterr().err
+    assert predict.main([*base, f"input={images}", "ckpt=missing.ckpt"]) == 1
+    assert "missing.ckpt" in capsys.readouterr().err
