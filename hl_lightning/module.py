@@ -15,7 +15,8 @@ from torchmetrics import MetricCollection
 
 from hl_lightning.decode import check_method, decode
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses import HierarchicalLoss
+from hl_lightning.losses import LOSSES as LOSS_CLASSES
+from hl_lightning.losses import HierarchicalLoss, TreeMinLoss, build_loss
 from hl_lightning.metrics import (
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
@@ -26,7 +27,7 @@ __all__ = ["LOSSES", "HierarchicalSegmenter"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-LOSSES = ("hierarchical", "flat")
+LOSSES = tuple(LOSS_CLASSES)  # hierarchical, flat, hxe, soft_labels, tree_min
 
 
 def _plain(spec: Any) -> Any:
@@ -47,12 +48,23 @@ class HierarchicalSegmenter(L.LightningModule):
             logits at a lower resolution are upsampled to the target). Or a Hydra config
             (mapping with ``_target_``): it is instantiated here and saved with the
             checkpoint, so :meth:`load_from_checkpoint` needs no arguments; a
-            ``num_classes: null`` in it becomes the number of leaves.
+            ``num_classes: null`` in it becomes the channel count the loss needs
+            (:attr:`num_channels`: the leaves, or the tree's nodes for ``tree_min``).
         hierarchy: the class tree (a :class:`Hierarchy` or its :meth:`~Hierarchy.to_config`).
             Leaf ``i`` must be label id ``i``; pass ``class_names`` to reorder it.
-        loss: ``"hierarchical"`` (the paper's loss) or ``"flat"`` (cross-entropy). Every
-            level's loss is logged either way.
-        level_weights: weight of each level in the hierarchical loss (default all 1).
+        loss: the training loss, a name of :data:`LOSSES` (built by
+            :func:`hl_lightning.losses.build_loss`): ``"hierarchical"`` (the paper's loss),
+            ``"flat"`` (cross-entropy), ``"hxe"``, ``"soft_labels"`` or ``"tree_min"``.
+            Every level's NLL (the paper's level losses) is logged whatever the loss. With
+            ``"tree_min"`` the backbone returns one channel per tree node
+            (``TreeMinLoss.node_names``); its path scores (``TreeMinLoss.leaf_logits``) act
+            as leaf logits for the logged level NLLs, the metrics and the predictions, and
+            ``decode="leaf"`` picks the best root-to-leaf path.
+        level_weights: weight of each level, for the losses that take them
+            (``hierarchical``, ``tree_min``); default all 1.
+        loss_options: the loss's other options, e.g. ``{"alpha": 0.5}`` for ``hxe``,
+            ``{"beta": 10}`` for ``soft_labels``, ``{"gamma": 2}`` for ``tree_min``,
+            ``{"class_weights": [...]}`` for ``hierarchical`` and ``flat``.
         optimizer: a factory ``params -> Optimizer`` (a Hydra partial) or its config;
             default AdamW(lr=1e-3).
         scheduler: optional factory ``optimizer -> LRScheduler`` or its config.
@@ -77,6 +89,7 @@ class HierarchicalSegmenter(L.LightningModule):
         hierarchy: Hierarchy | Mapping[str, Any],
         loss: str = "hierarchical",
         level_weights: Sequence[float] | None = None,
+        loss_options: Mapping[str, Any] | None = None,
         optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
         scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
         ignore_index: int = 255,
@@ -89,13 +102,20 @@ class HierarchicalSegmenter(L.LightningModule):
             hierarchy = Hierarchy.from_config(_plain(hierarchy))
         if class_names is not None:
             hierarchy = hierarchy.reorder(list(_plain(class_names)))
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         self.hierarchy = hierarchy
         backbone, optimizer, scheduler = _plain(backbone), _plain(optimizer), _plain(scheduler)
         # Plain data only (save_hyperparameters reads these locals), so that the checkpoint
         # loads with weights_only=True and load_from_checkpoint(path) rebuilds the model.
         level_weights = None if level_weights is None else [float(w) for w in level_weights]
+        loss_options = dict(_plain(loss_options) or {})
+        options = dict(loss_options)
+        if level_weights is not None:
+            options["level_weights"] = level_weights
+        self.criterion = build_loss(loss, hierarchy, ignore_index, **options)
+        if isinstance(self.criterion, HierarchicalLoss) and self.criterion.class_weights is None:
+            self.hierarchical_loss = self.criterion  # logged levels and loss: one pass
+        else:  # the paper's level NLLs, logged
+            self.hierarchical_loss = HierarchicalLoss(hierarchy, ignore_index)
         input_shape = tuple(int(n) for n in input_shape)
         self.save_hyperparameters(
             ignore=["backbone", "hierarchy", "optimizer", "scheduler", "class_names"]
@@ -106,7 +126,7 @@ class HierarchicalSegmenter(L.LightningModule):
                 self.hparams[key] = value
         if isinstance(backbone, Mapping):
             if "num_classes" in backbone and backbone["num_classes"] is None:
-                backbone = {**backbone, "num_classes": hierarchy.num_leaves}
+                backbone = {**backbone, "num_classes": self.num_channels}
             self.hparams["backbone"] = backbone
             backbone = instantiate(backbone)
         self.backbone = backbone
@@ -116,7 +136,6 @@ class HierarchicalSegmenter(L.LightningModule):
         self.ignore_index = ignore_index
         self.decode = check_method(decode)
         self.input_shape = input_shape
-        self.hierarchical_loss = HierarchicalLoss(hierarchy, ignore_index, level_weights)
         self.train_metrics = self._make_metrics("train")
         self.val_metrics = self._make_metrics("val")
         self.test_metrics = self._make_metrics("test")
@@ -127,8 +146,25 @@ class HierarchicalSegmenter(L.LightningModule):
         out = self.backbone(images)
         return out["out"] if isinstance(out, Mapping) else out
 
+    @property
+    def num_channels(self) -> int:
+        """The backbone's channel count: K leaves, or the tree's nodes for ``tree_min``."""
+        if isinstance(self.criterion, TreeMinLoss):
+            return self.criterion.num_nodes
+        return self.hierarchy.num_leaves
+
+    def leaf_logits(self, outputs: Tensor) -> Tensor:
+        """Return leaf logits (B, K, H, W) of the backbone's outputs: the outputs themselves,
+        or for ``tree_min`` the path scores of its node logits."""
+        if isinstance(self.criterion, TreeMinLoss):
+            return self.criterion.leaf_logits(outputs)
+        return outputs
+
     def forward(self, images: Tensor) -> Tensor:
-        """Return logits (B, K, H, W) at the images' resolution."""
+        """Return the backbone's outputs (B, C, H, W) at the images' resolution.
+
+        C = K leaf logits, or one logit per tree node for ``loss="tree_min"``.
+        """
         logits = self.compute_logits(images)
         if logits.shape[-2:] != images.shape[-2:]:
             logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear")
@@ -164,14 +200,18 @@ class HierarchicalSegmenter(L.LightningModule):
                 "(B, K, H, W): for a backbone with another output, override "
                 "HierarchicalSegmenter.compute_logits to pick the logits out"
             )
-        k = self.hierarchy.num_leaves
+        k = self.num_channels
         if logits.dim() != 4 or logits.shape[1] != k:
             channels = logits.shape[1] if logits.dim() > 1 else None
+            if isinstance(self.criterion, TreeMinLoss):
+                has = f"loss 'tree_min' needs one channel per node of the tree, {k} nodes"
+            else:
+                has = f"the hierarchy has {k} leaves"
             raise ValueError(
                 f"the backbone returns {channels} channels (logits of shape "
-                f"{tuple(logits.shape)} for input {(1, *self.input_shape)}), but the hierarchy "
-                f"has {k} leaves: it must return (B, {k}, H, W); set the backbone's number of "
-                f"output classes to {k}"
+                f"{tuple(logits.shape)} for input {(1, *self.input_shape)}), but {has}: "
+                f"it must return (B, {k}, H, W); set the backbone's number of output classes "
+                f"to {k}"
             )
 
     # ------------------------------------------------------------------ steps
@@ -192,14 +232,15 @@ class HierarchicalSegmenter(L.LightningModule):
 
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         images, target = _unpack(batch)
-        logits = self(images)
-        hierarchical = self.loss_name == "hierarchical"
-        with torch.set_grad_enabled(hierarchical and torch.is_grad_enabled()):
+        outputs = self(images)
+        reuse = self.criterion is self.hierarchical_loss  # the paper's loss: its logged levels
+        with torch.set_grad_enabled(reuse and torch.is_grad_enabled()):
+            logits = self.leaf_logits(outputs)
             levels = self.hierarchical_loss.level_losses(logits, target)
-        if hierarchical:
+        if reuse:
             loss = (levels * self.hierarchical_loss.level_weights).sum()
         else:
-            loss = _cross_entropy(logits, target, self.ignore_index)
+            loss = self.criterion(outputs, target)
         levels = levels.detach()
         on_step, sync = stage == "train", stage != "train"
         batch_size = images.shape[0]
@@ -261,7 +302,7 @@ class HierarchicalSegmenter(L.LightningModule):
         """Return one label map (B, H, W) per level, keyed by level name, coarse to fine."""
         images = batch[0] if isinstance(batch, list | tuple) else batch
         images = images["image"] if isinstance(images, Mapping) else images
-        maps = decode(self(images), self.hierarchy, self.decode)
+        maps = decode(self.leaf_logits(self(images)), self.hierarchy, self.decode)
         return dict(zip(self.hierarchy.level_names, maps, strict=True))
 
     # ------------------------------------------------------------------ optimisation
@@ -293,13 +334,3 @@ def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
     else:
         images, masks = batch[0], batch[1]
     return images, masks.long()
-
-
-def _cross_entropy(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
-    """Return the mean cross-entropy over non-ignored pixels, in fp32; 0 if all are ignored.
-
-    ``F.cross_entropy``'s mean is NaN for an all-ignored batch; the flat baseline keeps the
-    hierarchical loss's contract instead (0 with zero gradient).
-    """
-    total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
-    return total / (target != ignore_index).sum().clamp_min(1)

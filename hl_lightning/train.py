@@ -59,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         hierarchy=hierarchy.to_config(),
         loss=cfg.loss.name,
         level_weights=cfg.loss.get("level_weights"),
+        loss_options={k: v for k, v in cfg.loss.items() if k not in ("name", "level_weights")},
         ignore_index=datamodule.ignore_index,
     )
     interactive = sys.stdout.isatty()

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hl_lightning import Hierarchy, HierarchyError, hierarchical_nll
 from hl_lightning.data import SYNTHETIC_CLASSES, SegmentationDataModule, SyntheticDataModule
 from hl_lightning.decode import METHODS
+from hl_lightning.losses import build_loss
 from hl_lightning.models import UNet
 from hl_lightning.module import HierarchicalSegmenter
 
@@ -455,3 +456,95 @@ def test_a_short_fit_decreases_the_training_loss(tmp_path: Path) -> None:
     assert len(record.losses) == 3
     first, second, third = record.losses
     assert first > second > third and third < first - 0.5, record.losses
+
+
+# ---------------------------------------------------------------------------- the loss family
+FAMILY_OPTIONS: dict[str, dict[str, Any]] = {
+    "hierarchical": {"class_weights": [None, {"water": 3.0}, None]},
+    "flat": {"class_weights": [None, None, {"sky": 0.5}]},
+    "hxe": {"alpha": 1.0},
+    "soft_labels": {"beta": 5.0},
+    "tree_min": {"gamma": 2.0},
+}
+NUM_NODES = 19  # the synthetic tree: 13 leaves and 6 internal nodes
+
+
+@pytest.mark.parametrize("loss", ["hxe", "soft_labels", "tree_min"])
+def test_every_loss_trains_and_logs_the_papers_level_losses(tmp_path: Path, loss: str) -> None:
+    dm = tiny_data()
+    model = HierarchicalSegmenter(UNET_CONFIG, dm.hierarchy, loss=loss)
+    assert model.backbone.num_classes == (NUM_NODES if loss == "tree_min" else K)
+    trainer = make_trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    tested = trainer.callback_metrics
+    assert stage_keys("test") <= tested.keys()
+    assert all(math.isfinite(float(tested[key])) for key in stage_keys("test"))
+    images, masks = a_batch(dm)
+    with torch.no_grad():
+        logits = model.leaf_logits(model(images))
+    levels = hierarchical_nll(logits, masks, dm.hierarchy, ignore_index=255)
+    assert levels.shape == (3,) and torch.isfinite(levels).all()
+
+
+@no_trainer_log
+@pytest.mark.parametrize("loss", list(FAMILY_OPTIONS))
+def test_the_training_loss_is_the_registrys_loss_with_its_options(loss: str) -> None:
+    dm = tiny_data()
+    images, masks = a_batch(dm)
+    torch.manual_seed(0)
+    backbone = tiny_unet(NUM_NODES if loss == "tree_min" else K)
+    model = HierarchicalSegmenter(
+        backbone, dm.hierarchy, loss=loss, loss_options=FAMILY_OPTIONS[loss]
+    )
+    value = model.training_step((images, masks), 0)
+    expected = build_loss(loss, dm.hierarchy, 255, **FAMILY_OPTIONS[loss])(model(images), masks)
+    torch.testing.assert_close(value, expected)
+    assert model.hparams["loss_options"] == FAMILY_OPTIONS[loss]
+
+
+@no_trainer_log
+def test_class_weighted_hierarchical_loss_logs_the_unweighted_level_losses() -> None:
+    dm = tiny_data()
+    options = FAMILY_OPTIONS["hierarchical"]
+    model = HierarchicalSegmenter(tiny_unet(), dm.hierarchy, loss_options=options)
+    assert model.criterion is not model.hierarchical_loss
+    images, masks = a_batch(dm)
+    logged = model.hierarchical_loss.level_losses(model(images), masks)
+    torch.testing.assert_close(logged, hierarchical_nll(model(images), masks, dm.hierarchy, 255))
+    plain = HierarchicalSegmenter(tiny_unet(), dm.hierarchy)
+    assert plain.criterion is plain.hierarchical_loss  # one pass: the logged levels are the loss
+
+
+def test_loss_options_survive_a_checkpoint(tmp_path: Path) -> None:
+    dm = tiny_data()
+    model = HierarchicalSegmenter(
+        UNET_CONFIG, dm.hierarchy, loss="hxe", loss_options=OmegaConf.create({"alpha": 2.0})
+    )
+    path = fit_with_checkpoint(tmp_path, model, dm)
+    assert torch.load(path, weights_only=True)["hyper_parameters"]["loss_options"] == {"alpha": 2.0}
+    loaded = HierarchicalSegmenter.load_from_checkpoint(path)
+    assert loaded.loss_name == "hxe" and loaded.criterion.alpha == 2.0
+
+
+def test_tree_min_needs_one_channel_per_node_and_decodes_the_best_path(tmp_path: Path) -> None:
+    dm = tiny_data()
+    wrong = HierarchicalSegmenter(tiny_unet(K), dm.hierarchy, loss="tree_min")
+    with pytest.raises(ValueError, match=r"returns 13 channels.*one channel per node.*19 nodes"):
+        make_trainer(tmp_path, fast_dev_run=True).fit(wrong, datamodule=dm)
+    model = HierarchicalSegmenter(
+        tiny_unet(NUM_NODES), dm.hierarchy, loss="tree_min", decode="leaf"
+    )
+    model.eval()
+    images, _ = a_batch(dm)
+    with torch.no_grad():
+        maps = list(model.predict_step(images).values())
+        best = model.criterion.leaf_logits(model(images)).argmax(1)
+    for d, level_map in enumerate(maps):  # the best path's groups, a consistent path
+        assert torch.equal(level_map, dm.hierarchy.labels_at_level(best, d))
+
+
+def test_level_weights_for_a_loss_that_takes_none_are_refused() -> None:
+    h = Hierarchy.flat(["a", "b"])
+    with pytest.raises(ValueError, match="'hxe' takes no option level_weights; its options: alpha"):
+        HierarchicalSegmenter(nn.Conv2d(3, 2, 1), h, loss="hxe", level_weights=[1.0])
