@@ -149,6 +149,20 @@ def test_image_size_and_augmentation_apply_to_training_only(tmp_path: Path) -> N
     assert set(val_masks.unique().tolist()) <= {0, 1, 2, 3, 255}
 
 
+def test_loader_workers_augment_reproducibly(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+
+    def masks(seed: int) -> list[torch.Tensor]:
+        options = {"image_size": 16, "scale": [1.0, 2.0], "hflip": 0.5, "batch_size": 1}
+        dm = module(tmp_path, num_workers=2, seed=seed, **options)
+        dm.setup("fit")
+        return [mask for _, mask in dm.train_dataloader()]
+
+    first, again, other = masks(0), masks(0), masks(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
 def test_palette_masks_decode_to_label_ids(tmp_path: Path) -> None:
     make_folder(tmp_path, palette=True)  # ignored pixels are black, not in the palette
     dm = module(tmp_path, class_names=None, palette=PALETTE, unknown_colour="ignore")

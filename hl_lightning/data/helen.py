@@ -146,7 +146,7 @@ class HelenDataModule(FileDataModule):
         root: str | Path,
         image_size: int | Sequence[int] | None = 256,
         scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.0,
+        hflip: float = 0.5,
         flip_pairs: Sequence[Sequence[str]] = HELEN_FLIP_PAIRS,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,

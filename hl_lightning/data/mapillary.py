@@ -176,8 +176,8 @@ class MapillaryDataModule(FileDataModule):
         test_split: the folder the test split reads (``testing`` has no labels).
         image_size, scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
             num_workers, seed, pin_memory: as in
-            :class:`~hl_lightning.data.folder.FileDataModule`. In v2.0, mirrored arrows
-            swap: set ``flip_pairs`` for their classes, or leave ``hflip`` at 0.
+            :class:`~hl_lightning.data.folder.FileDataModule`. In v2.0, mirrored arrow
+            markings swap: set ``flip_pairs`` for their classes, or ``hflip`` to 0.
     """
 
     def __init__(
@@ -188,7 +188,7 @@ class MapillaryDataModule(FileDataModule):
         test_split: str = "validation",
         image_size: int | Sequence[int] | None = (480, 640),
         scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.0,
+        hflip: float = 0.5,
         flip_pairs: Sequence[Sequence[str]] = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
