@@ -148,6 +148,22 @@ class CityscapesDataModule(FileDataModule):
         scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
             num_workers, seed, pin_memory: as in
             :class:`~hl_lightning.data.folder.FileDataModule`.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for split in ("train", "val"):
+        ...     images = root / "leftImg8bit" / split / "ulm"
+        ...     masks = root / "gtFine" / split / "ulm"
+        ...     images.mkdir(parents=True)
+        ...     masks.mkdir(parents=True)
+        ...     Image.new("RGB", (8, 4)).save(images / "ulm_1_1_leftImg8bit.png")
+        ...     Image.new("L", (8, 4), 26).save(masks / "ulm_1_1_gtFine_labelIds.png")
+        >>> dm = CityscapesDataModule(root, image_size=None, batch_size=1)
+        >>> dm.setup("fit")
+        >>> image, mask = dm.train_dataset[0]  # label id 26 (car) is train id 13
+        >>> image.shape, mask.unique().tolist(), dm.class_names[13]
+        (torch.Size([3, 4, 8]), [13], 'car')
     """
 
     def __init__(

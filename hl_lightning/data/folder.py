@@ -101,6 +101,14 @@ def read_image(path: str | Path) -> torch.Tensor:
 
     Raises :class:`BadDataError` naming the file for unreadable files and for modes
     without an RGB reading (16-bit or float images).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "grey.png"
+        >>> Image.new("L", (4, 2), 7).save(path)
+        >>> image = read_image(path)
+        >>> image.shape, image.dtype, image[:, 0, 0].tolist()
+        (torch.Size([3, 2, 4]), torch.uint8, [7, 7, 7])
     """
     try:
         with Image.open(path) as image:
@@ -120,6 +128,14 @@ def read_label_map(path: str | Path) -> torch.Tensor:
 
     Reads 8-bit (``L``), palette (``P``: the palette indices are the labels), 16- and
     32-bit integer PNGs; a colour (RGB) file raises :class:`BadDataError` naming it.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "mask.png"
+        >>> Image.new("I;16", (4, 2), 300).save(path)
+        >>> mask = read_label_map(path)
+        >>> mask.shape, mask.dtype, mask[0, 0].item()
+        (torch.Size([2, 4]), torch.int64, 300)
     """
     try:
         with Image.open(path) as image:
@@ -129,7 +145,7 @@ def read_label_map(path: str | Path) -> torch.Tensor:
                     "(read colour-coded masks with a palette)"
                 )
             if image.mode in ("L", "P"):
-                return pixels(image.copy()).long()
+                return pixels(image).long()
             if image.mode == "1":
                 return pixels(image.convert("L")).long() // 255
             return pixels(image.convert("I"), torch.int32).long()
@@ -275,6 +291,20 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             :class:`BadDataError` naming the file; ``"skip"``: those pixels are ignored,
             with a warning naming the file.
         seed: seed of the augmentations.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (8, 6)).save(root / "a.jpg")
+        >>> Image.new("L", (8, 6), 2).save(root / "a.png")
+        >>> data = SegmentationFiles(
+        ...     [Sample("a", root / "a.jpg", (root / "a.png",))],
+        ...     LabelMasks(num_classes=3, ignore_index=255),
+        ...     PairedTransform(size=4, hflip=0.5),
+        ... )
+        >>> image, mask = data[0]
+        >>> image.shape, mask.shape, mask.unique().tolist()
+        (torch.Size([3, 4, 4]), torch.Size([4, 4]), [2])
     """
 
     def __init__(

@@ -178,6 +178,25 @@ class MapillaryDataModule(FileDataModule):
             num_workers, seed, pin_memory: as in
             :class:`~hl_lightning.data.folder.FileDataModule`. In v2.0, mirrored arrow
             markings swap: set ``flip_pairs`` for their classes, or ``hflip`` to 0.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> names = ["construction--flat--road", "nature--sky", "object--vehicle--car"]
+        >>> labels = {"labels": [{"name": name} for name in names]}
+        >>> _ = (root / "config.json").write_text(json.dumps(labels))
+        >>> for split in ("training", "validation"):
+        ...     (root / split / "images").mkdir(parents=True)
+        ...     (root / split / "labels").mkdir()
+        ...     Image.new("RGB", (8, 6)).save(root / split / "images" / "k.jpg")
+        ...     Image.new("L", (8, 6), 2).save(root / split / "labels" / "k.png")  # label id 2
+        >>> dm = MapillaryDataModule(root, image_size=None)
+        >>> dm.class_names, dm.hierarchy.num_levels
+        (('road', 'sky', 'car'), 3)
+        >>> dm.setup("fit")
+        >>> dm.val_dataset[0][1].unique().tolist()
+        [2]
     """
 
     def __init__(
