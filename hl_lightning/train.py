@@ -74,9 +74,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
         if cfg.fit:  # the best checkpoint of this fit, else the weights as trained
-            checkpoint = trainer.checkpoint_callback
+            checkpoint = trainer.checkpoint_callback  # the first ModelCheckpoint: by val/miou
             best = isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
-            ckpt_path = "best" if best else None
+            ckpt_path = best or None  # its path: "best" warns when several callbacks save
         else:  # test only: the given checkpoint (else the untrained model)
             ckpt_path = cfg.get("ckpt_path")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
