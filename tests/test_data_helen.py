@@ -7,6 +7,8 @@ The fixture writes the ``SmithCVPR2013_dataset_resized`` layout under ``tmp_path
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from hl_lightning.models import UNet
 from hl_lightning.module import HierarchicalSegmenter
 from hl_lightning.train import train
 
+REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 24, 32
 SPLIT_FILES = ("exemplars.txt", "tuning.txt", "testing.txt")  # train, val, test
 LEVELS = ("figure", "region", "part", "class")
@@ -223,3 +226,30 @@ def test_paper_helen_experiment_trains_in_process(tmp_path: Path) -> None:
         tmp_path / "run" / "checkpoints" / "last.ckpt"
     )
     assert model.hierarchy.leaves == HELEN_CLASSES and model.hierarchy.level_names == LEVELS
+
+
+def run_paper(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run scripts/run_paper.sh with ``echo`` as hl-train: it prints the command."""
+    script = REPO / "scripts" / "run_paper.sh"
+    env = {**os.environ, "HL_TRAIN": "echo"}
+    return subprocess.run(
+        ["bash", str(script), *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_run_paper_script_passes_the_experiment_and_data_root(tmp_path: Path) -> None:
+    root = tmp_path / "helen,v1"  # a comma must not start a Hydra sweep: quoted
+    root.mkdir()
+    run = run_paper("helen", str(root), "seed=1")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [
+        "-m",
+        "experiment=paper_helen",
+        f"data.root='{root}'",
+        "trainer=gpu",
+        "seed=1",
+    ]
+    assert "experiment=paper_vistas" in run_paper("vistas", str(root)).stdout
+    missing = run_paper("helen", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "no data folder" in missing.stderr
+    assert run_paper("coco", str(root)).returncode == 2

@@ -12,6 +12,8 @@ Supported layout (the official archives, unpacked into ``root``)::
 
 A config reads ``{"labels": [{"name": "construction--flat--road", "readable": "Road",
 "color": [128, 64, 128], "evaluate": true, ...}, ...]}``; label id ``i`` is entry ``i``.
+Every label is a class, as in the paper (its tree has ``unlabeled`` as a leaf): the
+``evaluate`` flags are not used.
 
 Names and tree: a label name is a path in a tree, ``construction--flat--road`` is
 construction > flat > road (:func:`mapillary_hierarchy`). A class (and a group) is named
