@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hl_lightning.data.mapillary import mapillary_hierarchy
 from hl_lightning.data.synthetic import synthetic_hierarchy
 from hl_lightning.hierarchies import (
     cityscapes_hierarchy,
@@ -31,7 +32,8 @@ def load_hierarchy(
     """Return the hierarchy named by ``source``, with leaf ``i`` = ``class_names[i]`` if given.
 
     ``source`` is a built-in name (see :data:`BUILTIN_HIERARCHIES`), ``"flat"`` (every
-    class a child of the root; needs ``class_names``) or a path to a text/YAML tree.
+    class a child of the root; needs ``class_names``), a path to a text/YAML tree, or a
+    Mapillary Vistas ``config*.json`` (its label names' tree, ``construction--flat--road``).
 
     Example:
         >>> load_hierarchy("flat", ["sky", "car"]).num_levels
@@ -44,6 +46,8 @@ def load_hierarchy(
         hierarchy = Hierarchy.flat(class_names)
     elif name in BUILTIN_HIERARCHIES:
         hierarchy = BUILTIN_HIERARCHIES[name]()
+    elif Path(name).is_file() and name.lower().endswith(".json"):
+        hierarchy = mapillary_hierarchy(name)
     elif Path(name).is_file():
         hierarchy = Hierarchy.from_file(name)
     else:

@@ -46,15 +46,13 @@ def make_callbacks(cfg: DictConfig | None, interactive: bool) -> list[Callback]:
     return callbacks
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Train (and test) as ``cfg`` says; return the final logged metrics as floats."""
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+def build_model(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
+    """Return the configured model for ``datamodule``'s classes and ``cfg.hierarchy``."""
     hierarchy = load_hierarchy(
         cfg.hierarchy.source, datamodule.class_names, cfg.hierarchy.get("level_names")
     )
     log.info("hierarchy %r", hierarchy)
-    model = instantiate(
+    return instantiate(
         cfg.model,
         hierarchy=hierarchy.to_config(),
         loss=cfg.loss.name,
@@ -62,6 +60,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loss_options={k: v for k, v in cfg.loss.items() if k not in ("name", "level_weights")},
         ignore_index=datamodule.ignore_index,
     )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train (and test) as ``cfg`` says; return the final logged metrics as floats."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = build_model(cfg, datamodule)
     interactive = sys.stdout.isatty()
     trainer: L.Trainer = instantiate(
         cfg.trainer,
