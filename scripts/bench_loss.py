@@ -1,14 +1,17 @@
-"""Benchmark the hierarchical loss (forward + backward) against cross-entropy.
+"""Benchmark the hierarchical losses (forward + backward) against cross-entropy.
 
 Cases: the paper's Mapillary tree (K=66, from ../shared/seed-hierarchies when present,
 else a random 66-leaf, 3-level tree) and a random 1000-leaf, 6-level tree; B=4, 128x128.
 Methods: ``cross_entropy`` (F.cross_entropy, the baseline), ``hierarchical``
-(hl_lightning.losses.hierarchical_nll summed over levels) and ``paper`` (the published
-implementation's approach: a Python loop over groups with torch.cat and log(p + 1e-4)).
+(hl_lightning.losses.hierarchical_nll summed over levels), ``paper`` (the published
+implementation's approach: a Python loop over groups with torch.cat and log(p + 1e-4)),
+and the rest of the family built by hl_lightning.losses.build_loss: ``hierarchical_cw``
+(the hierarchical loss with random per-level class weights), ``hxe`` (alpha=0.5),
+``soft_labels`` (beta=10) and ``tree_min`` (gamma=2, on N node logits instead of K).
 Time is the median of repeated runs; peak memory is measured once per method in a fresh
 process (on the CPU from the peak resident set size). Prints a table and a JSON line.
 
-    python scripts/bench_loss.py [--device cuda] [--repeats 15] [--json out.json]
+    python scripts/bench_loss.py [--device cuda] [--repeats 15] [--methods hxe ...] [--json f]
 """
 
 from __future__ import annotations
@@ -24,11 +27,21 @@ import torch.nn.functional as F
 
 from hl_lightning import Hierarchy
 from hl_lightning.benchmark import median_seconds, peak_memory_bytes, random_hierarchy
-from hl_lightning.losses import hierarchical_nll
+from hl_lightning.losses import TreeMinLoss, build_loss, hierarchical_nll
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies"
 CASES = {"mapillary": (66, 3), "random1000": (1000, 6)}
-METHODS = ("cross_entropy", "hierarchical", "paper")
+METHODS = (
+    "cross_entropy",
+    "hierarchical",
+    "paper",
+    "hierarchical_cw",
+    "hxe",
+    "soft_labels",
+    "tree_min",
+)
+# the options of the losses built by build_loss (the method name, less a suffix)
+OPTIONS = {"hxe": {"alpha": 0.5}, "soft_labels": {"beta": 10.0}, "tree_min": {"gamma": 2.0}}
 
 
 def case_hierarchy(case: str) -> Hierarchy:
@@ -51,10 +64,25 @@ def paper_loss(logits: torch.Tensor, target: torch.Tensor, h: Hierarchy) -> torc
     return total
 
 
+def family_loss(method: str, h: Hierarchy, device: torch.device) -> torch.nn.Module:
+    """Return the loss of a family method, built by name as HierarchicalSegmenter does."""
+    if method == "hierarchical_cw":
+        gen = torch.Generator().manual_seed(1)
+        weights = [torch.rand(h.num_groups(d), generator=gen).tolist() for d in range(h.num_levels)]
+        return build_loss("hierarchical", h, None, class_weights=weights).to(device)
+    return build_loss(method, h, None, **OPTIONS.get(method, {})).to(device)
+
+
 def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.device):
     """Return a closure running one forward + backward of ``method`` on fixed random input."""
     gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(batch, h.num_leaves, size, size, generator=gen).to(device)
+    criterion = (
+        None
+        if method in ("cross_entropy", "hierarchical", "paper")
+        else family_loss(method, h, device)
+    )
+    channels = criterion.num_nodes if isinstance(criterion, TreeMinLoss) else h.num_leaves
+    logits = torch.randn(batch, channels, size, size, generator=gen).to(device)
     logits.requires_grad_()
     target = torch.randint(0, h.num_leaves, (batch, size, size), generator=gen).to(device)
     losses = {
@@ -62,7 +90,7 @@ def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.de
         "hierarchical": lambda: hierarchical_nll(logits, target, h).sum(),
         "paper": lambda: paper_loss(logits, target, h),
     }
-    loss_fn = losses[method]
+    loss_fn = losses.get(method) or (lambda: criterion(logits, target))
 
     def step() -> None:
         logits.grad = None
@@ -96,6 +124,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--paper-max-leaves", type=int, default=100)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--memory-of", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
@@ -113,7 +142,7 @@ def main() -> None:
     for case in args.cases:
         h = case_hierarchy(case)
         base_time = base_mem = None
-        for method in METHODS:
+        for method in ["cross_entropy", *(m for m in args.methods if m != "cross_entropy")]:
             if method == "paper" and h.num_leaves > args.paper_max_leaves:
                 continue  # one full-size gradient buffer per group: hours at K=1000
             repeats = args.repeats if method != "paper" else max(3, args.repeats // 5)
@@ -138,10 +167,10 @@ def main() -> None:
         f"fwd+bwd, B={args.batch}, {args.size}x{args.size}, device={device_name}, "
         f"threads={torch.get_num_threads()}, torch {torch.__version__}"
     )
-    print(f"{'case':<11} {'K':>5} {'method':<14} {'ms':>9} {'x CE':>6} {'peak MiB':>9} {'x CE':>6}")
+    print(f"{'case':<11} {'K':>5} {'method':<16} {'ms':>9} {'x CE':>6} {'peak MiB':>9} {'x CE':>6}")
     for r in rows:
         print(
-            f"{r['case']:<11} {r['leaves']:>5} {r['method']:<14} {r['ms']:>9.2f} "
+            f"{r['case']:<11} {r['leaves']:>5} {r['method']:<16} {r['ms']:>9.2f} "
             f"{r['time_vs_ce']:>6.2f} {r['peak_mib']:>9.1f} {r['memory_vs_ce']:>6.2f}"
         )
     result = {"device": device_name, "batch": args.batch, "size": args.size, "rows": rows}

@@ -6,15 +6,15 @@ Every loss is an ``nn.Module`` called as ``loss(logits, target) -> scalar`` with
 sum and of the count, and an all-ignored batch gives 0 with zero gradient. Those with a
 per-level meaning also have ``level_losses(logits, target) -> (D,)``, coarse to fine.
 
-=============== ====================================================== ========
-name            loss                                                   C
-=============== ====================================================== ========
-``hierarchical`` the paper's sum of level NLLs (:class:`HierarchicalLoss`) K leaves
-``flat``         cross-entropy on the leaves (:class:`FlatLoss`)         K leaves
-``hxe``          hierarchical cross-entropy (:class:`HXELoss`)           K leaves
-``soft_labels``  soft hierarchical targets (:class:`SoftLabelsLoss`)     K leaves
-``tree_min``     HSSN's tree-min loss (:class:`TreeMinLoss`)             N nodes
-=============== ====================================================== ========
+Registered names (:data:`LOSSES`), the channels C they expect, and their options:
+
+- ``hierarchical``: the paper's sum of level NLLs (:class:`HierarchicalLoss`); K leaf
+  logits; ``level_weights``, ``class_weights``.
+- ``flat``: cross-entropy on the leaves (:class:`FlatLoss`); K; ``class_weights``.
+- ``hxe``: hierarchical cross-entropy (:class:`HXELoss`); K; ``alpha``.
+- ``soft_labels``: soft hierarchical targets (:class:`SoftLabelsLoss`); K; ``beta``.
+- ``tree_min``: HSSN's tree-min loss (:class:`TreeMinLoss`); N node logits (the tree's
+  nodes, :class:`TreeNodes` order); ``level_weights``, ``gamma``.
 """
 
 from __future__ import annotations

@@ -110,7 +110,8 @@ class SoftLabelsLoss(nn.Module):
                 )
                 group = tables.level_matrix[d][leaf].unsqueeze(1)  # (B, 1, S)
                 dot = dot + a[d + 1] * sums.gather(1, group)[:, 0]
-            loss = torch.logsumexp(shifted, dim=1) - dot / self.normalisers.float()[leaf]
+            log_norm = shifted.exp().sum(dim=1).log()  # logsumexp: the maximum is exactly 0
+            loss = log_norm - dot / self.normalisers.float()[leaf]
             return masked_mean(loss, valid)
 
     def extra_repr(self) -> str:

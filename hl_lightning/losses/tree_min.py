@@ -163,25 +163,29 @@ def tree_min_level_losses(
     with torch.autocast(device_type=logits.device.type, enabled=False):
         x, target = flatten(logits, target)
         valid, leaf = valid_leaf(target, ignore_index)
+        # p+ matters on the target's path only: a running min down the path's logits.
+        path = x.gather(1, nodes.leaf_nodes[:, leaf].transpose(0, 1))  # (B, D, S)
+        up = torch.cummin(path, dim=1).values  # min over the node and its ancestors
+        # p- of every node: a running max up the tree, level by level.
         level = [x.index_select(1, index) for index in nodes.level_nodes]  # (B, n_d, S)
-        up = [level[0]]  # min over the node and its ancestors
-        for d in range(1, depth):
-            up.append(torch.minimum(level[d], up[-1].index_select(1, nodes.parents[d - 1])))
         down = [level[-1]]  # max over the node and its descendants
         for d in range(depth - 2, -1, -1):
             index = nodes.parents[d].view(1, -1, 1).expand_as(down[0])
             down.insert(0, level[d].scatter_reduce(1, index, down[0], "amax", include_self=True))
         losses = []
         for d in range(depth):
-            positive = nodes.leaf_path[d][leaf].unsqueeze(1) == torch.arange(
-                len(nodes.level_nodes[d]), device=x.device
-            ).view(1, -1, 1)
-            pos = F.softplus(-up[d])  # -log p+
+            position = nodes.leaf_path[d][leaf].unsqueeze(1)  # (B, 1, S); -1: no node on the path
+            on_path = position >= 0
+            position = position.clamp_min(0)
             neg = F.softplus(down[d])  # -log(1 - p-)
-            if gamma:
-                pos = pos * torch.exp(-gamma * F.softplus(up[d]))  # (1 - p+)^gamma
-                neg = neg * torch.exp(-gamma * F.softplus(-down[d]))  # (p-)^gamma
-            losses.append(masked_mean(torch.where(positive, pos, neg).mean(dim=1), valid))
+            pos = F.softplus(-up[:, d])  # -log p+, (B, S)
+            if gamma:  # not from neg and pos: their gradients would cancel in fp32
+                neg = neg * torch.exp(gamma * F.logsigmoid(down[d]))  # (p-)^gamma
+                pos = pos * torch.exp(gamma * F.logsigmoid(-up[:, d]))  # (1 - p+)^gamma
+            # the path's node is a positive: leave it out of the negatives (no subtraction)
+            kept = torch.where(on_path, 0.0, neg.gather(1, position))
+            total = neg.scatter(1, position, kept).sum(dim=1) + torch.where(on_path[:, 0], pos, 0.0)
+            losses.append(masked_mean(total / len(nodes.level_nodes[d]), valid))
         return torch.stack(losses)
 
 
