@@ -232,6 +232,18 @@ def test_bad_class_weights_are_named(weights, message):
         HierarchicalLoss(Hierarchy.from_dict(TOY), class_weights=weights)
 
 
+def test_a_class_weight_table_of_the_wrong_shape_is_refused():
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(1, 5, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"shape \(levels, leaves\) = \(2, 5\), got \(2, 3\)"):
+        hierarchical_nll(logits, target, h, class_weights=torch.ones(2, 3))
+    table = class_weight_table(h, [[1.0, 2.0, 3.0], None])
+    torch.testing.assert_close(
+        hierarchical_nll(logits, target, h, class_weights=table),
+        hierarchical_nll(logits, target, h, class_weights=[[1.0, 2.0, 3.0], None]),
+    )
+
+
 def test_zero_total_class_weight_gives_zero_and_zero_grad():
     h = Hierarchy.from_dict(TOY)
     logits = torch.randn(1, 5, 2, 2, requires_grad=True)

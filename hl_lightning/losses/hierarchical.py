@@ -108,6 +108,11 @@ def hierarchical_nll(
     if class_weights is not None and not isinstance(class_weights, Tensor):
         class_weights = class_weight_table(hierarchy, class_weights)
     if class_weights is not None:
+        if class_weights.shape != (hierarchy.num_levels, hierarchy.num_leaves):
+            raise ValueError(
+                f"a class weight table has shape (levels, leaves) = "
+                f"{(hierarchy.num_levels, hierarchy.num_leaves)}, got {tuple(class_weights.shape)}"
+            )
         class_weights = class_weights.to(device=logits.device, dtype=torch.float32)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         z = logits.float().reshape(logits.shape[0], logits.shape[1], -1)
@@ -136,7 +141,8 @@ class HierarchicalLoss(nn.Module):
         >>> logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
         >>> loss(logits, target).shape, loss.level_losses(logits, target).shape
         (torch.Size([]), torch.Size([2]))
-        >>> rare_truck = HierarchicalLoss(h, class_weights=[None, {"truck": 5.0}])
+        >>> HierarchicalLoss(h, class_weights=[None, {"truck": 5.0}]).class_weights.tolist()
+        [[1.0, 1.0, 1.0], [1.0, 1.0, 5.0]]
     """
 
     level_weights: Tensor
