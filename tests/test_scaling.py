@@ -366,12 +366,10 @@ def test_killed_at_epoch_end_run_resumes_to_the_same_metrics(
 
     The resumed run reaches the uninterrupted run's metrics exactly if the training order
     of an epoch depends on the seed and the epoch alone: a sampler with ``set_epoch``,
-    which Lightning calls every epoch (its DistributedSampler under DDP has one). The
-    data module's shuffling generator instead starts afresh with every DataLoader, so a
-    resumed single-process run replays epoch 0's order.
+    which Lightning calls every epoch (its DistributedSampler under DDP has one), as the
+    data modules' EpochSeededSampler does.
     """
-    if not epoch_seeded_training_order():
-        pytest.xfail("the data module's training order is not seeded per epoch")
+    assert epoch_seeded_training_order()
     out, log = kill_and_resume(tmp_path, at_step=5, ckpt_path="{run}/checkpoints/last.ckpt")
     want = read_rows(uninterrupted / "csv" / "metrics.csv")
     got = read_rows(out / "csv" / "metrics.csv")

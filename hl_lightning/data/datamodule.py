@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from hl_lightning.data.synthetic import (
     IGNORE_INDEX,
@@ -17,9 +17,40 @@ from hl_lightning.data.synthetic import (
 )
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = ["SegmentationDataModule", "SyntheticDataModule"]
+__all__ = ["EpochSeededSampler", "SegmentationDataModule", "SyntheticDataModule"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class EpochSeededSampler(RandomSampler):
+    """A random order that depends on ``seed`` and the epoch alone.
+
+    Lightning calls :meth:`set_epoch` before every training epoch, so two runs with one
+    seed see the same batches, and a run resumed from a checkpoint continues with the
+    order the uninterrupted run would have had.
+
+    Example:
+        >>> sampler = EpochSeededSampler(range(5), seed=0)
+        >>> first = list(sampler)
+        >>> first == list(sampler), sorted(first)
+        (True, [0, 1, 2, 3, 4])
+        >>> sampler.set_epoch(1)
+        >>> list(sampler) != first
+        True
+    """
+
+    def __init__(self, data_source: Sequence[object], seed: int) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", self.epoch))
+        return super().__iter__()
 
 
 class SegmentationDataModule(LightningDataModule):
@@ -32,7 +63,8 @@ class SegmentationDataModule(LightningDataModule):
 
     Use it directly with ready datasets, or subclass it and assign ``train_dataset``,
     ``val_dataset`` and ``test_dataset`` in :meth:`setup`. The training loader shuffles
-    with a generator seeded from ``seed``: two runs with the same seed see the same order.
+    in an order drawn from ``seed`` and the epoch (:class:`EpochSeededSampler`): two runs
+    with the same seed see the same batches, and a resumed run continues in order.
 
     Args:
         class_names: the K class names in label-id order.
@@ -127,8 +159,7 @@ class SegmentationDataModule(LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
