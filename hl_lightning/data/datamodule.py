@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hl_lightning.data.synthetic import (
     IGNORE_INDEX,
@@ -22,35 +22,40 @@ __all__ = ["EpochSeededSampler", "SegmentationDataModule", "SyntheticDataModule"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class EpochSeededSampler(RandomSampler):
+class EpochSeededSampler(Sampler[int]):
     """A random order that depends on ``seed`` and the epoch alone.
 
     Lightning calls :meth:`set_epoch` before every training epoch, so two runs with one
     seed see the same batches, and a run resumed from a checkpoint continues with the
-    order the uninterrupted run would have had.
+    order the uninterrupted run would have had. Without it (a plain loop), each pass
+    moves on to the next epoch's order.
 
     Example:
         >>> sampler = EpochSeededSampler(range(5), seed=0)
-        >>> first = list(sampler)
-        >>> first == list(sampler), sorted(first)
-        (True, [0, 1, 2, 3, 4])
-        >>> sampler.set_epoch(1)
-        >>> list(sampler) != first
+        >>> first, second = list(sampler), list(sampler)
+        >>> sorted(first), first != second
+        ([0, 1, 2, 3, 4], True)
+        >>> sampler.set_epoch(0)
+        >>> list(sampler) == first
         True
     """
 
-    def __init__(self, data_source: Sequence[object], seed: int) -> None:
-        super().__init__(data_source)
+    def __init__(self, data_source: Sized, seed: int) -> None:
+        self.data_source = data_source
         self.seed = seed
         self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.data_source)
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch``."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        self.generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", self.epoch))
-        return super().__iter__()
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", self.epoch))
+        self.epoch += 1
+        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
 class SegmentationDataModule(LightningDataModule):
@@ -160,6 +165,7 @@ class SegmentationDataModule(LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(self.seed),  # loader workers' seeds
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
