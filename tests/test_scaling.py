@@ -3,8 +3,8 @@
 Lightning does the distribution, precision and checkpointing, Hydra's submitit launcher
 the sweeps; these tests pin that the shipped configs wire them up and that the results
 are right: bf16 training tracks fp32, two gloo processes report the metrics of one, a
-2-job submitit sweep finishes, and a run killed with SIGKILL resumes with every logged
-row kept exactly once.
+2-job submitit sweep finishes, and a run killed with SIGKILL mid-epoch or at an epoch's
+end resumes to the uninterrupted run's rows, each kept exactly once.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
+from torch.utils.data import DistributedSampler
 
+from hl_lightning.data.datamodule import EpochSeededSampler, ResumableDataLoader
 from hl_lightning.module import HierarchicalSegmenter
 from hl_lightning.train import train
 
@@ -329,26 +331,112 @@ def final_metrics(out: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_killed_mid_epoch_run_resumes_with_every_row_once(
+def test_killed_mid_epoch_run_resumes_to_the_same_metrics(
     tmp_path: Path, uninterrupted: Path
 ) -> None:
-    """SIGKILL at step 7 of 12 (mid-epoch; last checkpoint: step 6), then resume.
+    """SIGKILL at step 7 of 12 (mid-epoch; last checkpoint: step 6, in epoch 1), then resume.
 
-    The CSV file keeps the rows of the killed run and holds every training step, every
-    epoch's validation and the test exactly once, as the uninterrupted run's does.
-    The metrics are not the uninterrupted run's: Lightning 2.6 restarts a plain
-    DataLoader at the start of its epoch, so the rest of the interrupted epoch sees the
-    epoch's first batches again (and says so), which only a resumable loader avoids.
+    The training loader is stateful (ResumableDataLoader): Lightning saves how far into
+    the epoch it got, and the resumed run trains on the rest of that epoch's order. The
+    CSV file keeps the rows of the killed run and holds every training step, every
+    epoch's validation and the test exactly once, with the uninterrupted run's values;
+    only the interrupted epoch's training means differ: Lightning 2.6 checkpoints neither
+    its own epoch accumulators nor the module's training metrics, so they cover the
+    batches trained after the resume.
     """
     out, log = kill_and_resume(tmp_path, at_step=7, ckpt_path="last")  # Lightning finds it
     want = read_rows(uninterrupted / "csv" / "metrics.csv")
     got = read_rows(out / "csv" / "metrics.csv")
     assert row_kinds(got) == row_kinds(want)  # every row once: none lost, none twice
     assert len(got) == 12 + 3 + 3 + 1  # steps, validations, epoch summaries, test
-    before_checkpoint = [row for row in want if int(row["step"]) < 6]
-    assert got[: len(before_checkpoint)] == before_checkpoint  # kept, with their values
-    assert "your dataloader is not resumable" in log
-    assert all(math.isfinite(float(v)) for v in final_metrics(out).values())
+    assert "not resumable" not in log
+    (i,) = [i for i, row in enumerate(want) if row["epoch"] == "1" and row["train/loss_epoch"]]
+    assert got[:i] + got[i + 1 :] == want[:i] + want[i + 1 :]  # every other row, every value
+    assert final_metrics(out) == final_metrics(uninterrupted)
+    # the interrupted epoch's training means: over steps 6 and 7 (the resumed run's)
+    assert {k for k, v in got[i].items() if v} == {k for k, v in want[i].items() if v}
+    assert all(k.startswith("train/") for k in got[i] if got[i][k] != want[i][k])
+    step_loss = {
+        int(row["step"]): float(row["train/loss_step"]) for row in want if row["train/loss_step"]
+    }
+    assert float(want[i]["train/loss_epoch"]) == pytest.approx(
+        sum(step_loss[s] for s in range(4, 8)) / 4
+    )
+    assert float(got[i]["train/loss_epoch"]) == pytest.approx((step_loss[6] + step_loss[7]) / 2)
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    (loader_state,) = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader_state == {"epoch": 3, "samples": 0}  # saved after the last epoch
+
+
+class RecordingDataset(torch.utils.data.Dataset):
+    """Items 0..n-1 (as tensors); records the indices it was asked for."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.loaded = n, []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        self.loaded.append(index)
+        return torch.tensor(index)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resumable_loader_continues_its_epoch(num_workers: int) -> None:
+    """State after 2 batches of epoch 1 -> a new loader yields that epoch's remaining batches.
+
+    The skipped samples are not loaded; the order comes from the main process's sampler,
+    with workers too; a pass over another epoch is whole.
+    """
+
+    def loader(data: RecordingDataset) -> ResumableDataLoader:
+        sampler = EpochSeededSampler(data, seed=3)
+        return ResumableDataLoader(data, batch_size=4, sampler=sampler, num_workers=num_workers)
+
+    first = loader(RecordingDataset(18))
+    first.sampler.set_epoch(1)
+    batches = iter(first)
+    done = [next(batches).tolist() for _ in range(2)]
+    state = first.state_dict()
+    assert state == {"epoch": 1, "samples": 8}
+    rest = [batch.tolist() for batch in batches]
+    assert [len(batch) for batch in done + rest] == [4, 4, 4, 4, 2]
+    assert first.state_dict() == {"epoch": 2, "samples": 0}  # the pass is over
+
+    data = RecordingDataset(18)
+    resumed = loader(data)
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(1)  # what Lightning does after loading the state
+    assert [batch.tolist() for batch in resumed] == rest
+    if num_workers == 0:
+        assert sorted(data.loaded) == sorted(i for batch in rest for i in batch)
+    resumed.sampler.set_epoch(2)
+    assert len([batch for batch in resumed]) == 5  # the state was used up
+
+    other = loader(RecordingDataset(18))
+    other.load_state_dict(state)
+    other.sampler.set_epoch(2)  # another epoch (a checkpoint of a finished epoch): whole
+    assert len([batch for batch in other]) == 5
+
+
+def test_resumable_loader_drops_the_batches_of_another_epoch_seeded_sampler() -> None:
+    """With Lightning's DistributedSampler (DDP) the first batches are loaded and dropped."""
+
+    def loader() -> ResumableDataLoader:
+        data = RecordingDataset(20)
+        sampler = DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=5)
+        sampler.set_epoch(1)
+        return ResumableDataLoader(data, batch_size=2, sampler=sampler)
+
+    first = loader()
+    batches = iter(first)
+    next(batches)
+    state = first.state_dict()
+    assert state == {"epoch": 1, "samples": 2}
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert [b.tolist() for b in resumed] == [b.tolist() for b in batches]
 
 
 def epoch_seeded_training_order() -> bool:

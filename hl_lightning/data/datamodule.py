@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence, Sized
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -17,7 +18,12 @@ from hl_lightning.data.synthetic import (
 )
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = ["EpochSeededSampler", "SegmentationDataModule", "SyntheticDataModule"]
+__all__ = [
+    "EpochSeededSampler",
+    "ResumableDataLoader",
+    "SegmentationDataModule",
+    "SyntheticDataModule",
+]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -44,6 +50,7 @@ class EpochSeededSampler(Sampler[int]):
         self.data_source = data_source
         self.seed = seed
         self.epoch = 0
+        self.start = 0  # samples of the next pass's order to skip (a pass resumed mid-epoch)
 
     def __len__(self) -> int:
         return len(self.data_source)
@@ -54,8 +61,85 @@ class EpochSeededSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", self.epoch))
+        order = torch.randperm(len(self.data_source), generator=generator).tolist()
+        start, self.start = self.start, 0
         self.epoch += 1
-        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
+        return iter(order[start:])
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader that Lightning can resume mid-epoch: its state is (epoch, samples yielded).
+
+    Lightning saves the state of a training loader with ``state_dict`` and
+    ``load_state_dict`` in its checkpoints, and, when it resumes mid-epoch, iterates the
+    loader once more for the rest of that epoch. The state is the sampler's epoch of the
+    current pass and the number of samples of that pass already yielded (whole batches;
+    the pass's end counts as the next epoch's start). After :meth:`load_state_dict`, the
+    next pass over that epoch leaves out those first samples: an
+    :class:`EpochSeededSampler` starts its order past them (they are not loaded); another
+    sampler with an ``epoch`` (Lightning's DistributedSampler under DDP) is iterated from
+    the start and its first batches are loaded and dropped. A pass over another epoch is
+    whole.
+
+    The count is of the batches this loader handed out, which is what Lightning's loop has
+    consumed when it saves a checkpoint: it fetches no batch ahead from a loader with a
+    length (workers' prefetching happens below this count). Its batches are the
+    DataLoader's, ``batch_size`` must be set.
+
+    Example:
+        >>> data = list(range(6))
+        >>> loader = ResumableDataLoader(data, batch_size=2, sampler=EpochSeededSampler(data, 0))
+        >>> it = iter(loader)
+        >>> first = next(it)
+        >>> loader.state_dict()
+        {'epoch': 0, 'samples': 2}
+        >>> again = ResumableDataLoader(data, batch_size=2, sampler=EpochSeededSampler(data, 0))
+        >>> again.load_state_dict(loader.state_dict())
+        >>> [b.tolist() for b in again] == [b.tolist() for b in it]
+        True
+    """
+
+    _epoch: int | None = None  # the sampler's epoch of the current pass
+    _batches = 0  # batches of the current pass yielded
+    _resume: tuple[int | None, int] | None = None  # (epoch, samples) to leave out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the epoch of the current pass and the samples of it yielded so far."""
+        if self.batch_size is None:
+            raise ValueError("a ResumableDataLoader needs batch_size")
+        epoch, batches = self._epoch, self._batches
+        if batches >= len(self) and epoch is not None:  # the pass is over: next epoch's start
+            epoch, batches = epoch + 1, 0
+        return {"epoch": epoch, "samples": batches * self.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Leave out the first ``samples`` of the next pass if it is over ``epoch``."""
+        samples = int(state_dict["samples"])
+        self._resume = (state_dict["epoch"], samples) if samples > 0 else None
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return self._pass()
+
+    def _pass(self) -> Iterator[Any]:
+        # runs at the first next(): after Lightning's set_epoch, which comes after iter()
+        assert self.batch_size is not None
+        epoch = getattr(self.sampler, "epoch", None)
+        skip = 0  # samples
+        if self._resume is not None:
+            if self._resume[0] == epoch:
+                skip = self._resume[1]
+            self._resume = None
+        seeded = isinstance(self.sampler, EpochSeededSampler)
+        if seeded:
+            self.sampler.start = skip  # the sampler leaves them out: never loaded
+        self._epoch, self._batches = epoch, skip // self.batch_size
+        iterator = super().__iter__()
+        if not seeded:  # e.g. a DistributedSampler: load the batches and drop them
+            for _ in range(skip // self.batch_size):
+                next(iterator, None)
+        for batch in iterator:
+            self._batches += 1
+            yield batch
 
 
 class SegmentationDataModule(LightningDataModule):
@@ -69,7 +153,9 @@ class SegmentationDataModule(LightningDataModule):
     Use it directly with ready datasets, or subclass it and assign ``train_dataset``,
     ``val_dataset`` and ``test_dataset`` in :meth:`setup`. The training loader shuffles
     in an order drawn from ``seed`` and the epoch (:class:`EpochSeededSampler`): two runs
-    with the same seed see the same batches, and a resumed run continues in order.
+    with the same seed see the same batches, and a resumed run continues in order, from
+    the middle of an epoch too (a :class:`ResumableDataLoader`, whose state Lightning
+    checkpoints).
 
     Args:
         class_names: the K class names in label-id order.
@@ -161,7 +247,7 @@ class SegmentationDataModule(LightningDataModule):
                 f"{type(self).__name__} has no {split} dataset: pass {split}_dataset or call "
                 f"setup() first"
             )
-        return DataLoader(
+        return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
