@@ -167,7 +167,8 @@ def tree_min_level_losses(
         path = x.gather(1, nodes.leaf_nodes[:, leaf].transpose(0, 1))  # (B, D, S)
         up = torch.cummin(path, dim=1).values  # min over the node and its ancestors
         # p- of every node: a running max up the tree, level by level.
-        level = [x.index_select(1, index) for index in nodes.level_nodes]  # (B, n_d, S)
+        sizes = [len(index) for index in nodes.level_nodes]  # one gather, then views per level
+        level = x.index_select(1, torch.cat(nodes.level_nodes)).split(sizes, dim=1)  # (B, n_d, S)
         down = [level[-1]]  # max over the node and its descendants
         for d in range(depth - 2, -1, -1):
             index = nodes.parents[d].view(1, -1, 1).expand_as(down[0])
@@ -185,7 +186,7 @@ def tree_min_level_losses(
             # the path's node is a positive: leave it out of the negatives (no subtraction)
             kept = torch.where(on_path, 0.0, neg.gather(1, position))
             total = neg.scatter(1, position, kept).sum(dim=1) + torch.where(on_path[:, 0], pos, 0.0)
-            losses.append(masked_mean(total / len(nodes.level_nodes[d]), valid))
+            losses.append(masked_mean(total / sizes[d], valid))
         return torch.stack(losses)
 
 
