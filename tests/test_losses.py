@@ -427,3 +427,14 @@ def test_loss_module_follows_its_device_and_is_a_plain_module():
 
 def test_doctests_pass():
     assert doctest.testmod(hl_lightning.losses.hierarchical).failed == 0
+
+
+def test_strided_logits_give_the_same_loss_and_gradient():
+    h = Hierarchy.from_dict(TOY)
+    wide = torch.randn(2, 5, 12, requires_grad=True)
+    target = torch.randint(0, 5, (2, 6))
+    strided = wide[:, :, ::2]  # (B, K, S) with a non-unit pixel stride
+    hierarchical_nll(strided, target, h).sum().backward()
+    dense = wide.detach()[:, :, ::2].contiguous().requires_grad_()
+    hierarchical_nll(dense, target, h).sum().backward()
+    torch.testing.assert_close(wide.grad[:, :, ::2], dense.grad)

@@ -208,8 +208,8 @@ class _HierarchicalNLL(torch.autograd.Function):
         )
         leaf = target.masked_fill(~valid, 0)
         groups = tables.level_matrix[:, leaf]  # (D, B, S)
-        exps, norm = _shifted_exp(logits)  # softmax = exps / norm, normalised lazily
-        group_probs = _target_group_sums(exps, leaf, groups, tables).div_(norm.squeeze(1))
+        probs = _softmax(logits)
+        group_probs = _target_group_sums(probs, leaf, groups, tables)  # (D, B, S)
         nll = group_probs.log().neg_()
         bad = (group_probs[-1] < _TINY) & valid  # levels are nested: the leaf is the smallest
         rows = logits.movedim(1, -1)[bad].double()  # (n, K), usually empty
@@ -226,16 +226,14 @@ class _HierarchicalNLL(torch.autograd.Function):
             nll = nll * pixel_weights
         ctx.tables = tables
         ctx.save_for_backward(
-            exps, norm, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights
+            probs, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights
         )
         return nll.sum(dim=(1, 2)) / count.view(-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_levels: Tensor):
-        exps, norm, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights = (
-            ctx.saved_tensors
-        )
+        probs, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights = ctx.saved_tensors
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
         level_grads = grad_levels.float().view(depth, 1, 1) / count  # (D, 1, 1)
@@ -250,17 +248,14 @@ class _HierarchicalNLL(torch.autograd.Function):
         factor = weights.sum(0).unsqueeze(1)  # (B, 1, S)
         if depth > 1:
             coeffs = weights[:-1] / group_probs[:-1].clamp_min(_TINY)
-            shared = exps.new_zeros(exps.shape[0], tables.sizes[0], exps.shape[2])
+            shared = probs.new_zeros(probs.shape[0], tables.sizes[0], probs.shape[2])
             for d in range(depth - 1):
                 if d:
                     shared = shared.index_select(1, tables.parents[d - 1])
                 shared.scatter_add_(1, groups[d].unsqueeze(1), coeffs[d].unsqueeze(1))
             factor = torch.sub(factor, shared)
-        factor = factor / norm  # softmax's normaliser, applied on the small array
-        if depth > 1:
-            factor = factor.index_select(1, tables.level_matrix[-2])  # groups -> leaves
-        grad = exps.mul_(factor)  # = probs * (W - c); exps are not needed any more
-        grad.scatter_add_(1, leaf.unsqueeze(1), -weights[-1].unsqueeze(1))
+        grad = _scale_by_group(probs, factor, tables.level_matrix[-2] if depth > 1 else None)
+        grad.view(-1).index_add_(0, _flat_leaf_index(leaf, grad.shape[1]), -weights[-1].view(-1))
         if rows.numel():
             row_weights = level_grads.view(depth, 1)  # (D, 1), or per row (D, n)
             if pixel_weights is not None:
@@ -270,28 +265,53 @@ class _HierarchicalNLL(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-def _shifted_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """Return ``exp(z - max z)`` (B, K, S) and its sum over K (B, 1, S): one exp per element.
+def _softmax(logits: Tensor) -> Tensor:
+    """Return the softmax over dim 1 of (B, K, S) logits, as ``exp(log_softmax)``.
 
-    The softmax is their ratio; dividing the small per-group sums instead of all K
-    channels saves a pass (``torch.softmax`` over dim 1 is also about 3x slower on the CPU).
+    On the CPU ``torch.softmax`` over a non-last dimension is about 3x slower than
+    ``log_softmax``, which computes one exp per element; one more exp, in place, follows.
     """
-    exps = torch.sub(logits, logits.amax(dim=1, keepdim=True)).exp_()
-    return exps, exps.sum(dim=1, keepdim=True)
+    return torch.log_softmax(logits.contiguous(), dim=1).exp_()
 
 
-def _target_group_sums(exps: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables) -> Tensor:
-    """Return the sums of ``exps`` over the target's group at every level (D, B, S).
+def _scale_by_group(probs: Tensor, factor: Tensor, index: Tensor | None) -> Tensor:
+    """Return ``probs * factor[:, index]`` in place of probs (B, K, S); factor (B, G, S).
+
+    The factor of each leaf is its group's (``index`` (K,): the group of every leaf), or
+    ``factor`` (B, 1, S) itself when ``index`` is None. One sample at a time, along the
+    sample's first dimension: contiguous row copies, faster on the CPU than a gather along
+    dim 1, with a temporary of one sample instead of the batch.
+    """
+    if index is None:
+        return probs.mul_(factor)
+    for sample_probs, sample_factor in zip(probs, factor, strict=True):
+        sample_probs.mul_(sample_factor.index_select(0, index))
+    return probs
+
+
+def _flat_leaf_index(leaf: Tensor, num_leaves: int) -> Tensor:
+    """Return the flat positions (B * S,) of each pixel's target leaf in a (B, K, S) tensor.
+
+    Reading or adding at them in the flattened tensor is cheaper on the CPU than a gather
+    or scatter along dim 1.
+    """
+    batch, pixels = leaf.shape
+    base = torch.arange(batch, device=leaf.device).unsqueeze(1) * num_leaves
+    return ((base + leaf) * pixels + torch.arange(pixels, device=leaf.device)).view(-1)
+
+
+def _target_group_sums(probs: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables) -> Tensor:
+    """Return P(the target's group) at every level (D, B, S): sums of ``probs`` (B, K, S).
 
     Sums are aggregated bottom-up: leaves to level D-2, then from each level to its parent.
     """
     depth = tables.num_levels
-    out = exps.new_empty(depth, *leaf.shape)
-    out[-1] = exps.gather(1, leaf.unsqueeze(1)).squeeze(1)
-    level_sums = exps
+    out = probs.new_empty(depth, *leaf.shape)
+    out[-1] = probs.view(-1).take(_flat_leaf_index(leaf, probs.shape[1])).view(leaf.shape)
+    level_sums = probs
     for d in range(depth - 2, -1, -1):
         index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
-        summed = exps.new_zeros(exps.shape[0], tables.sizes[d], exps.shape[2])
+        summed = probs.new_zeros(probs.shape[0], tables.sizes[d], probs.shape[2])
         level_sums = summed.index_add_(1, index, level_sums)
         out[d] = level_sums.gather(1, groups[d].unsqueeze(1)).squeeze(1)
     return out
