@@ -7,7 +7,7 @@ import random
 import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 
 from hl_lightning.hierarchy import Hierarchy, Node
 
-__all__ = ["median_seconds", "peak_memory_bytes", "random_hierarchy"]
+__all__ = ["median_seconds", "median_seconds_each", "peak_memory_bytes", "random_hierarchy"]
 
 
 def random_hierarchy(
@@ -85,6 +85,29 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 10, warmup: int = 2) ->
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def median_seconds_each(
+    fns: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 2
+) -> dict[str, float]:
+    """Return the median wall time of each function, timed in interleaved rounds.
+
+    Every round runs each function once, so a change in machine load during the
+    measurement shifts all of them alike and the ratios between them stay meaningful.
+
+    Example:
+        >>> times = median_seconds_each({"a": lambda: None, "b": lambda: None}, repeats=3)
+        >>> sorted(times)
+        ['a', 'b']
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(median_seconds(fn, repeats=1, warmup=0))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:

@@ -8,8 +8,9 @@ implementation's approach: a Python loop over groups with torch.cat and log(p + 
 and the rest of the family built by hl_lightning.losses.build_loss: ``hierarchical_cw``
 (the hierarchical loss with random per-level class weights), ``hxe`` (alpha=0.5),
 ``soft_labels`` (beta=10) and ``tree_min`` (gamma=2, on N node logits instead of K).
-Time is the median of repeated runs; peak memory is measured once per method in a fresh
-process (on the CPU from the peak resident set size). Prints a table and a JSON line.
+Time is the median of repeated runs, the methods timed in interleaved rounds; peak
+memory is measured once per method in a fresh process (on the CPU from the peak
+resident set size). Prints a table and a JSON line.
 
     python scripts/bench_loss.py [--device cuda] [--repeats 15] [--methods hxe ...] [--json f]
 """
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from hl_lightning import Hierarchy
-from hl_lightning.benchmark import median_seconds, peak_memory_bytes, random_hierarchy
+from hl_lightning.benchmark import median_seconds_each, peak_memory_bytes, random_hierarchy
 from hl_lightning.losses import TreeMinLoss, build_loss, hierarchical_nll
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies"
@@ -141,14 +142,17 @@ def main() -> None:
     rows = []
     for case in args.cases:
         h = case_hierarchy(case)
-        base_time = base_mem = None
-        for method in ["cross_entropy", *(m for m in args.methods if m != "cross_entropy")]:
-            if method == "paper" and h.num_leaves > args.paper_max_leaves:
-                continue  # one full-size gradient buffer per group: hours at K=1000
-            repeats = args.repeats if method != "paper" else max(3, args.repeats // 5)
-            seconds = median_seconds(make_step(method, h, args.batch, args.size, device), repeats)
+        methods = ["cross_entropy", *(m for m in args.methods if m != "cross_entropy")]
+        if h.num_leaves > args.paper_max_leaves and "paper" in methods:
+            methods.remove("paper")  # one full-size gradient buffer per group: hours at K=1000
+        steps = {m: make_step(m, h, args.batch, args.size, device) for m in methods}
+        times = median_seconds_each(steps, args.repeats)
+        del steps
+        base_time, base_mem = times["cross_entropy"], None
+        for method in methods:
+            seconds = times[method]
             memory = measure_memory(case, method, args)
-            base_time, base_mem = (seconds, memory) if base_time is None else (base_time, base_mem)
+            base_mem = memory if base_mem is None else base_mem
             rows.append(
                 {
                     "case": case,

@@ -4,9 +4,9 @@ Cases: the Mapillary tree (K = 66; ``seed-hierarchies/mapillary_tree.txt`` if pr
 else a random tree with 66 leaves) at B=4, 128x128, and a random 1000-leaf depth-6 tree
 at B=2, 64x64 (``hl_lightning.benchmark.random_hierarchy``). Every candidate gets the
 same logits and target; the table reports the median time of the repeats after a warm-up
-(``hl_lightning.benchmark.median_seconds``) and the ratio to MulticlassJaccardIndex (MJI)
-measured in the same run. The last line is JSON. On a busy machine ``--threads 1`` gives
-steadier numbers.
+(``hl_lightning.benchmark.median_seconds_each``: interleaved rounds) and the ratio to
+MulticlassJaccardIndex (MJI) measured in the same run. The last line is JSON. On a
+busy machine ``--threads 1`` gives steadier numbers.
 
     python scripts/bench_metrics.py [--repeats 15] [--threads N]
 """
@@ -22,7 +22,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from hl_lightning import Hierarchy
-from hl_lightning.benchmark import median_seconds, random_hierarchy
+from hl_lightning.benchmark import median_seconds_each, random_hierarchy
 from hl_lightning.metrics import HierarchicalJaccardIndex, MistakeSeverity
 
 MAPILLARY = (
@@ -46,10 +46,8 @@ def bench_case(hierarchy: Hierarchy, batch: int, size: int, repeats: int) -> dic
             hierarchy, ignore_index=ignore, decode=method
         )
     metrics["MistakeSeverity"] = MistakeSeverity(hierarchy, ignore_index=ignore)
-    return {
-        name: 1e3 * median_seconds(lambda m=m: m.update(logits, target), repeats)
-        for name, m in metrics.items()
-    }
+    updates = {name: (lambda m=m: m.update(logits, target)) for name, m in metrics.items()}
+    return {name: 1e3 * t for name, t in median_seconds_each(updates, repeats).items()}
 
 
 def main() -> None:
