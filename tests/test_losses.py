@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _reference import assert_gradient_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,11 +70,7 @@ def assert_matches_reference(
     (ref * weights.double()).sum().backward()
     assert torch.isfinite(ours).all() and torch.isfinite(x.grad).all()
     torch.testing.assert_close(ours.double(), ref.detach(), rtol=rtol, atol=1e-6)
-    # A pixel's gradient is bounded by 2 * sum(w) / n_valid; near p = 1 its entries cancel
-    # (p - 1 in fp32, as in cross-entropy), so the error is measured against that scale.
-    n_valid = (target != ignore_index).sum() if ignore_index is not None else target.numel()
-    scale = max(x64.grad.abs().max().item(), weights.sum().item() / max(int(n_valid), 1))
-    assert (x.grad.double() - x64.grad).abs().max().item() / scale < rtol
+    assert_gradient_close(x.grad, x64.grad, target, ignore_index, weights.sum().item(), rtol)
 
 
 def random_class_weights(h: Hierarchy, gen: torch.Generator) -> list[list[float]]:
