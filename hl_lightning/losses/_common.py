@@ -1,9 +1,13 @@
-"""Input handling shared by the losses: ignored pixels, flattening, masked means."""
+"""Input handling shared by the losses: ignored pixels, flattening, masked means, level weights."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+from hl_lightning.hierarchy import Hierarchy
 
 
 def flatten(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -42,3 +46,17 @@ def masked_mean(values: Tensor, valid: Tensor) -> Tensor:
     """
     total = torch.where(valid, values, 0.0).sum(dim=(-2, -1))
     return total / valid.sum().clamp_min(1)
+
+
+def level_weight_tensor(hierarchy: Hierarchy, level_weights: Sequence[float] | None) -> Tensor:
+    """Return one weight per level (D,), all 1 when ``level_weights`` is None.
+
+    Raises a ValueError naming the levels when the count does not match.
+    """
+    weights = [1.0] * hierarchy.num_levels if level_weights is None else list(level_weights)
+    if len(weights) != hierarchy.num_levels:
+        raise ValueError(
+            f"{len(weights)} level weights given for a hierarchy with "
+            f"{hierarchy.num_levels} levels ({', '.join(hierarchy.level_names)})"
+        )
+    return torch.tensor(weights)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.losses._common import level_weight_tensor
 from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["ClassWeights", "HierarchicalLoss", "class_weight_table", "hierarchical_nll"]
@@ -158,13 +159,8 @@ class HierarchicalLoss(nn.Module):
         super().__init__()
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        weights = [1.0] * hierarchy.num_levels if level_weights is None else list(level_weights)
-        if len(weights) != hierarchy.num_levels:
-            raise ValueError(
-                f"{len(weights)} level weights given for a hierarchy with "
-                f"{hierarchy.num_levels} levels ({', '.join(hierarchy.level_names)})"
-            )
-        self.register_buffer("level_weights", torch.tensor(weights), persistent=False)
+        weights = level_weight_tensor(hierarchy, level_weights)
+        self.register_buffer("level_weights", weights, persistent=False)
         table = None if class_weights is None else class_weight_table(hierarchy, class_weights)
         self.register_buffer("class_weights", table, persistent=False)
 

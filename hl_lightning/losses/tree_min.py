@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy, Node
-from hl_lightning.losses._common import flatten, masked_mean, valid_leaf
+from hl_lightning.losses._common import flatten, level_weight_tensor, masked_mean, valid_leaf
 from hl_lightning.tables import validate_inputs
 
 __all__ = ["TreeMinLoss", "TreeNodes", "tree_min_level_losses"]
@@ -221,13 +221,8 @@ class TreeMinLoss(nn.Module):
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
         self.gamma = float(gamma)
-        weights = [1.0] * hierarchy.num_levels if level_weights is None else list(level_weights)
-        if len(weights) != hierarchy.num_levels:
-            raise ValueError(
-                f"{len(weights)} level weights given for a hierarchy with "
-                f"{hierarchy.num_levels} levels ({', '.join(hierarchy.level_names)})"
-            )
-        self.register_buffer("level_weights", torch.tensor(weights), persistent=False)
+        weights = level_weight_tensor(hierarchy, level_weights)
+        self.register_buffer("level_weights", weights, persistent=False)
 
     @property
     def node_names(self) -> tuple[str, ...]:
