@@ -125,6 +125,26 @@ def test_extreme_logits_mixing_fast_and_exact_pixels_stay_exact():
     assert levels[0].item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "offset", [-200.0, -60.0, -24.0, -22.0, -10.0, 0.0, 40.0, 68.0, 70.0, 500.0]
+)
+def test_any_common_offset_of_the_logits_keeps_loss_and_gradient_exact(offset):
+    # Unshifted exponentials serve while every pixel's sum of exp(logits) stays in a safe
+    # range (largest logits from about -23 to 69), a per-pixel shift beyond it: offsets on both
+    # sides of that range, with target probabilities from 1 down past the exact-path limit.
+    h = Hierarchy.from_dict(TOY)
+    gen = torch.Generator().manual_seed(5)
+    gaps = torch.tensor([0.0, 5.0, 20.0, 30.0, 35.0, 40.0, 45.0, 55.0, 57.0, 58.0, 60.0, 80.0])
+    logits = torch.randn(2, h.num_leaves, gaps.numel(), generator=gen)
+    target = torch.randint(0, h.num_leaves, (2, gaps.numel()), generator=gen)
+    best = logits.amax(dim=1)
+    logits.scatter_(1, target.unsqueeze(1), (best - gaps).unsqueeze(1))  # target far below
+    assert_matches_reference(logits + offset, target, h)
+    torch.testing.assert_close(
+        hierarchical_nll(logits + offset, target, h), hierarchical_nll(logits, target, h)
+    )
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     num_leaves=st.integers(2, 60),

@@ -6,9 +6,13 @@ non-ignored pixels of ``-log P(S)``; the total is ``sum_d w_d * level_loss_d``.
 With per-level class weights ``c_d`` (for long-tailed data) the mean becomes a weighted
 mean, as ``F.cross_entropy``'s ``weight``: ``sum_i c_d(S_i) nll_i / sum_i c_d(S_i)``.
 
-The fast path aggregates the softmax bottom-up through the tree (one pass over the
-K channels, then over ever fewer groups) and computes the gradient in closed form:
-``dL/dz_k = p_k * (sum_d w_d - sum_{d: k in S_d} w_d / P(S_d))``. Pixels whose target
+The fast path takes one exponential per logit, ``e = exp(z - c)``, and aggregates it
+bottom-up through the tree (one pass over the K channels, then over ever fewer groups):
+``P(S) = E_S / T`` with ``E_S`` the sum of ``e`` over ``S`` and ``T`` over all leaves. The
+shift ``c`` is 0 while every pixel's ``T`` lies where fp32 keeps those sums exact (each
+pixel's largest logit between about -23 and 69), else each pixel's largest logit. The
+gradient is computed in closed form,
+``dL/dz_k = e_k * (sum_d w_d / T - sum_{d: k in S_d} w_d / E_{S_d})``. Pixels whose target
 probability is below ``1e-25`` (where fp32 sums of probabilities lose precision) are
 recomputed exactly in the log domain, in float64, so the result is exact and finite
 for any finite logits. Class weights only change each pixel's factor in both passes.
@@ -30,6 +34,9 @@ __all__ = ["ClassWeights", "HierarchicalLoss", "class_weight_table", "hierarchic
 
 _TINY = 1e-25  # below this, fp32 sums of probabilities are replaced by exact log-domain values
 _EXACT_CHUNK = 8192  # rows per chunk on the exact path, to bound its memory
+# Totals of exp(logits) within which, with _TINY, the unshifted exponentials stay normal fp32
+# numbers (>= 1e-35) for every probability the fast path uses, far from overflow.
+_TOTAL_RANGE = (1e-10, 1e30)
 
 # Per level (coarse to fine): None (all 1), one weight per group in group_names(d) order,
 # or a mapping from group name to weight (unnamed groups weigh 1).
@@ -197,60 +204,57 @@ class _HierarchicalNLL(torch.autograd.Function):
         ignore_index: int | None,
         class_weights: Tensor | None,
     ) -> Tensor:
-        valid = (
-            torch.ones_like(target, dtype=torch.bool)
-            if ignore_index is None
-            else (target != ignore_index)
-        )
-        leaf = target.masked_fill(~valid, 0)
-        groups = tables.level_matrix[:, leaf]  # (D, B, S)
-        probs = _softmax(logits)
-        group_probs = _target_group_sums(probs, leaf, groups, tables)  # (D, B, S)
+        valid = None if ignore_index is None else target != ignore_index
+        leaf = target if valid is None else target.masked_fill(~valid, 0)
+        groups = _target_groups(tables.level_matrix, leaf)
+        exps, group_sums, total = _exp_group_sums(logits.contiguous(), leaf, groups, tables)
+        group_probs = group_sums / total  # (D, B, S): P(the target's group) at every level
         nll = group_probs.log().neg_()
-        bad = (group_probs[-1] < _TINY) & valid  # levels are nested: the leaf is the smallest
+        bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
+        if valid is not None:
+            bad &= valid
         rows = logits.movedim(1, -1)[bad].double()  # (n, K), usually empty
         if rows.numel():
             nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
-        nll.masked_fill_(~valid, 0.0)
+        if valid is not None:
+            nll.masked_fill_(~valid, 0.0)
         if class_weights is None:  # every valid pixel weighs 1
             pixel_weights = None
-            count = valid.sum().clamp_min(1)
+            count = logits.new_tensor(leaf.numel()) if valid is None else valid.sum()
+            count = count.clamp_min(1)
         else:  # (D, B, S): the class weight of the target's group at every level
-            pixel_weights = class_weights[:, leaf] * valid
-            total = pixel_weights.sum(dim=(1, 2))
-            count = torch.where(total > 0, total, 1.0).view(-1, 1, 1)  # (D, 1, 1)
+            pixel_weights = class_weights[:, leaf]
+            if valid is not None:
+                pixel_weights *= valid
+            level_totals = pixel_weights.sum(dim=(1, 2))
+            count = torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)  # (D, 1, 1)
             nll = nll * pixel_weights
         ctx.tables = tables
         ctx.save_for_backward(
-            probs, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights
+            exps, leaf, groups, group_sums, total, valid, bad, rows, count, pixel_weights
         )
         return nll.sum(dim=(1, 2)) / count.view(-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_levels: Tensor):
-        probs, leaf, groups, group_probs, valid, bad, rows, count, pixel_weights = ctx.saved_tensors
+        exps, leaf, groups, group_sums, total, valid, bad, rows, count, pixel_weights = (
+            ctx.saved_tensors
+        )
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
         level_grads = grad_levels.float().view(depth, 1, 1) / count  # (D, 1, 1)
         if pixel_weights is None:
-            scale = (valid & ~bad).float()  # (B, S): fast-path pixels only
+            scale = ~bad if valid is None else valid & ~bad  # (B, S): fast-path pixels only
+            weights = level_grads * scale  # (D, B, S)
         else:
-            scale = pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
-        weights = level_grads * scale  # (D, B, S)
-        # dL/dz_k = p_k * (sum_d w_d - sum_{d: k in S_d} w_d / P(S_d)). The second sum is
-        # built top-down on the small group arrays; the leaf level's term is w_{D-1} at the
-        # target alone, since P(S_{D-1}) = p_target.
-        factor = weights.sum(0).unsqueeze(1)  # (B, 1, S)
-        if depth > 1:
-            coeffs = weights[:-1] / group_probs[:-1].clamp_min(_TINY)
-            shared = probs.new_zeros(probs.shape[0], tables.sizes[0], probs.shape[2])
-            for d in range(depth - 1):
-                if d:
-                    shared = shared.index_select(1, tables.parents[d - 1])
-                shared.scatter_add_(1, groups[d].unsqueeze(1), coeffs[d].unsqueeze(1))
-            factor = torch.sub(factor, shared)
-        grad = _scale_by_group(probs, factor, tables.level_matrix[-2] if depth > 1 else None)
+            weights = level_grads * pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
+        # With e = exp(z - c), E_d the target's group sum at level d and T the sum of all e:
+        # dL/dz_k = e_k * (sum_d w_d / T - sum_{d: k in S_d} w_d / E_d). The leaf level's
+        # term is w_{D-1} at the target alone, since E_{D-1} = e_target.
+        top = weights.sum(0) / total  # (B, S)
+        coeffs = weights[:-1] / group_sums[:-1].clamp_min(torch.finfo(torch.float32).tiny)
+        grad = _scale_by_factors(exps, top, coeffs.neg_(), groups, tables)
         grad.view(-1).index_add_(0, _flat_leaf_index(leaf, grad.shape[1]), -weights[-1].view(-1))
         if rows.numel():
             row_weights = level_grads.view(depth, 1)  # (D, 1), or per row (D, n)
@@ -261,28 +265,60 @@ class _HierarchicalNLL(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-def _softmax(logits: Tensor) -> Tensor:
-    """Return the softmax over dim 1 of (B, K, S) logits, as ``exp(log_softmax)``.
+def _exp_group_sums(
+    logits: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Return ``e = exp(logits - c)`` (B, K, S), its target group sums (D, B, S) and total (B, S).
 
-    On the CPU ``torch.softmax`` over a non-last dimension is about 3x slower than
-    ``log_softmax``, which computes one exp per element; one more exp, in place, follows.
+    ``c`` is 0 when every pixel's total lies in a range where fp32 keeps the probabilities
+    the loss needs (>= 1e-25) exact: one exp per logit, the cheapest way to a softmax on
+    the CPU. Otherwise (a pixel's largest logit below about -23 or above about 69) ``c`` is
+    each pixel's largest logit. Also with ``c = 0``, ``e_k >= 1e-35`` (a normal fp32
+    number) for every leaf with ``P(k) >= 1e-25``, and the smaller, subnormal ones add
+    at most ``K * 1e-45`` to a group sum of at least ``1e-35``.
     """
-    return torch.log_softmax(logits.contiguous(), dim=1).exp_()
+    exps = logits.exp()
+    group_sums, total = _target_group_sums(exps, leaf, groups, tables)
+    low, high = torch.aminmax(total)
+    if not (_TOTAL_RANGE[0] <= low and high <= _TOTAL_RANGE[1]):  # also False on NaN
+        exps = logits.sub(logits.amax(dim=1, keepdim=True)).exp_()
+        group_sums, total = _target_group_sums(exps, leaf, groups, tables)
+    return exps, group_sums, total
 
 
-def _scale_by_group(probs: Tensor, factor: Tensor, index: Tensor | None) -> Tensor:
-    """Return ``probs * factor[:, index]`` in place of probs (B, K, S); factor (B, G, S).
+def _scale_by_factors(
+    exps: Tensor, top: Tensor, coeffs: Tensor, groups: Tensor, tables: LevelTables
+) -> Tensor:
+    """Multiply ``exps`` (B, K, S) in place by each leaf's factor; return it.
 
-    The factor of each leaf is its group's (``index`` (K,): the group of every leaf), or
-    ``factor`` (B, 1, S) itself when ``index`` is None. One sample at a time, along the
-    sample's first dimension: contiguous row copies, faster on the CPU than a gather along
-    dim 1, with a temporary of one sample instead of the batch.
+    A leaf's factor is ``top`` (B, S) plus ``coeffs[d]`` (D-1, B, S) for every level ``d``
+    below the leaves where the leaf is in the target's group ``groups[d]``. The factors are
+    built top-down on the group arrays, then spread to the leaves; one sample at a time, so
+    the group arrays stay in the cache and their memory is reused.
     """
-    if index is None:
-        return probs.mul_(factor)
-    for sample_probs, sample_factor in zip(probs, factor, strict=True):
-        sample_probs.mul_(sample_factor.index_select(0, index))
-    return probs
+    depth = tables.num_levels
+    if depth == 1:
+        return exps.mul_(top.unsqueeze(1))
+    for b, sample in enumerate(exps):
+        factor = top[b].expand(tables.sizes[0], -1).clone()  # (G_0, S)
+        for d in range(depth - 1):
+            if d:
+                factor = factor.index_select(0, tables.parents[d - 1])
+            factor.scatter_add_(0, groups[d, b].unsqueeze(0), coeffs[d, b].unsqueeze(0))
+        sample.mul_(factor.index_select(0, tables.level_matrix[-2]))
+    return exps
+
+
+def _target_groups(level_matrix: Tensor, leaf: Tensor) -> Tensor:
+    """Return the group of each pixel's target leaf at every level (D, B, S).
+
+    One 1-d index_select per level: several times faster on the CPU than indexing the
+    (D, K) table along its second dimension.
+    """
+    out = leaf.new_empty(level_matrix.shape[0], leaf.numel())
+    for groups, row in zip(out, level_matrix, strict=True):
+        torch.index_select(row, 0, leaf.view(-1), out=groups)
+    return out.view(-1, *leaf.shape)
 
 
 def _flat_leaf_index(leaf: Tensor, num_leaves: int) -> Tensor:
@@ -296,21 +332,28 @@ def _flat_leaf_index(leaf: Tensor, num_leaves: int) -> Tensor:
     return ((base + leaf) * pixels + torch.arange(pixels, device=leaf.device)).view(-1)
 
 
-def _target_group_sums(probs: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables) -> Tensor:
-    """Return P(the target's group) at every level (D, B, S): sums of ``probs`` (B, K, S).
+def _target_group_sums(
+    exps: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables
+) -> tuple[Tensor, Tensor]:
+    """Return the sums of ``exps`` (B, K, S) over the target's group at every level (D, B, S)
+    and over all leaves (B, S).
 
-    Sums are aggregated bottom-up: leaves to level D-2, then from each level to its parent.
+    Sums are aggregated bottom-up, one sample at a time (the group arrays stay in the cache
+    and their memory is reused): leaves to level D-2, then from each level to its parent;
+    the total is the sum of level 0's groups.
     """
     depth = tables.num_levels
-    out = probs.new_empty(depth, *leaf.shape)
-    out[-1] = probs.view(-1).take(_flat_leaf_index(leaf, probs.shape[1])).view(leaf.shape)
-    level_sums = probs
-    for d in range(depth - 2, -1, -1):
-        index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
-        summed = probs.new_zeros(probs.shape[0], tables.sizes[d], probs.shape[2])
-        level_sums = summed.index_add_(1, index, level_sums)
-        out[d] = level_sums.gather(1, groups[d].unsqueeze(1)).squeeze(1)
-    return out
+    out = exps.new_empty(depth, *leaf.shape)
+    out[-1] = exps.view(-1).take(_flat_leaf_index(leaf, exps.shape[1])).view(leaf.shape)
+    total = exps.new_empty(leaf.shape)
+    for b, level_sums in enumerate(exps):
+        for d in range(depth - 2, -1, -1):
+            index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
+            summed = exps.new_zeros(tables.sizes[d], exps.shape[2])
+            level_sums = summed.index_add_(0, index, level_sums)
+            torch.gather(level_sums, 0, groups[d, b].unsqueeze(0), out=out[d, b].unsqueeze(0))
+        torch.sum(level_sums, dim=0, out=total[b])
+    return out, total
 
 
 def _group_masked(rows: Tensor, groups: Tensor, level_matrix: Tensor, level: int) -> Tensor:
