@@ -293,19 +293,21 @@ def _scale_by_factors(
 
     A leaf's factor is ``top`` (B, S) plus ``coeffs[d]`` (D-1, B, S) for every level ``d``
     below the leaves where the leaf is in the target's group ``groups[d]``. The factors are
-    built top-down on the group arrays, then spread to the leaves; one sample at a time, so
-    the group arrays stay in the cache and their memory is reused.
+    built top-down on the group arrays, then spread to the leaves; one sample at a time,
+    in buffers reused from sample to sample (they stay in the cache, and the CPU allocator
+    hands out no fresh pages).
     """
     depth = tables.num_levels
     if depth == 1:
         return exps.mul_(top.unsqueeze(1))
+    buffers = [exps.new_empty(size, exps.shape[2]) for size in tables.sizes]
     for b, sample in enumerate(exps):
-        factor = top[b].expand(tables.sizes[0], -1).clone()  # (G_0, S)
+        factor = buffers[0].copy_(top[b].expand(tables.sizes[0], -1))  # (G_0, S)
         for d in range(depth - 1):
             if d:
-                factor = factor.index_select(0, tables.parents[d - 1])
+                factor = torch.index_select(factor, 0, tables.parents[d - 1], out=buffers[d])
             factor.scatter_add_(0, groups[d, b].unsqueeze(0), coeffs[d, b].unsqueeze(0))
-        sample.mul_(factor.index_select(0, tables.level_matrix[-2]))
+        sample.mul_(torch.index_select(factor, 0, tables.level_matrix[-2], out=buffers[-1]))
     return exps
 
 
@@ -338,19 +340,19 @@ def _target_group_sums(
     """Return the sums of ``exps`` (B, K, S) over the target's group at every level (D, B, S)
     and over all leaves (B, S).
 
-    Sums are aggregated bottom-up, one sample at a time (the group arrays stay in the cache
-    and their memory is reused): leaves to level D-2, then from each level to its parent;
-    the total is the sum of level 0's groups.
+    Sums are aggregated bottom-up, one sample at a time in buffers reused from sample to
+    sample (see :func:`_scale_by_factors`): leaves to level D-2, then from each level to
+    its parent; the total is the sum of level 0's groups.
     """
     depth = tables.num_levels
     out = exps.new_empty(depth, *leaf.shape)
     out[-1] = exps.view(-1).take(_flat_leaf_index(leaf, exps.shape[1])).view(leaf.shape)
     total = exps.new_empty(leaf.shape)
+    buffers = [exps.new_empty(size, exps.shape[2]) for size in tables.sizes[:-1]]
     for b, level_sums in enumerate(exps):
         for d in range(depth - 2, -1, -1):
             index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
-            summed = exps.new_zeros(tables.sizes[d], exps.shape[2])
-            level_sums = summed.index_add_(0, index, level_sums)
+            level_sums = buffers[d].zero_().index_add_(0, index, level_sums)
             torch.gather(level_sums, 0, groups[d, b].unsqueeze(0), out=out[d, b].unsqueeze(0))
         torch.sum(level_sums, dim=0, out=total[b])
     return out, total
