@@ -79,6 +79,17 @@ def test_all_ignored_gives_zero_and_zero_grad(name):
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("shape", [(0, 3, 3), (2, 0, 3)])
+def test_empty_batches_give_zero_and_an_empty_grad(name, shape):
+    h = Hierarchy.from_dict(TOY)
+    loss = build_loss(name, h, 255, **OPTIONS[name])
+    logits = torch.randn(shape[0], channels(loss, h), *shape[1:], requires_grad=True)
+    value = loss(logits, torch.zeros(shape, dtype=torch.long))
+    value.backward()
+    assert value.item() == 0.0 and logits.grad.shape == logits.shape
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_under_autocast_is_computed_in_fp32(name, dtype):
     h = Hierarchy.from_dict(TOY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -15,8 +16,8 @@ def flatten(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 
     Call it with autocast disabled: the losses compute in fp32 whatever the network's dtype.
     """
-    z = logits.float().reshape(logits.shape[0], logits.shape[1], -1)
-    return z, target.reshape(target.shape[0], -1)
+    batch, channels, pixels = logits.shape[0], logits.shape[1], math.prod(logits.shape[2:])
+    return logits.float().reshape(batch, channels, pixels), target.reshape(batch, pixels)
 
 
 def valid_leaf(target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor]:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import level_weight_tensor
+from hl_lightning.losses._common import flatten, level_weight_tensor
 from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["ClassWeights", "HierarchicalLoss", "class_weight_table", "hierarchical_nll"]
@@ -123,9 +123,8 @@ def hierarchical_nll(
             )
         class_weights = class_weights.to(device=logits.device, dtype=torch.float32)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        z = logits.float().reshape(logits.shape[0], logits.shape[1], -1)
         levels = _HierarchicalNLL.apply(
-            z, target.reshape(target.shape[0], -1), tables, ignore_index, class_weights
+            *flatten(logits, target), tables, ignore_index, class_weights
         )
         if level_weights is not None:
             weights = torch.as_tensor(level_weights, dtype=levels.dtype, device=levels.device)
@@ -279,6 +278,8 @@ def _exp_group_sums(
     """
     exps = logits.exp()
     group_sums, total = _target_group_sums(exps, leaf, groups, tables)
+    if total.numel() == 0:
+        return exps, group_sums, total
     low, high = torch.aminmax(total)
     if not (_TOTAL_RANGE[0] <= low and high <= _TOTAL_RANGE[1]):  # also False on NaN
         exps = logits.sub(logits.amax(dim=1, keepdim=True)).exp_()
@@ -293,22 +294,45 @@ def _scale_by_factors(
 
     A leaf's factor is ``top`` (B, S) plus ``coeffs[d]`` (D-1, B, S) for every level ``d``
     below the leaves where the leaf is in the target's group ``groups[d]``. The factors are
-    built top-down on the group arrays, then spread to the leaves; one sample at a time,
-    in buffers reused from sample to sample (they stay in the cache, and the CPU allocator
-    hands out no fresh pages).
+    built top-down on the group arrays, then spread to the leaves, in the chunks of
+    :func:`_sample_chunks`.
     """
     depth = tables.num_levels
     if depth == 1:
         return exps.mul_(top.unsqueeze(1))
-    buffers = [exps.new_empty(size, exps.shape[2]) for size in tables.sizes]
-    for b, sample in enumerate(exps):
-        factor = buffers[0].copy_(top[b].expand(tables.sizes[0], -1))  # (G_0, S)
+    chunks, dim = _sample_chunks(exps)
+    buffers = _buffers(exps, chunks, tables.sizes)
+    for chunk in chunks:
+        factor = buffers[0].copy_(top[chunk].unsqueeze(dim).expand_as(buffers[0]))  # level 0
         for d in range(depth - 1):
             if d:
-                factor = torch.index_select(factor, 0, tables.parents[d - 1], out=buffers[d])
-            factor.scatter_add_(0, groups[d, b].unsqueeze(0), coeffs[d, b].unsqueeze(0))
-        sample.mul_(torch.index_select(factor, 0, tables.level_matrix[-2], out=buffers[-1]))
+                factor = torch.index_select(factor, dim, tables.parents[d - 1], out=buffers[d])
+            factor.scatter_add_(
+                dim, groups[d, chunk].unsqueeze(dim), coeffs[d, chunk].unsqueeze(dim)
+            )
+        exps[chunk].mul_(torch.index_select(factor, dim, tables.level_matrix[-2], out=buffers[-1]))
     return exps
+
+
+def _sample_chunks(values: Tensor) -> tuple[list[int] | list[slice], int]:
+    """Return the chunks of values (B, K, S) to process in turn (indices into its first
+    dimension, all of one shape) and the dimension of K in a chunk.
+
+    On the CPU one sample at a time: the sample's group arrays stay in the cache, and
+    their buffers, reused from sample to sample, need no fresh pages from the allocator
+    (together about 1.5x faster than whole-batch passes at K=66). Elsewhere the whole
+    batch in one pass, to launch few kernels.
+    """
+    if values.device.type == "cpu":
+        return list(range(values.shape[0])), 0
+    return [slice(None)], 1
+
+
+def _buffers(values: Tensor, chunks: list[int] | list[slice], sizes: Sequence[int]) -> list[Tensor]:
+    """Return one uninitialised buffer (*, G, S) per size G, for the chunks (*, K, S) of
+    values (B, K, S) (see :func:`_sample_chunks`)."""
+    chunk = values[chunks[0]] if chunks else values
+    return [chunk.new_empty(*chunk.shape[:-2], size, chunk.shape[-1]) for size in sizes]
 
 
 def _target_groups(level_matrix: Tensor, leaf: Tensor) -> Tensor:
@@ -320,7 +344,7 @@ def _target_groups(level_matrix: Tensor, leaf: Tensor) -> Tensor:
     out = leaf.new_empty(level_matrix.shape[0], leaf.numel())
     for groups, row in zip(out, level_matrix, strict=True):
         torch.index_select(row, 0, leaf.view(-1), out=groups)
-    return out.view(-1, *leaf.shape)
+    return out.view(level_matrix.shape[0], *leaf.shape)
 
 
 def _flat_leaf_index(leaf: Tensor, num_leaves: int) -> Tensor:
@@ -340,21 +364,23 @@ def _target_group_sums(
     """Return the sums of ``exps`` (B, K, S) over the target's group at every level (D, B, S)
     and over all leaves (B, S).
 
-    Sums are aggregated bottom-up, one sample at a time in buffers reused from sample to
-    sample (see :func:`_scale_by_factors`): leaves to level D-2, then from each level to
-    its parent; the total is the sum of level 0's groups.
+    Sums are aggregated bottom-up in the chunks of :func:`_sample_chunks`: leaves to level
+    D-2, then from each level to its parent; the total is the sum of level 0's groups.
     """
     depth = tables.num_levels
     out = exps.new_empty(depth, *leaf.shape)
     out[-1] = exps.view(-1).take(_flat_leaf_index(leaf, exps.shape[1])).view(leaf.shape)
     total = exps.new_empty(leaf.shape)
-    buffers = [exps.new_empty(size, exps.shape[2]) for size in tables.sizes[:-1]]
-    for b, level_sums in enumerate(exps):
+    chunks, dim = _sample_chunks(exps)
+    buffers = _buffers(exps, chunks, tables.sizes[:-1])
+    for chunk in chunks:
+        level_sums = exps[chunk]
         for d in range(depth - 2, -1, -1):
             index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
-            level_sums = buffers[d].zero_().index_add_(0, index, level_sums)
-            torch.gather(level_sums, 0, groups[d, b].unsqueeze(0), out=out[d, b].unsqueeze(0))
-        torch.sum(level_sums, dim=0, out=total[b])
+            level_sums = buffers[d].zero_().index_add_(dim, index, level_sums)
+            target_group = groups[d, chunk].unsqueeze(dim)
+            torch.gather(level_sums, dim, target_group, out=out[d, chunk].unsqueeze(dim))
+        torch.sum(level_sums, dim=dim, out=total[chunk])
     return out, total
 
 
