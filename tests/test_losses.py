@@ -12,6 +12,7 @@ from _reference import assert_gradient_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hl_lightning.losses._tree_sums
 import hl_lightning.losses.hierarchical
 from hl_lightning import Hierarchy
 from hl_lightning.benchmark import random_hierarchy
@@ -164,7 +165,7 @@ def test_whole_batch_passes_equal_the_per_sample_passes(monkeypatch, depth):
         return [slice(None)], 1
 
     per_sample = loss_and_grad()
-    monkeypatch.setattr(hl_lightning.losses.hierarchical, "_sample_chunks", whole_batch)
+    monkeypatch.setattr(hl_lightning.losses._tree_sums, "_sample_chunks", whole_batch)
     for got, want in zip(loss_and_grad(), per_sample, strict=True):
         torch.testing.assert_close(got, want)
 
@@ -466,8 +467,11 @@ def test_loss_module_follows_its_device_and_is_a_plain_module():
     assert loss.to(torch.float64).level_weights.dtype == torch.float64
 
 
-def test_doctests_pass():
-    assert doctest.testmod(hl_lightning.losses.hierarchical).failed == 0
+@pytest.mark.parametrize(
+    "module", [hl_lightning.losses.hierarchical, hl_lightning.losses._tree_sums]
+)
+def test_doctests_pass(module):
+    assert doctest.testmod(module).failed == 0
 
 
 def test_strided_logits_give_the_same_loss_and_gradient():

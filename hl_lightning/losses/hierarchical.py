@@ -28,6 +28,12 @@ from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, level_weight_tensor
+from hl_lightning.losses._tree_sums import (
+    flat_leaf_index,
+    leaf_factors,
+    target_group_sums,
+    target_groups,
+)
 from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["ClassWeights", "HierarchicalLoss", "class_weight_table", "hierarchical_nll"]
@@ -205,7 +211,7 @@ class _HierarchicalNLL(torch.autograd.Function):
     ) -> Tensor:
         valid = None if ignore_index is None else target != ignore_index
         leaf = target if valid is None else target.masked_fill(~valid, 0)
-        groups = _target_groups(tables.level_matrix, leaf)
+        groups = target_groups(tables.level_matrix, leaf)
         exps, group_sums, total = _exp_group_sums(logits.contiguous(), leaf, groups, tables)
         group_probs = group_sums / total  # (D, B, S): P(the target's group) at every level
         nll = group_probs.log().neg_()
@@ -253,8 +259,10 @@ class _HierarchicalNLL(torch.autograd.Function):
         # term is w_{D-1} at the target alone, since E_{D-1} = e_target.
         top = weights.sum(0) / total  # (B, S)
         coeffs = weights[:-1] / group_sums[:-1].clamp_min(torch.finfo(torch.float32).tiny)
-        grad = _scale_by_factors(exps, top, coeffs.neg_(), groups, tables)
-        grad.view(-1).index_add_(0, _flat_leaf_index(leaf, grad.shape[1]), -weights[-1].view(-1))
+        for chunk, factors in leaf_factors(exps, top, coeffs.neg_(), groups, tables):
+            exps[chunk].mul_(factors)
+        grad = exps
+        grad.view(-1).index_add_(0, flat_leaf_index(leaf, grad.shape[1]), -weights[-1].view(-1))
         if rows.numel():
             row_weights = level_grads.view(depth, 1)  # (D, 1), or per row (D, n)
             if pixel_weights is not None:
@@ -277,111 +285,14 @@ def _exp_group_sums(
     at most ``K * 1e-45`` to a group sum of at least ``1e-35``.
     """
     exps = logits.exp()
-    group_sums, total = _target_group_sums(exps, leaf, groups, tables)
+    group_sums, total = target_group_sums(exps, leaf, groups, tables)
     if total.numel() == 0:
         return exps, group_sums, total
     low, high = torch.aminmax(total)
     if not (_TOTAL_RANGE[0] <= low and high <= _TOTAL_RANGE[1]):  # also False on NaN
-        exps = logits.sub(logits.amax(dim=1, keepdim=True)).exp_()
-        group_sums, total = _target_group_sums(exps, leaf, groups, tables)
+        torch.sub(logits, logits.amax(dim=1, keepdim=True), out=exps).exp_()
+        group_sums, total = target_group_sums(exps, leaf, groups, tables)
     return exps, group_sums, total
-
-
-def _scale_by_factors(
-    exps: Tensor, top: Tensor, coeffs: Tensor, groups: Tensor, tables: LevelTables
-) -> Tensor:
-    """Multiply ``exps`` (B, K, S) in place by each leaf's factor; return it.
-
-    A leaf's factor is ``top`` (B, S) plus ``coeffs[d]`` (D-1, B, S) for every level ``d``
-    below the leaves where the leaf is in the target's group ``groups[d]``. The factors are
-    built top-down on the group arrays, then spread to the leaves, in the chunks of
-    :func:`_sample_chunks`.
-    """
-    depth = tables.num_levels
-    if depth == 1:
-        return exps.mul_(top.unsqueeze(1))
-    chunks, dim = _sample_chunks(exps)
-    buffers = _buffers(exps, chunks, tables.sizes)
-    for chunk in chunks:
-        factor = buffers[0].copy_(top[chunk].unsqueeze(dim).expand_as(buffers[0]))  # level 0
-        for d in range(depth - 1):
-            if d:
-                factor = torch.index_select(factor, dim, tables.parents[d - 1], out=buffers[d])
-            factor.scatter_add_(
-                dim, groups[d, chunk].unsqueeze(dim), coeffs[d, chunk].unsqueeze(dim)
-            )
-        exps[chunk].mul_(torch.index_select(factor, dim, tables.level_matrix[-2], out=buffers[-1]))
-    return exps
-
-
-def _sample_chunks(values: Tensor) -> tuple[list[int] | list[slice], int]:
-    """Return the chunks of values (B, K, S) to process in turn (indices into its first
-    dimension, all of one shape) and the dimension of K in a chunk.
-
-    On the CPU one sample at a time: the sample's group arrays stay in the cache, and
-    their buffers, reused from sample to sample, need no fresh pages from the allocator
-    (together about 1.5x faster than whole-batch passes at K=66). Elsewhere the whole
-    batch in one pass, to launch few kernels.
-    """
-    if values.device.type == "cpu":
-        return list(range(values.shape[0])), 0
-    return [slice(None)], 1
-
-
-def _buffers(values: Tensor, chunks: list[int] | list[slice], sizes: Sequence[int]) -> list[Tensor]:
-    """Return one uninitialised buffer (*, G, S) per size G, for the chunks (*, K, S) of
-    values (B, K, S) (see :func:`_sample_chunks`)."""
-    chunk = values[chunks[0]] if chunks else values
-    return [chunk.new_empty(*chunk.shape[:-2], size, chunk.shape[-1]) for size in sizes]
-
-
-def _target_groups(level_matrix: Tensor, leaf: Tensor) -> Tensor:
-    """Return the group of each pixel's target leaf at every level (D, B, S).
-
-    One 1-d index_select per level: several times faster on the CPU than indexing the
-    (D, K) table along its second dimension.
-    """
-    out = leaf.new_empty(level_matrix.shape[0], leaf.numel())
-    for groups, row in zip(out, level_matrix, strict=True):
-        torch.index_select(row, 0, leaf.view(-1), out=groups)
-    return out.view(level_matrix.shape[0], *leaf.shape)
-
-
-def _flat_leaf_index(leaf: Tensor, num_leaves: int) -> Tensor:
-    """Return the flat positions (B * S,) of each pixel's target leaf in a (B, K, S) tensor.
-
-    Reading or adding at them in the flattened tensor is cheaper on the CPU than a gather
-    or scatter along dim 1.
-    """
-    batch, pixels = leaf.shape
-    base = torch.arange(batch, device=leaf.device).unsqueeze(1) * num_leaves
-    return ((base + leaf) * pixels + torch.arange(pixels, device=leaf.device)).view(-1)
-
-
-def _target_group_sums(
-    exps: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables
-) -> tuple[Tensor, Tensor]:
-    """Return the sums of ``exps`` (B, K, S) over the target's group at every level (D, B, S)
-    and over all leaves (B, S).
-
-    Sums are aggregated bottom-up in the chunks of :func:`_sample_chunks`: leaves to level
-    D-2, then from each level to its parent; the total is the sum of level 0's groups.
-    """
-    depth = tables.num_levels
-    out = exps.new_empty(depth, *leaf.shape)
-    out[-1] = exps.view(-1).take(_flat_leaf_index(leaf, exps.shape[1])).view(leaf.shape)
-    total = exps.new_empty(leaf.shape)
-    chunks, dim = _sample_chunks(exps)
-    buffers = _buffers(exps, chunks, tables.sizes[:-1])
-    for chunk in chunks:
-        level_sums = exps[chunk]
-        for d in range(depth - 2, -1, -1):
-            index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
-            level_sums = buffers[d].zero_().index_add_(dim, index, level_sums)
-            target_group = groups[d, chunk].unsqueeze(dim)
-            torch.gather(level_sums, dim, target_group, out=out[d, chunk].unsqueeze(dim))
-        torch.sum(level_sums, dim=dim, out=total[chunk])
-    return out, total
 
 
 def _group_masked(rows: Tensor, groups: Tensor, level_matrix: Tensor, level: int) -> Tensor:
