@@ -146,30 +146,6 @@ def test_any_common_offset_of_the_logits_keeps_loss_and_gradient_exact(offset):
     )
 
 
-@pytest.mark.parametrize("depth", [1, 2, 4])
-def test_whole_batch_passes_equal_the_per_sample_passes(monkeypatch, depth):
-    # The CPU works one sample at a time; other devices take the whole batch in one pass.
-    h = random_hierarchy(40, depth, seed=depth)
-    gen = torch.Generator().manual_seed(depth)
-    logits = torch.randn(3, h.num_leaves, 5, 6, generator=gen) * 4
-    target = torch.randint(0, h.num_leaves, (3, 5, 6), generator=gen)
-    target[1, 0] = 255
-
-    def loss_and_grad():
-        x = logits.clone().requires_grad_()
-        levels = hierarchical_nll(x, target, h, ignore_index=255)
-        levels.sum().backward()
-        return levels, x.grad
-
-    def whole_batch(values: torch.Tensor) -> tuple[list[slice], int]:
-        return [slice(None)], 1
-
-    per_sample = loss_and_grad()
-    monkeypatch.setattr(hl_lightning.losses._tree_sums, "_sample_chunks", whole_batch)
-    for got, want in zip(loss_and_grad(), per_sample, strict=True):
-        torch.testing.assert_close(got, want)
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     num_leaves=st.integers(2, 60),

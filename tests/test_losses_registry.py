@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 import hl_lightning.losses
+import hl_lightning.losses._tree_sums
 from hl_lightning import Hierarchy
+from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.losses import LOSSES, TreeMinLoss, build_loss, loss_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,6 +78,34 @@ def test_all_ignored_gives_zero_and_zero_grad(name):
     value = loss(logits, torch.full((2, 3, 3), 255))
     value.backward()
     assert value.item() == 0.0 and not logits.grad.any()
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_whole_batch_passes_equal_the_per_sample_passes(monkeypatch, name, depth):
+    # On the CPU the tree sums go one sample at a time; other devices take the whole batch.
+    h = random_hierarchy(40, depth, seed=depth)
+    tree_specific = ("level_weights", "class_weights")  # sized for the TOY tree
+    options = {key: value for key, value in OPTIONS[name].items() if key not in tree_specific}
+    loss = build_loss(name, h, 255, **options)
+    gen = torch.Generator().manual_seed(depth)
+    logits = torch.randn(3, channels(loss, h), 5, 6, generator=gen) * 4
+    target = torch.randint(0, h.num_leaves, (3, 5, 6), generator=gen)
+    target[1, 0] = 255
+
+    def loss_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        x = logits.clone().requires_grad_()
+        value = loss(x, target)
+        value.backward()
+        return value, x.grad
+
+    def whole_batch(values: torch.Tensor) -> tuple[list[slice], int]:
+        return [slice(None)], 1
+
+    per_sample = loss_and_grad()
+    monkeypatch.setattr(hl_lightning.losses._tree_sums, "_sample_chunks", whole_batch)
+    for got, want in zip(loss_and_grad(), per_sample, strict=True):
+        torch.testing.assert_close(got, want)
 
 
 @pytest.mark.parametrize("name", list(LOSSES))

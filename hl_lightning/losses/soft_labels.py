@@ -15,7 +15,9 @@ Computed without a (B, K, S) target: since ``d(A, C) = D - m(A, C)``, ``m`` the 
 levels at which A and C share their group, ``exp(-beta d / d_max)`` is a sum of level
 terms, and ``sum_A y(A|C) z_A`` needs only the sums of the logits over the target's
 group at each level (aggregated bottom-up like the hierarchical loss). Logits are shifted
-by their maximum first, so every term of the loss is non-negative: no cancellation.
+by their maximum first, so every term of the loss is non-negative: no cancellation. The
+gradient, ``softmax(z) - y(. | C)``, is computed in closed form in place of the
+exponentials, its soft target built top-down from the same level terms.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import flatten, masked_mean, valid_leaf
+from hl_lightning.losses._common import flatten, valid_leaf
+from hl_lightning.losses._tree_sums import (
+    flat_leaf_index,
+    leaf_factors,
+    target_group_sums,
+    target_groups,
+)
 from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["SoftLabelsLoss", "soft_label_matrix"]
@@ -96,23 +104,61 @@ class SoftLabelsLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             z, target = flatten(logits, target)
             valid, leaf = valid_leaf(target, self.ignore_index)
-            shifted = z - z.detach().amax(dim=1, keepdim=True)  # <= 0; same loss and gradient
-            a = self.level_coefficients.float()
-            depth = tables.num_levels
-            # sum_A y(A|t) z_A, times the normaliser: every leaf (a_0), then the target's
-            # group at each level (a_{d+1}); at the leaf level that group is the target.
-            dot = a[0] * shifted.sum(dim=1) + a[depth] * shifted.gather(1, leaf.unsqueeze(1))[:, 0]
-            sums = shifted
-            for d in range(depth - 2, -1, -1):  # bottom-up: leaves into groups, groups into parents
-                index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
-                sums = sums.new_zeros(z.shape[0], tables.sizes[d], z.shape[2]).index_add(
-                    1, index, sums
-                )
-                group = tables.level_matrix[d][leaf].unsqueeze(1)  # (B, 1, S)
-                dot = dot + a[d + 1] * sums.gather(1, group)[:, 0]
-            log_norm = shifted.exp().sum(dim=1).log()  # logsumexp: the maximum is exactly 0
-            loss = log_norm - dot / self.normalisers.float()[leaf]
-            return masked_mean(loss, valid)
+            return _SoftLabelsCE.apply(
+                z, leaf, valid, tables, self.level_coefficients.float(), self.normalisers.float()
+            )
 
     def extra_repr(self) -> str:
         return f"{self.hierarchy!r}, ignore_index={self.ignore_index}, beta={self.beta}"
+
+
+class _SoftLabelsCE(torch.autograd.Function):
+    """Mean over valid pixels of ``-sum_A y(A|C) log softmax(z)_A``, fp32 logits (B, K, S).
+
+    ``leaf`` (B, S) targets (0 where ignored), ``valid`` (B, S); ``coefficients`` (D+1,)
+    the level terms ``a_j`` and ``normalisers`` (K,) the sums ``N_C`` of SoftLabelsLoss:
+    ``y(A|C) = (a_0 + sum_{d: A in S_d(C)} a_{d+1}) / N_C``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        logits: Tensor,
+        leaf: Tensor,
+        valid: Tensor,
+        tables: LevelTables,
+        coefficients: Tensor,
+        normalisers: Tensor,
+    ) -> Tensor:
+        groups = target_groups(tables.level_matrix, leaf)
+        shifted = logits - logits.amax(dim=1, keepdim=True)  # <= 0, the maximum exactly 0
+        sums, total = target_group_sums(shifted, leaf, groups, tables)
+        dot = coefficients[0] * total + (coefficients[1:].view(-1, 1, 1) * sums).sum(dim=0)
+        exps = shifted.exp_()
+        partition = exps.sum(dim=1)  # (B, S), in [1, K]: its log is the logsumexp
+        normaliser = normalisers[leaf]
+        count = valid.sum().clamp_min(1)
+        loss = torch.where(valid, partition.log() - dot / normaliser, 0.0).sum() / count
+        ctx.tables = tables
+        ctx.save_for_backward(exps, leaf, groups, valid, partition, normaliser, count, coefficients)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_loss: Tensor):
+        exps, leaf, groups, valid, partition, normaliser, count, a = ctx.saved_tensors
+        tables: LevelTables = ctx.tables
+        depth = tables.num_levels
+        pixel_grad = torch.where(valid, grad_loss.float() / count, 0.0)  # (B, S)
+        # dL/dz_k = g * (e_k / partition - y(k|C)); -g * y(k|C) is a_0 for every leaf, plus
+        # a_{d+1} at level d where k is in the target's group, over N_C: built top-down, the
+        # leaf level's term (a_D at the target alone) added last.
+        grad = exps.mul_((pixel_grad / partition).unsqueeze(1))
+        soft = pixel_grad / normaliser  # (B, S)
+        top, coeffs = -a[0] * soft, -a[1:depth].view(-1, 1, 1) * soft
+        for chunk, factors in leaf_factors(grad, top, coeffs, groups, tables):
+            grad[chunk].add_(factors)
+        grad.view(-1).index_add_(
+            0, flat_leaf_index(leaf, grad.shape[1]), (-a[depth] * soft).view(-1)
+        )
+        return grad, None, None, None, None, None
