@@ -150,9 +150,9 @@ class _SoftLabelsCE(torch.autograd.Function):
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
         pixel_grad = torch.where(valid, grad_loss.float() / count, 0.0)  # (B, S)
-        # dL/dz_k = g * (e_k / partition - y(k|C)); -g * y(k|C) is a_0 for every leaf, plus
-        # a_{d+1} at level d where k is in the target's group, over N_C: built top-down, the
-        # leaf level's term (a_D at the target alone) added last.
+        # dL/dz_k = g * e_k / partition - g * y(k|C), with g * y(k|C) = g / N_C times a_0
+        # (every leaf) plus a_{d+1} for each level d whose target group holds k: built
+        # top-down, the leaf level's term (a_D, at the target alone) added last.
         grad = exps.mul_((pixel_grad / partition).unsqueeze(1))
         soft = pixel_grad / normaliser  # (B, S)
         top, coeffs = -a[0] * soft, -a[1:depth].view(-1, 1, 1) * soft
