@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     """Import the LightningModule lazily: the loss and metrics work without Lightning/Hydra."""
     if name == "HierarchicalSegmenter":
-        from hl_lightning.module import HierarchicalSegmenter
+        from hl_lightning.lightning.module import HierarchicalSegmenter
 
         return HierarchicalSegmenter
     raise AttributeError(f"module 'hl_lightning' has no attribute {name!r}")

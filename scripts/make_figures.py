@@ -51,7 +51,7 @@ def main() -> None:
     command = [
         sys.executable,
         "-m",
-        "hl_lightning.train",
+        "hl_lightning.cli.train",
         "-m",
         "loss=hierarchical,flat",
         f"trainer.max_epochs={args.epochs}",

@@ -10,10 +10,10 @@ import lightning as L
 import pytest
 import torch
 
-from hl_lightning.callbacks import LevelSummary, level_table
 from hl_lightning.data import SyntheticDataModule
+from hl_lightning.lightning.callbacks import LevelSummary, level_table
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
-from hl_lightning.module import HierarchicalSegmenter
 
 LINE = re.compile(
     r"^epoch (\d+) train/loss=(\d+\.\d{4})( val/loss=\d+\.\d{4} val/miou=[01]\.\d{4})?$"

@@ -12,11 +12,11 @@ import torch
 from lightning.pytorch.loggers import Logger
 from PIL import Image
 
-from hl_lightning.callbacks import LevelPredictionImages, prediction_grid
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.lightning.callbacks import LevelPredictionImages, prediction_grid
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
-from hl_lightning.module import HierarchicalSegmenter
 from hl_lightning.palette import level_palettes
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from hl_lightning.cli import predict
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
-from hl_lightning.module import HierarchicalSegmenter
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.palette import level_palettes
 
 LEVELS = ("kind", "family", "class")

@@ -26,8 +26,8 @@ from hl_lightning.data import (
 )
 from hl_lightning.hierarchies import cityscapes_hierarchy
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
-from hl_lightning.module import HierarchicalSegmenter
 
 HEIGHT, WIDTH = 24, 32
 FRAMES = {

@@ -19,8 +19,8 @@ from PIL import Image
 from hl_lightning.catalog import load_hierarchy
 from hl_lightning.data import BadDataError, FolderDataModule
 from hl_lightning.hierarchy import HierarchyError
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
-from hl_lightning.module import HierarchicalSegmenter
 
 CLASSES = ["sky", "road", "car", "person"]
 PALETTE = {

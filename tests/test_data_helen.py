@@ -21,20 +21,20 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
+from hl_lightning.cli.train import train
 from hl_lightning.data import HELEN_CLASSES, BadDataError, HelenDataModule
 from hl_lightning.hierarchies import helen_hierarchy
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
-from hl_lightning.module import HierarchicalSegmenter
-from hl_lightning.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 24, 32
 SPLIT_FILES = ("exemplars.txt", "tuning.txt", "testing.txt")  # train, val, test
 LEVELS = ("figure", "region", "part", "class")
 TINY = [
-    "model.backbone.width=4",
-    "model.backbone.depth=2",
+    "backbone.width=4",
+    "backbone.depth=2",
     "data.image_size=[16,16]",
     "data.batch_size=2",
     "data.num_workers=0",

@@ -26,8 +26,8 @@ from hl_lightning.data import BadDataError, MapillaryDataModule
 from hl_lightning.data.mapillary import mapillary_class_names, mapillary_hierarchy
 from hl_lightning.hierarchies import mapillary_paper_hierarchy
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
-from hl_lightning.module import HierarchicalSegmenter
 
 HEIGHT, WIDTH = 24, 32
 # The Vistas v1.2 label names, in label-id order (the data set's config.json).
@@ -400,7 +400,7 @@ def test_paper_vistas_experiment_composes(tmp_path: Path) -> None:
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert cfg.hydra.sweeper.params == {"loss": "hierarchical,flat"}
     assert cfg.hierarchy.source == "mapillary_paper" and list(cfg.data.image_size) == [256, 256]
-    assert cfg.model.backbone.width == 64 and cfg.model.backbone.depth == 4
+    assert cfg.backbone.width == 64 and cfg.backbone.depth == 4
     assert cfg.model.optimizer._target_ == "torch.optim.SGD" and cfg.data.batch_size == 5
     dm = instantiate(cfg.data)
     assert load_hierarchy(cfg.hierarchy.source, dm.class_names).num_leaves == 66

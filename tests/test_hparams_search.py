@@ -28,7 +28,7 @@ TINY = [
     "data.num_val=8",
     "data.num_test=8",
     "data.image_size=32",
-    "model.backbone.width=4",
+    "backbone.width=4",
     "logger=csv",
 ]
 

@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from hl_lightning import Hierarchy, HierarchyError, hierarchical_nll
 from hl_lightning.data import SYNTHETIC_CLASSES, SegmentationDataModule, SyntheticDataModule
 from hl_lightning.decode import METHODS
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.losses import build_loss
 from hl_lightning.models import UNet
-from hl_lightning.module import HierarchicalSegmenter
 
 K = len(SYNTHETIC_CLASSES)
 LEVELS = ("kind", "family", "class")
@@ -170,15 +170,16 @@ class TupleNet(nn.Module):
 
 
 class DictNet(TupleNet):
-    """A backbone returning its logits under another key than torchvision's "out"."""
+    """A backbone returning its logits under ``key``, and an auxiliary head's under "aux"."""
 
     def __init__(self, key: str) -> None:
         super().__init__()
         self.key = key
+        self.aux_head = nn.Conv2d(4, K, 1)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:  # type: ignore[override]
         logits, features = super().forward(x)
-        return {self.key: logits, "aux": features}
+        return {self.key: logits, "aux": self.aux_head(features)}
 
 
 class TupleSegmenter(HierarchicalSegmenter):
@@ -208,10 +209,10 @@ def test_other_backbone_outputs_train(tmp_path: Path, make: Any) -> None:
     assert model(images).shape == (8, K, 32, 32)
 
 
-def test_tuple_backbone_without_override_says_to_override_compute_logits(tmp_path: Path) -> None:
+def test_tuple_of_logits_and_features_says_to_override_compute_logits(tmp_path: Path) -> None:
     dm = tiny_data()
-    model = HierarchicalSegmenter(TupleNet(), dm.hierarchy)
-    with pytest.raises(TypeError, match="compute_logits"):
+    model = HierarchicalSegmenter(TupleNet(), dm.hierarchy)  # features read as deep supervision
+    with pytest.raises(ValueError, match=r"auxiliary output 1 has 4 channels.*compute_logits"):
         make_trainer(tmp_path, fast_dev_run=True).fit(model, datamodule=dm)
 
 
@@ -295,7 +296,7 @@ def test_checkpoint_round_trip_with_a_backbone_config(tmp_path: Path) -> None:
     dm = tiny_data()
     optimizer = {"_target_": "torch.optim.AdamW", "lr": 0.01}
     model = HierarchicalSegmenter(UNET_CONFIG, dm.hierarchy, optimizer=optimizer, decode="leaf")
-    assert isinstance(model.backbone, UNet) and model.backbone.num_classes == K
+    assert isinstance(model.backbone, UNet) and backbone.num_classes == K
     path = fit_with_checkpoint(tmp_path, model, dm)
 
     saved = torch.load(path, weights_only=True)  # plain data only
@@ -473,7 +474,7 @@ NUM_NODES = 19  # the synthetic tree: 13 leaves and 6 internal nodes
 def test_every_loss_trains_and_logs_the_papers_level_losses(tmp_path: Path, loss: str) -> None:
     dm = tiny_data()
     model = HierarchicalSegmenter(UNET_CONFIG, dm.hierarchy, loss=loss)
-    assert model.backbone.num_classes == (NUM_NODES if loss == "tree_min" else K)
+    assert backbone.num_classes == (NUM_NODES if loss == "tree_min" else K)
     trainer = make_trainer(tmp_path, fast_dev_run=True)
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)

@@ -31,9 +31,9 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 from torch.utils.data import DistributedSampler
 
+from hl_lightning.cli.train import train
 from hl_lightning.data.datamodule import EpochSeededSampler, ResumableDataLoader
-from hl_lightning.module import HierarchicalSegmenter
-from hl_lightning.train import train
+from hl_lightning.lightning.module import HierarchicalSegmenter
 
 # seconds-long runs: tiny data and network, CSV logging only; 2 training batches an epoch
 TINY = [
@@ -42,7 +42,7 @@ TINY = [
     "data.num_val=16",  # divisible by 2 processes x batch size 8: no padded samples in DDP
     "data.num_test=8",
     "data.image_size=32",
-    "model.backbone.width=4",
+    "backbone.width=4",
     "logger=csv",
 ]
 LEVELS = ("kind", "family", "class")

@@ -28,10 +28,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from hl_lightning.cli.train import build_model, make_loggers, train
 from hl_lightning.data import SYNTHETIC_CLASSES
 from hl_lightning.hierarchy import HierarchyError
-from hl_lightning.module import HierarchicalSegmenter
-from hl_lightning.train import build_model, make_loggers, train
+from hl_lightning.lightning.module import HierarchicalSegmenter
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = resources.files("hl_lightning.conf")
@@ -43,7 +43,7 @@ TINY = [
     "data.num_val=8",
     "data.num_test=8",
     "data.image_size=32",
-    "model.backbone.width=4",
+    "backbone.width=4",
     "logger=csv",
 ]
 # the synthetic tree in the indented text format, leaves in another order than the data
@@ -127,6 +127,7 @@ def per_level_columns(stages: tuple[str, ...] = ("val", "test")) -> set[str]:
 def test_every_group_and_option_is_covered() -> None:
     groups = {group for group, _ in config_options()}
     assert groups == {
+        "backbone",
         "callbacks",
         "data",
         "experiment",
@@ -170,6 +171,8 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
         overrides += ["data=mapillary", f"data.root={tmp_path}"]
     if (group, option) == ("hierarchy", "file"):
         overrides.append(f"hierarchy.source={tree_file(tmp_path)}")
+    if (group, option) == ("backbone", "custom"):  # the user's own _target_
+        overrides.append("backbone._target_=hl_lightning.models.UNet")
     if (group, option) in COMPOSE_ONLY and group in ("data", "experiment"):
         overrides.append(f"data.root={tmp_path}")
     cfg = make_config(overrides, tmp_path)
@@ -189,7 +192,7 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
         assert cfg.hydra.sweeper.params == {"loss": "hierarchical,flat"}
         assert cfg.seed == 0
     if group == "experiment" and option == "quick":
-        assert cfg.trainer.max_epochs == 1 and cfg.data.num_train == 32
+        assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 4
     # the pieces build
     datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule)
@@ -470,7 +473,7 @@ def test_wheel_ships_its_configs_and_runs_from_another_directory(tmp_path: Path)
     elsewhere.mkdir()
     env = {"PYTHONPATH": isolated_site_path(site_dir)}
     probe = (
-        "import hl_lightning, hl_lightning.train; from importlib import resources; "
+        "import hl_lightning, hl_lightning.cli.train; from importlib import resources; "
         "print(hl_lightning.__file__); print(resources.files('hl_lightning.conf'))"
     )
     where = run([sys.executable, "-S", "-c", probe], elsewhere, **env)

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD
 from hl_lightning.decode import decode
-from hl_lightning.module import HierarchicalSegmenter
+from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.palette import colorize, level_palettes
 
 __all__ = ["IMAGE_SUFFIXES", "load_image", "main", "predict_folder"]

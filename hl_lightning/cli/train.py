@@ -1,0 +1,104 @@
+"""hl-train: the Hydra app that trains a HierarchicalSegmenter (``python -m hl_lightning.train``).
+
+Compose the config from ``conf/`` groups, instantiate data, hierarchy, model, loggers,
+callbacks and trainer, fit, test with the best checkpoint, and return the final metrics.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from hl_lightning.catalog import load_hierarchy
+
+log = logging.getLogger(__name__)
+
+
+def make_loggers(cfg: DictConfig | None) -> list[Logger]:
+    """Return the configured loggers; TensorBoard only when its package is installed."""
+    loggers = []
+    for name, spec in (cfg or {}).items():
+        if "TensorBoard" in spec.get("_target_", "") and not _tensorboard_installed():
+            log.info("logger %s skipped: the tensorboard package is not installed", name)
+            continue
+        loggers.append(instantiate(spec))
+    return loggers
+
+
+def _tensorboard_installed() -> bool:
+    return any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
+
+
+def make_callbacks(cfg: DictConfig | None, interactive: bool) -> list[Callback]:
+    """Return the configured callbacks, plus a Rich progress bar on a terminal."""
+    callbacks = [instantiate(spec) for spec in (cfg or {}).values() if spec is not None]
+    if interactive:
+        callbacks.append(RichProgressBar())
+    return callbacks
+
+
+def build_model(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
+    """Return the configured model (``cfg.model`` around ``cfg.backbone``) for
+    ``datamodule``'s classes and ``cfg.hierarchy``."""
+    hierarchy = load_hierarchy(
+        cfg.hierarchy.source, datamodule.class_names, cfg.hierarchy.get("level_names")
+    )
+    log.info("hierarchy %r", hierarchy)
+    return instantiate(
+        cfg.model,
+        backbone=cfg.backbone,
+        hierarchy=hierarchy.to_config(),
+        loss=cfg.loss.name,
+        level_weights=cfg.loss.get("level_weights"),
+        loss_options={k: v for k, v in cfg.loss.items() if k not in ("name", "level_weights")},
+        ignore_index=datamodule.ignore_index,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train (and test) as ``cfg`` says; return the final logged metrics as floats."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = build_model(cfg, datamodule)
+    interactive = sys.stdout.isatty()
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        logger=make_loggers(cfg.get("logger")),
+        callbacks=make_callbacks(cfg.get("callbacks"), interactive),
+        enable_progress_bar=interactive,
+    )
+    if cfg.fit:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.test:
+        if cfg.fit:  # the best checkpoint of this fit, else the weights as trained
+            checkpoint = trainer.checkpoint_callback  # the first ModelCheckpoint: by val/miou
+            best = isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
+            ckpt_path = best or None  # its path: "best" warns when several callbacks save
+        else:  # test only: the given checkpoint (else the untrained model)
+            ckpt_path = cfg.get("ckpt_path")
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="pkg://hl_lightning.conf", config_name="train")
+def main(cfg: DictConfig) -> Any:
+    """Run ``hl-train`` (Hydra: ``hl-train key=value ...``, ``-m`` for sweeps)."""
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    metrics = train(cfg)
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""The Lightning layer: the HierarchicalSegmenter module, its callbacks and loggers.
+
+The core (:mod:`hl_lightning.hierarchy`, :mod:`hl_lightning.losses`,
+:mod:`hl_lightning.metrics`, :mod:`hl_lightning.decode`) imports none of this.
+"""
+
+from hl_lightning.lightning.module import LOSSES, HierarchicalSegmenter
+
+__all__ = ["LOSSES", "HierarchicalSegmenter"]

@@ -1,0 +1,438 @@
+"""HierarchicalSegmenter: the LightningModule that trains any backbone with a hierarchical loss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import Container, OmegaConf
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from hl_lightning.decode import check_method, decode
+from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.lightning.backbones import build_backbone, with_class_count
+from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
+from hl_lightning.losses import LOSSES as LOSS_CLASSES
+from hl_lightning.losses import HierarchicalLoss, TreeMinLoss, build_loss
+from hl_lightning.metrics import (
+    HierarchicalJaccardIndex,
+    HierarchicalPixelAccuracy,
+    MistakeSeverity,
+)
+
+__all__ = ["LOSSES", "HierarchicalSegmenter"]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+LOSSES = tuple(LOSS_CLASSES)  # hierarchical, flat, hxe, soft_labels, tree_min
+
+
+def _plain(spec: Any) -> Any:
+    """Return a Hydra/OmegaConf config (DictConfig, ListConfig) as plain containers.
+
+    Other values are returned unchanged. Checkpoints then hold plain data only, which
+    ``torch.load(weights_only=True)`` (Lightning's default) accepts.
+    """
+    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, Container) else spec
+
+
+class HierarchicalSegmenter(L.LightningModule):
+    """Train a segmentation ``backbone`` (K logits per pixel) with the hierarchical loss.
+
+    Args:
+        backbone: an ``nn.Module`` mapping images (B, C, H, W) to logits (B, K, H', W'):
+            a tensor, a mapping with ``"out"`` (torchvision; its ``"aux"`` head is used) or
+            ``"logits"``, an object with ``.logits`` (Hugging Face), or a list of tensors
+            (deep supervision, the first the main output); see :func:`split_outputs`.
+            Logits at a lower resolution are upsampled to the target. Or a Hydra config
+            (mapping with ``_target_``, e.g. a ``backbone=`` preset): it is instantiated
+            here and saved with the checkpoint, so :meth:`load_from_checkpoint` needs no
+            arguments; its class-count key set to null (``num_classes``, ``classes``,
+            ``num_labels``, ...: :data:`~hl_lightning.lightning.backbones.CLASS_COUNT_KEYS`)
+            becomes the channel count the loss needs (:attr:`num_channels`: the leaves, or
+            the tree's nodes for ``tree_min``).
+        hierarchy: the class tree (a :class:`Hierarchy` or its :meth:`~Hierarchy.to_config`).
+            Leaf ``i`` must be label id ``i``; pass ``class_names`` to reorder it.
+        loss: the training loss, a name of :data:`LOSSES` (built by
+            :func:`hl_lightning.losses.build_loss`): ``"hierarchical"`` (the paper's loss),
+            ``"flat"`` (cross-entropy), ``"hxe"``, ``"soft_labels"`` or ``"tree_min"``.
+            Every level's NLL (the paper's level losses) is logged whatever the loss. With
+            ``"tree_min"`` the backbone returns one channel per tree node
+            (``TreeMinLoss.node_names``); its path scores (``TreeMinLoss.leaf_logits``) act
+            as leaf logits for the logged level NLLs, the metrics and the predictions, and
+            ``decode="leaf"`` picks the best root-to-leaf path.
+        level_weights: weight of each level, for the losses that take them
+            (``hierarchical``, ``tree_min``); default all 1.
+        loss_options: the loss's other options, e.g. ``{"alpha": 0.5}`` for ``hxe``,
+            ``{"beta": 10}`` for ``soft_labels``, ``{"gamma": 2}`` for ``tree_min``,
+            ``{"class_weights": [...]}`` for ``hierarchical`` and ``flat``.
+        optimizer: a factory ``params -> Optimizer`` (a Hydra partial) or its config;
+            default AdamW(lr=1e-3).
+        scheduler: optional factory ``optimizer -> LRScheduler`` or its config.
+        ignore_index: target value of unlabelled pixels.
+        decode: how per-level predictions are made for metrics and ``predict_step``:
+            ``"marginal"``, ``"leaf"`` or ``"top_down"``.
+        class_names: the dataset's class names in label-id order; the hierarchy is
+            reordered to them (a mismatch raises, naming the missing and extra names).
+        input_shape: (C, H, W) of the dry forward run in :meth:`setup` that checks the
+            backbone's channel count; default: 3 channels at the data module's
+            ``image_size`` when it has one, else (3, 64, 64). Set it for a backbone that
+            takes one input size only (a ViT built for ``img_size``).
+        aux_weight: weight of the auxiliary outputs' loss (torchvision's ``aux`` head,
+            deep-supervision lists) in the training loss; their loss is logged as
+            ``train/aux_loss``. 0.5 as in torchvision's reference recipe.
+        compile: ``torch.compile`` the backbone (not the module: Lightning's ``self.log``
+            does not trace) at set-up: ``True``, or ``torch.compile``'s options
+            (``{"mode": "max-autotune"}``). The checkpoint's keys stay those of the
+            uncompiled backbone.
+        backbone_class: set by the module itself when ``backbone`` is an object (which
+            checkpoints do not hold): the class a reload must be given again.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> model = HierarchicalSegmenter(nn.Conv2d(3, 3, 1), h)
+        >>> [m.shape for m in model.predict_step(torch.randn(2, 3, 8, 8)).values()]
+        [torch.Size([2, 8, 8]), torch.Size([2, 8, 8])]
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | Mapping[str, Any],
+        hierarchy: Hierarchy | Mapping[str, Any],
+        loss: str = "hierarchical",
+        level_weights: Sequence[float] | None = None,
+        loss_options: Mapping[str, Any] | None = None,
+        optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
+        scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
+        ignore_index: int = 255,
+        decode: str = "marginal",
+        class_names: Sequence[str] | None = None,
+        input_shape: Sequence[int] | None = None,
+        aux_weight: float = 0.5,
+        compile: bool | Mapping[str, Any] = False,
+        backbone_class: str | None = None,
+    ) -> None:
+        super().__init__()
+        if backbone is None:
+            raise TypeError(_missing_backbone(backbone_class))
+        if not isinstance(hierarchy, Hierarchy):
+            hierarchy = Hierarchy.from_config(_plain(hierarchy))
+        if class_names is not None:
+            hierarchy = hierarchy.reorder(list(_plain(class_names)))
+        self.hierarchy = hierarchy
+        backbone, optimizer, scheduler = _plain(backbone), _plain(optimizer), _plain(scheduler)
+        # Plain data only (save_hyperparameters reads these locals), so that the checkpoint
+        # loads with weights_only=True and load_from_checkpoint(path) rebuilds the model.
+        level_weights = None if level_weights is None else [float(w) for w in level_weights]
+        loss_options = dict(_plain(loss_options) or {})
+        options = dict(loss_options)
+        if level_weights is not None:
+            options["level_weights"] = level_weights
+        self.criterion = build_loss(loss, hierarchy, ignore_index, **options)
+        if isinstance(self.criterion, HierarchicalLoss) and self.criterion.class_weights is None:
+            self.hierarchical_loss = self.criterion  # logged levels and loss: one pass
+        else:  # the paper's level NLLs, logged
+            self.hierarchical_loss = HierarchicalLoss(hierarchy, ignore_index)
+        input_shape = None if input_shape is None else _shape(_plain(input_shape))
+        compile = _plain(compile)
+        aux_weight = float(aux_weight)
+        if not aux_weight >= 0:
+            raise ValueError(f"aux_weight must be finite and >= 0, got {aux_weight}")
+        if isinstance(backbone, nn.Module):
+            backbone_class = f"{type(backbone).__module__}.{type(backbone).__qualname__}"
+        self.save_hyperparameters(
+            ignore=["backbone", "hierarchy", "optimizer", "scheduler", "class_names"]
+        )
+        self.hparams["hierarchy"] = hierarchy.to_config()
+        for key, value in (("optimizer", optimizer), ("scheduler", scheduler)):
+            if isinstance(value, Mapping):
+                self.hparams[key] = value
+        if isinstance(backbone, Mapping):
+            backbone = with_class_count(backbone, self.num_channels)
+            self.backbone = build_backbone(backbone, self.num_channels)
+            self.hparams["backbone"] = backbone
+        else:
+            self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_name = loss
+        self.ignore_index = ignore_index
+        self.decode = check_method(decode)
+        self.input_shape = input_shape
+        self.aux_weight = aux_weight
+        self.compile_options = compile
+        self.train_metrics = self._make_metrics("train")
+        self.val_metrics = self._make_metrics("val")
+        self.test_metrics = self._make_metrics("test")
+
+    # ------------------------------------------------------------------ model
+    def compute_logits(self, images: Tensor) -> Tensor | BackboneOutput:
+        """Return the backbone's logits (B, K, H', W') and auxiliary logits, if any.
+
+        By default the backbone's output read by :func:`split_outputs`. Override to adapt a
+        backbone with another output: return the logits tensor, or a
+        :class:`BackboneOutput` ``(logits, aux=(...))`` to train auxiliary heads too.
+        """
+        return split_outputs(self.backbone(images))
+
+    @property
+    def num_channels(self) -> int:
+        """The backbone's channel count: K leaves, or the tree's nodes for ``tree_min``."""
+        if isinstance(self.criterion, TreeMinLoss):
+            return self.criterion.num_nodes
+        return self.hierarchy.num_leaves
+
+    def leaf_logits(self, outputs: Tensor) -> Tensor:
+        """Return leaf logits (B, K, H, W) of the backbone's outputs: the outputs themselves,
+        or for ``tree_min`` the path scores of its node logits."""
+        if isinstance(self.criterion, TreeMinLoss):
+            return self.criterion.leaf_logits(outputs)
+        return outputs
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Return the backbone's outputs (B, C, H, W) at the images' resolution.
+
+        C = K leaf logits, or one logit per tree node for ``loss="tree_min"``.
+        """
+        return _resize(split_outputs(self.compute_logits(images)).logits, images.shape[-2:])
+
+    # ------------------------------------------------------------------ set-up checks
+    def setup(self, stage: str) -> None:
+        """Check the data's class names and the backbone's channel count before training."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        names = getattr(datamodule, "class_names", None)
+        if names is not None and tuple(names) != self.hierarchy.leaves:
+            self.hierarchy.reorder(list(names))  # raises, listing missing and extra names
+            raise ValueError(
+                "the data's label ids follow another order than the hierarchy's leaves: pass "
+                "class_names=datamodule.class_names (or hierarchy.reorder(...)) to the model"
+            )
+        self.check_backbone(self.input_shape or _data_input_shape(datamodule))
+        if self.compile_options is not False and not self._compiled:
+            options = {} if self.compile_options is True else dict(self.compile_options)
+            self.backbone.compile(**options)  # in place: the state_dict keys stay the same
+            self._compiled = True
+
+    _compiled = False
+
+    def check_backbone(self, input_shape: Sequence[int] = (3, 64, 64)) -> None:
+        """Run one dry forward pass on zeros (1, *input_shape); raise if the backbone fails
+        or its outputs' channels are not the :attr:`num_channels` the loss needs."""
+        param = next(self.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        shape = (1, *input_shape)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                raw = self.compute_logits(torch.zeros(shape, device=device))
+        except BackboneOutputError:
+            raise
+        except Exception as error:
+            raise RuntimeError(
+                f"the backbone failed on the set-up dry run with input of shape {shape} "
+                f"({type(error).__name__}: {error}). If it takes other input sizes only, "
+                "set the model's input_shape (C, H, W) to one it takes (model.input_shape="
+                "[3,H,W] on the command line), or the data's image_size"
+            ) from error
+        finally:
+            self.train(was_training)
+        outputs = split_outputs(raw)
+        self._check_channels(outputs.logits, shape, "the backbone returns")
+        for i, logits in enumerate(outputs.aux):
+            self._check_channels(logits, shape, f"the backbone's auxiliary output {i + 1} has")
+
+    def _check_channels(self, logits: Tensor, shape: tuple[int, ...], what: str) -> None:
+        """Raise unless ``logits`` are (B, num_channels, h, w), naming both counts."""
+        k = self.num_channels
+        if logits.dim() != 4 or logits.shape[1] != k:
+            channels = logits.shape[1] if logits.dim() > 1 else None
+            if isinstance(self.criterion, TreeMinLoss):
+                has = f"loss 'tree_min' needs one channel per node of the tree, {k} nodes"
+            else:
+                has = f"the hierarchy has {k} leaves"
+            hint = f"set the backbone's number of output classes to {k}"
+            if what != "the backbone returns":
+                hint += (
+                    " (auxiliary outputs are logits too; for other extra outputs override "
+                    "HierarchicalSegmenter.compute_logits to return the logits only)"
+                )
+            raise ValueError(
+                f"{what} {channels} channels (logits of shape "
+                f"{tuple(logits.shape)} for input {shape}), but {has}: "
+                f"it must return (B, {k}, H, W); {hint}"
+            )
+
+    # ------------------------------------------------------------------ steps
+    def _make_metrics(self, stage: str) -> MetricCollection:
+        h, ignore = self.hierarchy, self.ignore_index
+        return MetricCollection(
+            {
+                "miou": HierarchicalJaccardIndex(h, ignore, decode=self.decode),
+                "acc": HierarchicalPixelAccuracy(h, ignore, decode=self.decode),
+                "severity": MistakeSeverity(h, ignore),
+            },
+            prefix=f"{stage}/",
+            compute_groups=[["miou", "acc"], ["severity"]],
+        )
+
+    def _metrics(self, stage: str) -> MetricCollection:
+        return getattr(self, f"{stage}_metrics")
+
+    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+        images, target = _unpack(batch)
+        raw = split_outputs(self.compute_logits(images))
+        outputs = _resize(raw.logits, images.shape[-2:])
+        reuse = self.criterion is self.hierarchical_loss  # the paper's loss: its logged levels
+        with torch.set_grad_enabled(reuse and torch.is_grad_enabled()):
+            logits = self.leaf_logits(outputs)
+            levels = self.hierarchical_loss.level_losses(logits, target)
+        if reuse:
+            loss = (levels * self.hierarchical_loss.level_weights).sum()
+        else:
+            loss = self.criterion(outputs, target)
+        levels = levels.detach()
+        on_step, sync = stage == "train", stage != "train"
+        batch_size = images.shape[0]
+        if raw.aux and stage == "train":
+            size = images.shape[-2:]
+            aux_loss = torch.stack([self.criterion(_resize(a, size), target) for a in raw.aux])
+            aux_loss = aux_loss.sum()
+            loss = loss + self.aux_weight * aux_loss
+            self.log("train/aux_loss", aux_loss, on_epoch=True, batch_size=batch_size)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=sync,
+            batch_size=batch_size,
+        )
+        for name, value in zip(self.hierarchy.level_names, levels, strict=True):
+            self.log(
+                f"{stage}/loss/{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                sync_dist=sync,
+                batch_size=batch_size,
+            )
+        self._metrics(stage).update(logits.detach(), target)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def _log_metrics(self, stage: str) -> None:
+        """Log the epoch's per-level mIoU, pixel accuracy and mistake severity, then reset."""
+        values = self._metrics(stage).compute()  # synced across processes by torchmetrics
+        names = self.hierarchy.level_names
+        logged: dict[str, Tensor] = {}
+        for key, value in values.items():  # {stage}/miou, /acc: (D,); /severity, /serious: ()
+            if key.endswith(("/miou", "/acc")):  # torchmetrics squeezes (1,) to () for D = 1
+                per_level = value.reshape(-1)
+                logged.update({f"{key}/{n}": v for n, v in zip(names, per_level, strict=True)})
+            else:
+                logged[key] = value
+        logged[f"{stage}/miou"] = logged[f"{stage}/miou/{names[-1]}"]  # the finest level's
+        self.log_dict(logged)
+        self._metrics(stage).reset()
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, Tensor]:
+        """Return one label map (B, H, W) per level, keyed by level name, coarse to fine."""
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        images = images["image"] if isinstance(images, Mapping) else images
+        maps = decode(self.leaf_logits(self(images)), self.hierarchy, self.decode)
+        return dict(zip(self.hierarchy.level_names, maps, strict=True))
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        factory = self.optimizer_factory
+        if factory is None:
+            optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
+        elif isinstance(factory, Mapping):
+            optimizer = instantiate(factory, _partial_=True)(self.parameters())
+        else:
+            optimizer = factory(self.parameters())
+        factory = self.scheduler_factory
+        if factory is None:
+            return optimizer
+        if isinstance(factory, Mapping):
+            scheduler = instantiate(factory, _partial_=True)(optimizer)
+        else:
+            scheduler = factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+        }
+
+
+def _missing_backbone(backbone_class: str | None) -> str:
+    """Return the error message for a module built (or reloaded) without a backbone."""
+    if backbone_class is None:
+        return (
+            "HierarchicalSegmenter needs a backbone: an nn.Module, or a config with _target_ "
+            "(a backbone= preset)"
+        )
+    return (
+        f"this checkpoint's backbone was passed as an object ({backbone_class}), which "
+        "checkpoints do not hold: pass it again, built as for training: "
+        f"HierarchicalSegmenter.load_from_checkpoint(path, backbone={backbone_class}(...)). "
+        "A backbone given as a config (backbone= presets, hl-train) reloads with the path alone"
+    )
+
+
+def _shape(value: Sequence[int]) -> tuple[int, int, int]:
+    """Return ``value`` as a (C, H, W) tuple of ints; raise unless it has 3 positive sides."""
+    shape = tuple(int(n) for n in value)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) with positive sides, got {value!r}")
+    return shape[0], shape[1], shape[2]
+
+
+def _data_input_shape(datamodule: Any) -> tuple[int, int, int]:
+    """Return (3, H, W) of the data module's ``image_size`` when it has one, else (3, 64, 64)."""
+    size = getattr(datamodule, "image_size", None)
+    if size is None:
+        size = getattr(datamodule, "hparams", {}).get("image_size")
+    if size is None:
+        return (3, 64, 64)
+    sides = [int(size)] * 2 if isinstance(size, int) else [int(s) for s in size]
+    return (3, sides[0], sides[-1])
+
+
+def _resize(logits: Tensor, size: torch.Size) -> Tensor:
+    """Return logits (B, C, h, w) bilinearly resized to ``size`` (H, W)."""
+    if logits.shape[-2:] != size:
+        return F.interpolate(logits, size=size, mode="bilinear")
+    return logits
+
+
+def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
+    """Return (images, masks) from a tuple/list batch or a dict with image and mask keys."""
+    if isinstance(batch, Mapping):
+        images, masks = batch["image"], batch["mask"]
+    else:
+        images, masks = batch[0], batch[1]
+    return images, masks.long()
