@@ -296,7 +296,7 @@ def test_checkpoint_round_trip_with_a_backbone_config(tmp_path: Path) -> None:
     dm = tiny_data()
     optimizer = {"_target_": "torch.optim.AdamW", "lr": 0.01}
     model = HierarchicalSegmenter(UNET_CONFIG, dm.hierarchy, optimizer=optimizer, decode="leaf")
-    assert isinstance(model.backbone, UNet) and backbone.num_classes == K
+    assert isinstance(model.backbone, UNet) and model.backbone.num_classes == K
     path = fit_with_checkpoint(tmp_path, model, dm)
 
     saved = torch.load(path, weights_only=True)  # plain data only
@@ -474,7 +474,7 @@ NUM_NODES = 19  # the synthetic tree: 13 leaves and 6 internal nodes
 def test_every_loss_trains_and_logs_the_papers_level_losses(tmp_path: Path, loss: str) -> None:
     dm = tiny_data()
     model = HierarchicalSegmenter(UNET_CONFIG, dm.hierarchy, loss=loss)
-    assert backbone.num_classes == (NUM_NODES if loss == "tree_min" else K)
+    assert model.backbone.num_classes == (NUM_NODES if loss == "tree_min" else K)
     trainer = make_trainer(tmp_path, fast_dev_run=True)
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)

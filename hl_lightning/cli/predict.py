@@ -44,7 +44,7 @@ from torch import Tensor
 
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD
 from hl_lightning.decode import decode
-from hl_lightning.lightning.module import HierarchicalSegmenter
+from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
 from hl_lightning.palette import colorize, level_palettes
 
 __all__ = ["IMAGE_SUFFIXES", "load_image", "main", "predict_folder"]
@@ -163,7 +163,7 @@ def predict_folder(
     size = _size(size if size is not None else data.get("image_size"))
     mean = _floats(mean if mean is not None else data.get("mean", SYNTHETIC_MEAN), "mean")
     std = _floats(std if std is not None else data.get("std", SYNTHETIC_STD), "std")
-    channels = model.input_shape[0]
+    channels = model.in_channels
     if {len(mean), len(std)} - {1, channels}:
         raise PredictError(f"mean and std need 1 or {channels} values, got {mean} and {std}")
     palettes = level_palettes(hierarchy)
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
     try:
         written = predict_folder(**settings)
-    except (PredictError, OSError) as err:
+    except (PredictError, MissingBackboneError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     legend = written[-1]

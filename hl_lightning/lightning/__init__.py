@@ -4,6 +4,6 @@ The core (:mod:`hl_lightning.hierarchy`, :mod:`hl_lightning.losses`,
 :mod:`hl_lightning.metrics`, :mod:`hl_lightning.decode`) imports none of this.
 """
 
-from hl_lightning.lightning.module import LOSSES, HierarchicalSegmenter
+from hl_lightning.lightning.module import LOSSES, HierarchicalSegmenter, MissingBackboneError
 
-__all__ = ["LOSSES", "HierarchicalSegmenter"]
+__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError"]

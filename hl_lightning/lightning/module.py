@@ -25,11 +25,15 @@ from hl_lightning.metrics import (
     MistakeSeverity,
 )
 
-__all__ = ["LOSSES", "HierarchicalSegmenter"]
+__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 LOSSES = tuple(LOSS_CLASSES)  # hierarchical, flat, hxe, soft_labels, tree_min
+
+
+class MissingBackboneError(TypeError):
+    """A module built, or a checkpoint reloaded, without the backbone it needs."""
 
 
 def _plain(spec: Any) -> Any:
@@ -102,8 +106,8 @@ class HierarchicalSegmenter(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module | Mapping[str, Any],
-        hierarchy: Hierarchy | Mapping[str, Any],
+        backbone: nn.Module | Mapping[str, Any] | None = None,
+        hierarchy: Hierarchy | Mapping[str, Any] | None = None,
         loss: str = "hierarchical",
         level_weights: Sequence[float] | None = None,
         loss_options: Mapping[str, Any] | None = None,
@@ -119,7 +123,9 @@ class HierarchicalSegmenter(L.LightningModule):
     ) -> None:
         super().__init__()
         if backbone is None:
-            raise TypeError(_missing_backbone(backbone_class))
+            raise MissingBackboneError(_missing_backbone(backbone_class))
+        if hierarchy is None:
+            raise TypeError("HierarchicalSegmenter needs a hierarchy (a Hierarchy or its config)")
         if not isinstance(hierarchy, Hierarchy):
             hierarchy = Hierarchy.from_config(_plain(hierarchy))
         if class_names is not None:
@@ -179,6 +185,11 @@ class HierarchicalSegmenter(L.LightningModule):
         :class:`BackboneOutput` ``(logits, aux=(...))`` to train auxiliary heads too.
         """
         return split_outputs(self.backbone(images))
+
+    @property
+    def in_channels(self) -> int:
+        """The image channels the backbone takes: ``input_shape[0]``, else 3."""
+        return self.input_shape[0] if self.input_shape else 3
 
     @property
     def num_channels(self) -> int:
