@@ -1,0 +1,85 @@
+"""Time one training step per backbone preset, hierarchical loss against flat, in one run.
+
+For each preset (``conf/backbone/*.yaml`` at its own sizes, weights off) two
+HierarchicalSegmenters start from the same weights, one with ``loss=hierarchical`` and one
+with ``loss=flat``, on the paper's Mapillary tree (K = 66 leaves, 3 levels) and one random
+batch of B=4 images at 128x128. A step is the module's ``training_step`` (forward, the
+logged per-level losses, the training metrics' update), backward and an AdamW step. The
+table reports the median step time over interleaved rounds after a warm-up
+(``hl_lightning.benchmark.median_seconds_each``) and the ratio hierarchical / flat measured
+in the same run. The last line is JSON. On a busy machine ``--threads 1`` is steadier.
+
+    python scripts/bench_backbones.py [--repeats 10] [--threads N] [--presets unet smp ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from collections.abc import Callable
+from importlib import resources
+
+import torch
+import yaml
+
+from hl_lightning.benchmark import median_seconds_each
+from hl_lightning.hierarchies import mapillary_paper_hierarchy
+from hl_lightning.lightning import HierarchicalSegmenter
+
+PRESETS = ("unet", "smp", "torchvision", "timm", "hf")
+
+
+def preset(name: str) -> dict[str, object]:
+    """Return the shipped backbone preset ``name`` as a plain config."""
+    text = resources.files("hl_lightning.conf").joinpath(f"backbone/{name}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def training_step(model: HierarchicalSegmenter, batch: tuple[torch.Tensor, torch.Tensor]):
+    """Return a function running one optimisation step of ``model`` on ``batch``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per candidate")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", ".*self.log.*")  # no Trainer here: logging is a no-op
+    hierarchy = mapillary_paper_hierarchy()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 3, 128, 128, generator=gen)
+    target = torch.randint(0, hierarchy.num_leaves, (4, 128, 128), generator=gen)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of "
+        f"{args.repeats}; Mapillary tree K={hierarchy.num_leaves}, B=4, 128x128"
+    )
+    print(f"{'preset':12s} {'flat ms':>9s} {'hier. ms':>9s} {'ratio':>6s}")
+    results = {}
+    for name in args.presets:
+        steps: dict[str, Callable[[], None]] = {}
+        for loss in ("flat", "hierarchical"):
+            torch.manual_seed(0)
+            model = HierarchicalSegmenter(preset(name), hierarchy, loss=loss)
+            steps[loss] = training_step(model, (images, target))
+        times = median_seconds_each(steps, args.repeats)
+        flat, hier = 1e3 * times["flat"], 1e3 * times["hierarchical"]
+        results[name] = {"flat_ms": flat, "hierarchical_ms": hier, "ratio": hier / flat}
+        print(f"{name:12s} {flat:9.1f} {hier:9.1f} {hier / flat:6.3f}")
+    print(json.dumps({"threads": torch.get_num_threads(), "repeats": args.repeats, **results}))
+
+
+if __name__ == "__main__":
+    main()
