@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies"
+from hl_lightning import Hierarchy
+from hl_lightning.hierarchies import helen_hierarchy, mapillary_paper_hierarchy
 
 
-@pytest.fixture
-def seed_dir() -> Path:
-    """Return the folder of the paper's seed hierarchies; skip when it is absent."""
-    if not SEED_DIR.is_dir():
-        pytest.skip(f"seed hierarchies not found at {SEED_DIR}")
-    return SEED_DIR
+def write_indented(hierarchy: Hierarchy, path: Path) -> Path:
+    """Write ``hierarchy`` in the paper's indented text format (one tab per level); return path."""
+    lines = []
+    stack = [(node, 0) for node in reversed(hierarchy.roots)]
+    while stack:
+        node, depth = stack.pop()
+        lines.append("\t" * depth + node.name)
+        stack.extend((child, depth + 1) for child in reversed(node.children))
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def paper_trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a folder with the paper's two trees in its indented text format, written from
+    the shipped copies: ``faces_tree.txt`` (Helen) and ``mapillary_tree.txt`` (Vistas)."""
+    folder = tmp_path_factory.mktemp("paper_trees")
+    write_indented(helen_hierarchy(), folder / "faces_tree.txt")
+    write_indented(mapillary_paper_hierarchy(), folder / "mapillary_tree.txt")
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     """Run on one torch thread, then restore the previous count: for tests of tiny tensors,
     where on a busy machine two threads waiting for each other make every small op slow."""
@@ -27,3 +43,27 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_run() -> list[str]:
+    """Return the hl-train overrides of a seconds-long run: tiny synthetic data and U-Net,
+    one epoch, CSV logging only."""
+    return [
+        "experiment=quick",
+        "data.num_train=16",
+        "data.num_val=8",
+        "data.num_test=8",
+        "data.image_size=32",
+        "backbone.width=4",
+        "logger=csv",
+    ]
+
+
+@pytest.fixture(scope="session")
+def hl_train() -> str:
+    """Return the path of the hl-train console script; skip where it is not installed."""
+    script = Path(sys.executable).with_name("hl-train")
+    if not script.exists():
+        pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
+    return str(script)

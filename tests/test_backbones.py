@@ -25,8 +25,6 @@ from hl_lightning.losses import TreeMinLoss
 from hl_lightning.models import TimmFPN, hf_model, smp_model, torchvision_model
 from hl_lightning.models._libraries import with_download_hint
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 PRESETS = ("unet", "unet_paper", "smp", "torchvision", "timm", "hf", "custom")
 # per preset, the overrides that make it tiny (the presets' own sizes are for real runs)
 TINY_BACKBONE = {

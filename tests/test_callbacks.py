@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -18,15 +17,6 @@ from hl_lightning.models import UNet
 LINE = re.compile(
     r"^epoch (\d+) train/loss=(\d+\.\d{4})( val/loss=\d+\.\d{4} val/miou=[01]\.\d{4})?$"
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_level_table_rows_and_missing_values() -> None:

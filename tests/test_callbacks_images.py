@@ -19,8 +19,6 @@ from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 from hl_lightning.palette import level_palettes
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 class ImageRecorder:
     """A stand-in for TensorBoard's SummaryWriter: records add_image calls."""

@@ -19,26 +19,17 @@ from PIL import Image
 from hl_lightning.cli import compare
 
 LEVELS = ("kind", "family", "class")
-TINY = [
-    "experiment=quick",
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.num_test=8",
-    "data.image_size=32",
-    "backbone.width=4",
-    "logger=csv",
-    "trainer.max_epochs=2",
-]
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sweep(tmp_path_factory: pytest.TempPathFactory, tiny_run: list[str]) -> Path:
     """Return the folder of a real sweep: jobs 0_hierarchical and 1_flat."""
     script = Path(sys.executable).with_name("hl-train")
     if not script.exists():
         pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
     root = tmp_path_factory.mktemp("compare")
-    args = [str(script), "-m", *TINY, "loss=hierarchical,flat", f"hydra.sweep.dir={root / 'sw'}"]
+    args = [str(script), "-m", *tiny_run, "trainer.max_epochs=2", "loss=hierarchical,flat"]
+    args.append(f"hydra.sweep.dir={root / 'sw'}")
     result = subprocess.run(
         args,
         cwd=root,

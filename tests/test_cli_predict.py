@@ -20,8 +20,6 @@ from hl_lightning.palette import level_palettes
 LEVELS = ("kind", "family", "class")
 SIZES = {"noise.png": (48, 40), "photo.jpg": (30, 50), "scene.PNG": (32, 32)}  # (W, H)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -17,9 +17,9 @@ BAD_TREE = "animal\n\tcat\n\t\t\tkitten\n"  # line 3 jumps two levels deeper
 
 
 def test_seed_file_prints_tree_and_level_table(
-    seed_dir: Path, capsys: pytest.CaptureFixture[str]
+    paper_trees: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = seed_dir / "faces_tree.txt"
+    path = paper_trees / "faces_tree.txt"
     assert tree.main([str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == str(path)
@@ -80,9 +80,9 @@ def test_console_script_bad_yaml_gives_no_traceback(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("source", ["synthetic", "mapillary_tree.txt"])
 def test_png_draws_the_tree(
-    source: str, tmp_path: Path, seed_dir: Path, capsys: pytest.CaptureFixture[str]
+    source: str, tmp_path: Path, paper_trees: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    name = source if source == "synthetic" else str(seed_dir / source)
+    name = source if source == "synthetic" else str(paper_trees / source)
     png = tmp_path / "tree.png"
     assert tree.main([name, "--png", str(png)]) == 0
     assert capsys.readouterr().out.rstrip().endswith(f"drawn: {png}")

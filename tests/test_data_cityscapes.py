@@ -7,7 +7,6 @@ per split over two cities, with official label ids (void, evaluated and rare cla
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -39,15 +38,6 @@ FRAMES = {
 # person, car, caravan (not evaluated), bicycle
 IDS = [0, 7, 8, 9, 11, 23, 24, 26, 29, 33]
 TRAIN_IDS = [255, 0, 1, 255, 2, 10, 11, 13, 255, 18]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def blocks(seed: int) -> torch.Tensor:

@@ -6,7 +6,6 @@ images of 24 x 32 pixels per split, label PNGs (or colour masks) of the same nam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -32,15 +31,6 @@ PALETTE = {
 TREE = "stuff:\n  - sky\n  - road\nthings: [car, person]\n"
 HEIGHT, WIDTH = 24, 32
 SPLITS = ("train", "val", "test")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def label_map(seed: int) -> torch.Tensor:

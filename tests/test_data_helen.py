@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -24,7 +23,6 @@ from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.cli.train import train
 from hl_lightning.data import HELEN_CLASSES, BadDataError, HelenDataModule
 from hl_lightning.hierarchies import helen_hierarchy
-from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 
@@ -43,15 +41,6 @@ TINY = [
     "trainer.log_every_n_steps=1",
     "logger=csv",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def face_labels(seed: int) -> torch.Tensor:
@@ -110,11 +99,6 @@ def test_classes_are_the_leaves_of_the_faces_tree() -> None:
     assert reordered.leaves == HELEN_CLASSES
     eyes = reordered.level_index(2)[[4, 5]].tolist()  # left_eye, right_eye: one part
     assert eyes[0] == eyes[1] and reordered.group_names(2)[eyes[0]] == "eyes"
-
-
-def test_shipped_faces_tree_equals_the_papers_file(seed_dir: Path) -> None:
-    paper = Hierarchy.from_file(seed_dir / "faces_tree.txt")
-    assert helen_hierarchy().with_level_names(paper.level_names) == paper
 
 
 # ---------------------------------------------------------------------------- loading

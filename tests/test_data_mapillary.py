@@ -9,7 +9,6 @@ id), and a ``testing`` split without labels.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,15 +122,6 @@ V20_NAMES = (
     "sky",
     "unlabeled",
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def config(names: list[str]) -> dict[str, Any]:
@@ -256,11 +246,6 @@ def test_auto_tree_of_v12_is_the_papers_tree(tmp_path: Path) -> None:
     assert [auto.num_groups(d) for d in range(3)] == [7, 37, 66]
     assert auto.leaves == mapillary_class_names(V12_LABELS)  # label-id order
     assert torch.equal(auto.leaf_distance(), paper.reorder(auto.leaves).leaf_distance())
-
-
-def test_shipped_vistas_tree_equals_the_papers_file(seed_dir: Path) -> None:
-    paper = Hierarchy.from_file(seed_dir / "mapillary_tree.txt")
-    assert mapillary_paper_hierarchy().with_level_names(paper.level_names) == paper
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,6 @@ from hl_lightning.decode import (
     level_parents,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
-
-
 RANDOM_TREES = [(2, 1), (3, 2), (11, 4), (30, 3), (40, 5), (66, 3)]
 
 
@@ -33,8 +30,8 @@ def tree(request: pytest.FixtureRequest) -> Hierarchy:
 
 
 @pytest.fixture(params=["faces_tree.txt", "mapillary_tree.txt"])
-def seed_tree(request: pytest.FixtureRequest, seed_dir: Path) -> Hierarchy:
-    return Hierarchy.from_file(seed_dir / request.param)
+def seed_tree(request: pytest.FixtureRequest, paper_trees: Path) -> Hierarchy:
+    return Hierarchy.from_file(paper_trees / request.param)
 
 
 def reference_level_probs(logits: torch.Tensor, hierarchy: Hierarchy) -> list[torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import itertools
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hl_lightning.hierarchy
 from hl_lightning import Hierarchy, HierarchyError
 
 FACES_LEAVES = (
@@ -79,19 +77,19 @@ def error_at(path: Path, line: int, match: str) -> str:
 
 
 # ------------------------------------------------------------------ seed hierarchies
-def test_faces_seed_has_paper_levels(seed_dir: Path) -> None:
-    h = Hierarchy.from_file(seed_dir / "faces_tree.txt")
+def test_faces_seed_has_paper_levels(paper_trees: Path) -> None:
+    h = Hierarchy.from_file(paper_trees / "faces_tree.txt")
     assert h.num_levels == 4
     assert [h.num_groups(d) for d in range(4)] == [2, 3, 6, 11]
     assert h.leaves == FACES_LEAVES
     assert h.group_names(0) == ("background", "foreground")
     assert h.group_names(1) == ("background", "hair", "face")
     assert h.group_names(2) == ("background", "hair", "mouth", "skin", "eyes", "eyebrows")
-    assert h.source == str(seed_dir / "faces_tree.txt")
+    assert h.source == str(paper_trees / "faces_tree.txt")
 
 
-def test_mapillary_seed_has_paper_levels(seed_dir: Path) -> None:
-    h = Hierarchy.from_file(seed_dir / "mapillary_tree.txt")
+def test_mapillary_seed_has_paper_levels(paper_trees: Path) -> None:
+    h = Hierarchy.from_file(paper_trees / "mapillary_tree.txt")
     assert h.num_levels == 3
     assert [h.num_groups(d) for d in range(3)] == [7, 37, 66]
     assert h.num_leaves == 66
@@ -99,9 +97,9 @@ def test_mapillary_seed_has_paper_levels(seed_dir: Path) -> None:
     assert torch.equal(h.level_index(2).sort().values, torch.arange(66))
 
 
-def test_seed_files_round_trip_through_yaml(seed_dir: Path, tmp_path: Path) -> None:
+def test_seed_files_round_trip_through_yaml(paper_trees: Path, tmp_path: Path) -> None:
     for name in ("faces_tree.txt", "mapillary_tree.txt"):
-        h = Hierarchy.from_file(seed_dir / name)
+        h = Hierarchy.from_file(paper_trees / name)
         path = write(tmp_path, name + ".yaml", yaml.safe_dump(h.to_dict(), sort_keys=False))
         assert Hierarchy.from_file(path) == h
 
@@ -119,8 +117,8 @@ def test_shallow_leaf_stands_for_itself_at_deeper_levels() -> None:
     assert h.level_index(2).tolist() == [0, 1, 2, 3]
 
 
-def test_faces_shallow_leaves_keep_their_own_group(seed_dir: Path) -> None:
-    h = Hierarchy.from_file(seed_dir / "faces_tree.txt")
+def test_faces_shallow_leaves_keep_their_own_group(paper_trees: Path) -> None:
+    h = Hierarchy.from_file(paper_trees / "faces_tree.txt")
     for d in range(h.num_levels):
         assert h.group_names(d)[h.level_index(d)[0]] == "background"
     for d in (1, 2, 3):
@@ -607,9 +605,9 @@ def test_labels_at_level_refuses_float_labels() -> None:
         Hierarchy.from_dict(UNBALANCED).labels_at_level(torch.zeros(3), 0)
 
 
-def test_leaf_distance_is_symmetric_with_zero_diagonal(seed_dir: Path) -> None:
+def test_leaf_distance_is_symmetric_with_zero_diagonal(paper_trees: Path) -> None:
     for name in ("faces_tree.txt", "mapillary_tree.txt"):
-        h = Hierarchy.from_file(seed_dir / name)
+        h = Hierarchy.from_file(paper_trees / name)
         dist = h.leaf_distance()
         assert dist.shape == (h.num_leaves, h.num_leaves)
         assert dist.dtype == torch.long
@@ -617,8 +615,8 @@ def test_leaf_distance_is_symmetric_with_zero_diagonal(seed_dir: Path) -> None:
         assert torch.equal(dist.diagonal(), torch.zeros(h.num_leaves, dtype=torch.long))
 
 
-def test_leaf_distance_is_depth_across_level0_groups(seed_dir: Path) -> None:
-    h = Hierarchy.from_file(seed_dir / "mapillary_tree.txt")
+def test_leaf_distance_is_depth_across_level0_groups(paper_trees: Path) -> None:
+    h = Hierarchy.from_file(paper_trees / "mapillary_tree.txt")
     top = h.level_index(0)
     across = top[:, None] != top[None, :]
     dist = h.leaf_distance()
@@ -626,8 +624,8 @@ def test_leaf_distance_is_depth_across_level0_groups(seed_dir: Path) -> None:
     assert (dist[~across] < h.num_levels).all()
 
 
-def test_leaf_distance_faces_example_values(seed_dir: Path) -> None:
-    h = Hierarchy.from_file(seed_dir / "faces_tree.txt")
+def test_leaf_distance_faces_example_values(paper_trees: Path) -> None:
+    h = Hierarchy.from_file(paper_trees / "faces_tree.txt")
     dist = h.leaf_distance()
     i = {name: k for k, name in enumerate(h.leaves)}
     assert dist[i["background"], i["hair"]] == 4
@@ -689,11 +687,11 @@ def test_str_prints_the_tree_with_label_ids() -> None:
     assert str(h) == "a  [1]\nb\n  c  [3]\n  d\n    e  [2]\n    f  [0]"
 
 
-def test_repr_shows_group_counts(seed_dir: Path) -> None:
+def test_repr_shows_group_counts(paper_trees: Path) -> None:
     assert (
         repr(Hierarchy.from_dict(UNBALANCED)) == "Hierarchy(leaves=4, levels=3, groups=[2, 3, 4])"
     )
-    path = seed_dir / "faces_tree.txt"
+    path = paper_trees / "faces_tree.txt"
     assert repr(Hierarchy.from_file(path)) == (
         f"Hierarchy(leaves=11, levels=4, groups=[2, 3, 6, 11], source={str(path)!r})"
     )
@@ -705,12 +703,6 @@ def test_roots_expose_nodes_with_lines() -> None:
     assert [n.line for n in h.roots] == [1, 4, 7]
     assert h.roots[2].is_leaf and not h.roots[0].is_leaf
     assert [c.name for c in h.roots[0].children] == ["cat", "dog"]
-
-
-def test_doctests_pass() -> None:
-    result = doctest.testmod(hl_lightning.hierarchy, raise_on_error=False)
-    assert result.attempted > 0
-    assert result.failed == 0
 
 
 # ------------------------------------------------------------------ properties over random trees

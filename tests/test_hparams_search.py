@@ -22,15 +22,6 @@ SEARCHES = sorted(
     for p in resources.files("hl_lightning.conf").joinpath("hparams_search").iterdir()
     if p.name.endswith(".yaml")
 )
-TINY = [
-    "experiment=quick",
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.num_test=8",
-    "data.image_size=32",
-    "backbone.width=4",
-    "logger=csv",
-]
 
 
 @pytest.mark.parametrize("search", SEARCHES)
@@ -48,12 +39,14 @@ def test_search_composes_with_the_optuna_sweeper(search: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_two_trial_level_weights_study_returns_the_best_weights(tmp_path: Path) -> None:
+def test_a_two_trial_level_weights_study_returns_the_best_weights(
+    tmp_path: Path, tiny_run: list[str]
+) -> None:
     script = Path(sys.executable).with_name("hl-train")
     if not script.exists():
         pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
     sweep = tmp_path / "sweep"
-    args = [str(script), "-m", "+hparams_search=level_weights_optuna", *TINY]
+    args = [str(script), "-m", "+hparams_search=level_weights_optuna", *tiny_run]
     args += ["hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(

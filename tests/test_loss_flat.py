@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-import hl_lightning.losses.flat
 from hl_lightning import Hierarchy
 from hl_lightning.losses import FlatLoss
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -52,7 +47,3 @@ def test_without_ignore_index_every_label_must_be_a_leaf():
     torch.testing.assert_close(FlatLoss(h, None)(logits, target), F.cross_entropy(logits, target))
     with pytest.raises(ValueError, match=r"\[255\] outside \[0, 5\)"):
         FlatLoss(h, None)(logits, target.fill_(255))
-
-
-def test_doctests_pass():
-    assert doctest.testmod(hl_lightning.losses.flat).failed == 0

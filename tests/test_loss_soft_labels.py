@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
@@ -12,12 +11,9 @@ from _reference import assert_gradient_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hl_lightning.losses.soft_labels
 from hl_lightning import Hierarchy
 from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.losses import SoftLabelsLoss, soft_label_matrix
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -69,8 +65,8 @@ def test_matches_the_float64_definition_on_the_toy_tree(beta, scale):
 
 
 @pytest.mark.parametrize("tree", ["faces_tree.txt", "mapillary_tree.txt"])
-def test_matches_the_float64_definition_on_seed_trees(seed_dir, tree):
-    h = Hierarchy.from_file(seed_dir / tree)
+def test_matches_the_float64_definition_on_seed_trees(paper_trees, tree):
+    h = Hierarchy.from_file(paper_trees / tree)
     h = h.reorder(sorted(h.leaves))
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(2, h.num_leaves, 6, 5, generator=gen) * 10
@@ -158,7 +154,3 @@ def test_under_autocast_loss_is_fp32_and_finite():
 def test_beta_must_be_finite_and_non_negative(beta):
     with pytest.raises(ValueError, match="beta must be finite and >= 0"):
         SoftLabelsLoss(Hierarchy.from_dict(TOY), beta=beta)
-
-
-def test_doctests_pass():
-    assert doctest.testmod(hl_lightning.losses.soft_labels).failed == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,12 +9,9 @@ from _reference import assert_gradient_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hl_lightning.losses.tree_min
 from hl_lightning import Hierarchy
 from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.losses import TreeMinLoss, TreeNodes, tree_min_level_losses
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -102,8 +97,8 @@ def test_matches_the_float64_definition_on_the_toy_tree(gamma, scale):
     assert_matches_reference(logits, target, h, gamma, ignore_index=255)
 
 
-def test_matches_the_float64_definition_on_the_faces_tree(seed_dir):
-    h = Hierarchy.from_file(seed_dir / "faces_tree.txt")
+def test_matches_the_float64_definition_on_the_faces_tree(paper_trees):
+    h = Hierarchy.from_file(paper_trees / "faces_tree.txt")
     h = h.reorder(sorted(h.leaves))
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(2, num_nodes(h), 3, 4, generator=gen) * 5
@@ -214,7 +209,3 @@ def test_level_weights_scale_the_total():
         TreeMinLoss(h, level_weights=[1, 1, 1])
     with pytest.raises(ValueError, match="gamma must be >= 0"):
         TreeMinLoss(h, gamma=-1.0)
-
-
-def test_doctests_pass():
-    assert doctest.testmod(hl_lightning.losses.tree_min).failed == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
@@ -12,13 +11,9 @@ from _reference import assert_gradient_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hl_lightning.losses._tree_sums
-import hl_lightning.losses.hierarchical
 from hl_lightning import Hierarchy
 from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.losses import HierarchicalLoss, class_weight_table, hierarchical_nll
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -95,8 +90,8 @@ def test_matches_float64_reference_on_toy_tree_at_any_logit_scale(scale):
 
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 @pytest.mark.parametrize("tree", ["faces_tree.txt", "mapillary_tree.txt"])
-def test_matches_float64_reference_on_seed_trees(seed_dir, tree, scale):
-    h = Hierarchy.from_file(seed_dir / tree)
+def test_matches_float64_reference_on_seed_trees(paper_trees, tree, scale):
+    h = Hierarchy.from_file(paper_trees / tree)
     h = h.reorder(sorted(h.leaves))  # label ids no longer follow tree order
     gen = torch.Generator().manual_seed(2)
     logits = torch.randn(2, h.num_leaves, 9, 7, generator=gen) * scale
@@ -172,8 +167,8 @@ def test_matches_float64_reference_on_random_trees(
 # ---------------------------------------------------------------------------- class weights
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 @pytest.mark.parametrize("tree", ["faces_tree.txt", "mapillary_tree.txt"])
-def test_class_weighted_levels_match_float64_reference(seed_dir, tree, scale):
-    h = Hierarchy.from_file(seed_dir / tree)
+def test_class_weighted_levels_match_float64_reference(paper_trees, tree, scale):
+    h = Hierarchy.from_file(paper_trees / tree)
     h = h.reorder(sorted(h.leaves))
     gen = torch.Generator().manual_seed(5)
     logits = torch.randn(2, h.num_leaves, 9, 7, generator=gen) * scale
@@ -441,13 +436,6 @@ def test_loss_module_follows_its_device_and_is_a_plain_module():
     assert loss.state_dict() == {}  # everything derives from the hierarchy
     assert "levels=2" in repr(loss)
     assert loss.to(torch.float64).level_weights.dtype == torch.float64
-
-
-@pytest.mark.parametrize(
-    "module", [hl_lightning.losses.hierarchical, hl_lightning.losses._tree_sums]
-)
-def test_doctests_pass(module):
-    assert doctest.testmod(module).failed == 0
 
 
 def test_strided_logits_give_the_same_loss_and_gradient():

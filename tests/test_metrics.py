@@ -21,7 +21,6 @@ from hl_lightning.metrics import (
 )
 
 IGNORE = 255
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 def make_batch(
@@ -45,8 +44,8 @@ def tree(request: pytest.FixtureRequest) -> Hierarchy:
 
 
 @pytest.fixture(params=["faces_tree.txt", "mapillary_tree.txt"])
-def seed_tree(request: pytest.FixtureRequest, seed_dir: Path) -> Hierarchy:
-    return Hierarchy.from_file(seed_dir / request.param)
+def seed_tree(request: pytest.FixtureRequest, paper_trees: Path) -> Hierarchy:
+    return Hierarchy.from_file(paper_trees / request.param)
 
 
 def assert_matches_multiclass_jaccard(hierarchy: Hierarchy, method: str) -> None:

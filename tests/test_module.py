@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ LEVELS = ("kind", "family", "class")
 UNET_CONFIG = {"_target_": "hl_lightning.models.UNet", "num_classes": None, "width": 4, "depth": 2}
 # calling a step by hand, outside a Trainer: self.log() warns and does nothing
 no_trainer_log = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_data(**kwargs: Any) -> SyntheticDataModule:

@@ -27,8 +27,8 @@ def hue_distance(a: float, b: float) -> float:
 def hierarchy(request: pytest.FixtureRequest) -> Hierarchy:
     """The built-in tree, a tiny one, a wide flat one and the paper's two seed trees."""
     if request.param in ("faces", "mapillary"):
-        seed_dir: Path = request.getfixturevalue("seed_dir")
-        return Hierarchy.from_file(seed_dir / f"{request.param}_tree.txt")
+        paper_trees: Path = request.getfixturevalue("paper_trees")
+        return Hierarchy.from_file(paper_trees / f"{request.param}_tree.txt")
     return {
         "synthetic": synthetic_hierarchy,
         "small": lambda: Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]}),

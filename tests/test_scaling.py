@@ -14,10 +14,8 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,25 +34,7 @@ from hl_lightning.data.datamodule import EpochSeededSampler, ResumableDataLoader
 from hl_lightning.lightning.module import HierarchicalSegmenter
 
 # seconds-long runs: tiny data and network, CSV logging only; 2 training batches an epoch
-TINY = [
-    "experiment=quick",
-    "data.num_train=16",
-    "data.num_val=16",  # divisible by 2 processes x batch size 8: no padded samples in DDP
-    "data.num_test=8",
-    "data.image_size=32",
-    "backbone.width=4",
-    "logger=csv",
-]
 LEVELS = ("kind", "family", "class")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
@@ -64,13 +44,6 @@ def make_config(overrides: list[str], output_dir: Path | None = None) -> DictCon
         return compose(
             config_name="train", overrides=[*overrides, *paths], return_hydra_config=True
         )
-
-
-def hl_train() -> str:
-    script = Path(sys.executable).with_name("hl-train")
-    if not script.exists():
-        pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
-    return str(script)
 
 
 def environment(**env: str) -> dict[str, str]:
@@ -158,17 +131,19 @@ class PrecisionProbe(L.Callback):
         PrecisionProbe.steps.append((loss.item(), loss.dtype, self.logits_dtype))
 
 
-def probed_run(tmp_path: Path, precision: str) -> tuple[list, dict[str, float]]:
+def probed_run(
+    tmp_path: Path, precision: str, tiny_run: list[str]
+) -> tuple[list, dict[str, float]]:
     PrecisionProbe.steps = []
     probe = f"+callbacks.probe._target_={__name__}.PrecisionProbe"
-    overrides = [*TINY, "trainer.max_epochs=3", "trainer.deterministic=true", "test=false"]
+    overrides = [*tiny_run, "trainer.max_epochs=3", "trainer.deterministic=true", "test=false"]
     metrics = train(make_config([*overrides, probe, f"trainer.precision={precision}"], tmp_path))
     return PrecisionProbe.steps, metrics
 
 
-def test_bf16_mixed_training_tracks_fp32(tmp_path: Path) -> None:
-    fp32, fp32_metrics = probed_run(tmp_path / "fp32", "32")
-    bf16, bf16_metrics = probed_run(tmp_path / "bf16", "bf16-mixed")
+def test_bf16_mixed_training_tracks_fp32(tmp_path: Path, tiny_run: list[str]) -> None:
+    fp32, fp32_metrics = probed_run(tmp_path / "fp32", "32", tiny_run)
+    bf16, bf16_metrics = probed_run(tmp_path / "bf16", "bf16-mixed", tiny_run)
     assert len(bf16) == len(fp32) == 6  # 3 epochs of 2 batches
     assert {logits for _, _, logits in fp32} == {torch.float32}
     assert {logits for _, _, logits in bf16} == {torch.bfloat16}  # the network ran in bf16
@@ -185,13 +160,22 @@ def test_bf16_mixed_training_tracks_fp32(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- DDP on CPU
 @pytest.mark.slow
-def test_ddp_two_processes_log_the_single_process_validation(tmp_path: Path) -> None:
+def test_ddp_two_processes_log_the_single_process_validation(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
     """hl-train trainer=ddp_cpu (2 gloo processes) logs what 1 process measures on its weights."""
     out = tmp_path / "run"
     # no ignored edge pixels: every image holds as many labelled pixels, so the mean of the
     # two processes' mean losses is the mean over all pixels, as in one process
-    overrides = [*TINY, "+data.ignore_edges=false", "trainer.deterministic=true", "test=false"]
-    result = run([hl_train(), *overrides, "trainer=ddp_cpu", f"hydra.run.dir={out}"], tmp_path)
+    # num_val 16: divisible by 2 processes x batch size 8, no padded samples in DDP
+    overrides = [
+        *tiny_run,
+        "data.num_val=16",
+        "+data.ignore_edges=false",
+        "trainer.deterministic=true",
+        "test=false",
+    ]
+    result = run([hl_train, *overrides, "trainer=ddp_cpu", f"hydra.run.dir={out}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "GLOBAL_RANK: 1" in output and "distributed_backend=gloo" in output
@@ -240,9 +224,11 @@ def test_slurm_preset_sizes_the_job_from_the_trainer(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.slow
-def test_submitit_local_sweep_runs_both_jobs(tmp_path: Path) -> None:
+def test_submitit_local_sweep_runs_both_jobs(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
     sweep = tmp_path / "sweep"
-    args = [hl_train(), "-m", "hydra/launcher=submitit_local", "loss=hierarchical,flat", *TINY]
+    args = [hl_train, "-m", "hydra/launcher=submitit_local", "loss=hierarchical,flat", *tiny_run]
     result = run([*args, "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -272,31 +258,39 @@ class Pause(L.Callback):
             (Path(trainer.default_root_dir) / "paused").touch()
             time.sleep(300)
 '''
-# 3 epochs of 4 batches, a step checkpoint every 2 steps, deterministic
-RESUMABLE = [
-    *TINY,
-    "data.num_train=32",
-    "trainer.max_epochs=3",
-    "trainer.deterministic=true",
-    "checkpoint_every_n_steps=2",
-]
+
+
+@pytest.fixture(scope="session")
+def resumable(tiny_run: list[str]) -> list[str]:
+    """3 epochs of 4 batches, a step checkpoint every 2 steps, deterministic."""
+    return [
+        *tiny_run,
+        "data.num_train=32",
+        "trainer.max_epochs=3",
+        "trainer.deterministic=true",
+        "checkpoint_every_n_steps=2",
+    ]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def uninterrupted(
+    tmp_path_factory: pytest.TempPathFactory, hl_train: str, resumable: list[str]
+) -> Path:
     """Return the directory of an uninterrupted run."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    result = run([hl_train(), *RESUMABLE, f"hydra.run.dir={out}"], out.parent)
+    result = run([hl_train, *resumable, f"hydra.run.dir={out}"], out.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
 
-def kill_and_resume(tmp_path: Path, at_step: int, ckpt_path: str) -> tuple[Path, str]:
+def kill_and_resume(
+    tmp_path: Path, at_step: int, ckpt_path: str, hl_train: str, resumable: list[str]
+) -> tuple[Path, str]:
     """Run, SIGKILL the run at the start of ``at_step``, resume it from ``ckpt_path`` (the
     run directory is ``{run}``); return the run directory and the resumed run's log."""
     (tmp_path / "pause.py").write_text(PAUSE)
     out = tmp_path / "run"
-    args = [hl_train(), *RESUMABLE, f"hydra.run.dir={out}"]
+    args = [hl_train, *resumable, f"hydra.run.dir={out}"]
     pause = ["+callbacks.pause._target_=pause.Pause", f"+callbacks.pause.at_step={at_step}"]
     path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = environment(PYTHONPATH=os.pathsep.join(path))
@@ -332,7 +326,7 @@ def final_metrics(out: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_killed_mid_epoch_run_resumes_to_the_same_metrics(
-    tmp_path: Path, uninterrupted: Path
+    tmp_path: Path, uninterrupted: Path, hl_train: str, resumable: list[str]
 ) -> None:
     """SIGKILL at step 7 of 12 (mid-epoch; last checkpoint: step 6, in epoch 1), then resume.
 
@@ -344,7 +338,7 @@ def test_killed_mid_epoch_run_resumes_to_the_same_metrics(
     its own epoch accumulators nor the module's training metrics, so they cover the
     batches trained after the resume.
     """
-    out, log = kill_and_resume(tmp_path, at_step=7, ckpt_path="last")  # Lightning finds it
+    out, log = kill_and_resume(tmp_path, 7, "last", hl_train, resumable)  # Lightning finds it
     want = read_rows(uninterrupted / "csv" / "metrics.csv")
     got = read_rows(out / "csv" / "metrics.csv")
     assert row_kinds(got) == row_kinds(want)  # every row once: none lost, none twice
@@ -439,16 +433,16 @@ def test_resumable_loader_drops_the_batches_of_another_epoch_seeded_sampler() ->
     assert [b.tolist() for b in resumed] == [b.tolist() for b in batches]
 
 
-def epoch_seeded_training_order() -> bool:
+def epoch_seeded_training_order(resumable: list[str]) -> bool:
     """Return whether the data module's training order is seeded per epoch (``set_epoch``)."""
-    datamodule = instantiate(make_config(RESUMABLE).data)
+    datamodule = instantiate(make_config(resumable).data)
     datamodule.setup("fit")
     return hasattr(datamodule.train_dataloader().sampler, "set_epoch")
 
 
 @pytest.mark.slow
 def test_killed_at_epoch_end_run_resumes_to_the_same_metrics(
-    tmp_path: Path, uninterrupted: Path
+    tmp_path: Path, uninterrupted: Path, hl_train: str, resumable: list[str]
 ) -> None:
     """SIGKILL at step 5 of 12, in epoch 1 (last checkpoint: after epoch 0's validation).
 
@@ -457,8 +451,8 @@ def test_killed_at_epoch_end_run_resumes_to_the_same_metrics(
     which Lightning calls every epoch (its DistributedSampler under DDP has one), as the
     data modules' EpochSeededSampler does.
     """
-    assert epoch_seeded_training_order()
-    out, log = kill_and_resume(tmp_path, at_step=5, ckpt_path="{run}/checkpoints/last.ckpt")
+    assert epoch_seeded_training_order(resumable)
+    out, log = kill_and_resume(tmp_path, 5, "{run}/checkpoints/last.ckpt", hl_train, resumable)
     want = read_rows(uninterrupted / "csv" / "metrics.csv")
     got = read_rows(out / "csv" / "metrics.csv")
     assert "not resumable" not in log

@@ -16,12 +16,10 @@ import site
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
@@ -37,15 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = resources.files("hl_lightning.conf")
 LEVELS = ("kind", "family", "class")
 # seconds-long runs: tiny data and network, one epoch, CSV logging only
-TINY = [
-    "experiment=quick",
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.num_test=8",
-    "data.image_size=32",
-    "backbone.width=4",
-    "logger=csv",
-]
 # the synthetic tree in the indented text format, leaves in another order than the data
 TREE_TEXT = """\
 things
@@ -68,15 +57,6 @@ stuff
 \tsky
 background
 """
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one torch thread: tiny tensors, and two busy threads slow every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
@@ -219,8 +199,8 @@ def test_missing_hierarchy_source_is_reported() -> None:
 
 
 # ---------------------------------------------------------------------------- train(cfg)
-def test_train_quick_in_process(tmp_path: Path) -> None:
-    metrics = train(make_config(TINY, tmp_path))
+def test_train_quick_in_process(tmp_path: Path, tiny_run: list[str]) -> None:
+    metrics = train(make_config(tiny_run, tmp_path))
     assert per_level_columns() <= metrics.keys()
     assert {"test/miou", "test/severity", "test/serious", "val/miou"} <= metrics.keys()
     assert all(isinstance(v, float) for v in metrics.values())
@@ -231,7 +211,7 @@ def test_train_quick_in_process(tmp_path: Path) -> None:
     assert model.hierarchy.leaves == SYNTHETIC_CLASSES
 
     # fit=false tests the given checkpoint: the same weights as the test above (best == last)
-    again = train(make_config([*TINY, "fit=false", f"ckpt_path={last}"], tmp_path / "again"))
+    again = train(make_config([*tiny_run, "fit=false", f"ckpt_path={last}"], tmp_path / "again"))
     assert again["test/miou"] == metrics["test/miou"]
     assert again["test/loss"] == metrics["test/loss"]
 
@@ -247,9 +227,11 @@ def test_train_quick_in_process(tmp_path: Path) -> None:
     ],
     ids=["loss-flat", "hierarchy-flat", "hierarchy-file", "file-level-names", "level-weights"],
 )
-def test_train_overrides(tmp_path: Path, overrides: list[str], levels: tuple[str, ...]) -> None:
+def test_train_overrides(
+    tmp_path: Path, overrides: list[str], levels: tuple[str, ...], tiny_run: list[str]
+) -> None:
     overrides = [o.format(tree=tree_file(tmp_path)) for o in overrides]
-    metrics = train(make_config([*TINY, *overrides], tmp_path))
+    metrics = train(make_config([*tiny_run, *overrides], tmp_path))
     columns = metrics_columns(tmp_path / "csv" / "metrics.csv")
     for level in levels:
         assert {f"val/loss/{level}", f"test/miou/{level}", f"test/acc/{level}"} <= columns
@@ -270,14 +252,16 @@ def test_train_overrides(tmp_path: Path, overrides: list[str], levels: tuple[str
         assert metrics["test/loss"] == pytest.approx(total, rel=1e-5)
 
 
-def test_unknown_hierarchy_file_raises_in_process(tmp_path: Path) -> None:
-    cfg = make_config([*TINY, "hierarchy=file", "hierarchy.source=missing.txt"], tmp_path)
+def test_unknown_hierarchy_file_raises_in_process(tmp_path: Path, tiny_run: list[str]) -> None:
+    cfg = make_config([*tiny_run, "hierarchy=file", "hierarchy.source=missing.txt"], tmp_path)
     with pytest.raises(HierarchyError, match=r"no hierarchy 'missing\.txt'"):
         train(cfg)
 
 
-def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path: Path) -> None:
-    overrides = [*TINY, "trainer.deterministic=true", "seed=3"]
+def test_same_seed_deterministic_runs_give_identical_metrics(
+    tmp_path: Path, tiny_run: list[str]
+) -> None:
+    overrides = [*tiny_run, "trainer.deterministic=true", "seed=3"]
     first = train(make_config(overrides, tmp_path / "a"))
     second = train(make_config(overrides, tmp_path / "b"))
     assert first == second
@@ -286,11 +270,6 @@ def test_same_seed_deterministic_runs_give_identical_metrics(tmp_path: Path) -> 
 
 
 # ---------------------------------------------------------------------------- console script
-def hl_train() -> str:
-    script = Path(sys.executable).with_name("hl-train")
-    if not script.exists():
-        pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
-    return str(script)
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -301,9 +280,9 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-def test_console_script_quick_run(tmp_path: Path) -> None:
+def test_console_script_quick_run(tmp_path: Path, tiny_run: list[str], hl_train: str) -> None:
     out = tmp_path / "run"
-    result = run([hl_train(), *TINY, f"hydra.run.dir={out}"], cwd=tmp_path)
+    result = run([hl_train, *tiny_run, f"hydra.run.dir={out}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     stdout = result.stdout.splitlines()
     assert any(line.startswith("epoch 0 train/loss=") and "val/miou=" in line for line in stdout)
@@ -321,9 +300,11 @@ def test_console_script_quick_run(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else in the cwd
 
 
-def test_console_script_flat_loss_and_flat_hierarchy(tmp_path: Path) -> None:
+def test_console_script_flat_loss_and_flat_hierarchy(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
     out = tmp_path / "run"
-    args = [hl_train(), *TINY, "loss=flat", "hierarchy=flat", f"hydra.run.dir={out}"]
+    args = [hl_train, *tiny_run, "loss=flat", "hierarchy=flat", f"hydra.run.dir={out}"]
     result = run(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "level0" in result.stdout
@@ -334,10 +315,12 @@ def test_console_script_flat_loss_and_flat_hierarchy(tmp_path: Path) -> None:
     assert config["loss"]["name"] == "flat" and config["hierarchy"]["source"] == "flat"
 
 
-def test_console_script_hierarchy_file_relative_to_the_launch_directory(tmp_path: Path) -> None:
+def test_console_script_hierarchy_file_relative_to_the_launch_directory(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
     tree_file(tmp_path)  # tmp_path/tree.txt; Hydra must not change the working directory
     out = tmp_path / "run"
-    args = [hl_train(), *TINY, "hierarchy=file", "hierarchy.source=tree.txt"]
+    args = [hl_train, *tiny_run, "hierarchy=file", "hierarchy.source=tree.txt"]
     result = run(
         [*args, "hierarchy.level_names=[coarse,middle,fine]", f"hydra.run.dir={out}"], tmp_path
     )
@@ -349,8 +332,10 @@ def test_console_script_hierarchy_file_relative_to_the_launch_directory(tmp_path
     assert model.hierarchy.group_names(0) == ("things", "stuff", "background")  # the file's tree
 
 
-def test_console_script_bad_hierarchy_file_fails_clearly(tmp_path: Path) -> None:
-    args = [hl_train(), *TINY, "hierarchy=file", "hierarchy.source=no/such/tree.txt"]
+def test_console_script_bad_hierarchy_file_fails_clearly(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
+    args = [hl_train, *tiny_run, "hierarchy=file", "hierarchy.source=no/such/tree.txt"]
     result = run([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert result.returncode != 0
     assert "no hierarchy 'no/such/tree.txt'" in result.stderr
@@ -390,10 +375,12 @@ class Recorder(L.Callback):
 '''
 
 
-def test_multirun_pairs_runs_on_identical_data_and_weights(tmp_path: Path) -> None:
+def test_multirun_pairs_runs_on_identical_data_and_weights(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
     (tmp_path / "recorder.py").write_text(RECORDER)
     sweep = tmp_path / "sweep"
-    args = [hl_train(), "-m", *TINY, "loss=hierarchical,flat", f"hydra.sweep.dir={sweep}"]
+    args = [hl_train, "-m", *tiny_run, "loss=hierarchical,flat", f"hydra.sweep.dir={sweep}"]
     args.append("+callbacks.recorder._target_=recorder.Recorder")
     result = run(args, tmp_path, PYTHONPATH=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -414,10 +401,12 @@ def test_multirun_pairs_runs_on_identical_data_and_weights(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_ddp_ranks_share_the_run_directory(tmp_path: Path) -> None:
+def test_ddp_ranks_share_the_run_directory(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
     """Lightning re-launches hl-train for rank 1: it must reuse rank 0's run directory."""
     out = tmp_path / "run"
-    args = [hl_train(), *TINY, "+trainer.strategy=ddp", "trainer.devices=2"]
+    args = [hl_train, *tiny_run, "+trainer.strategy=ddp", "trainer.devices=2"]
     result = run([*args, f"hydra.run.dir={out}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in result.stderr
@@ -439,7 +428,9 @@ def isolated_site_path(site_dir: Path) -> str:
 
 
 @pytest.mark.slow
-def test_wheel_ships_its_configs_and_runs_from_another_directory(tmp_path: Path) -> None:
+def test_wheel_ships_its_configs_and_runs_from_another_directory(
+    tmp_path: Path, tiny_run: list[str]
+) -> None:
     source = tmp_path / "src"
     source.mkdir()
     shutil.copy(REPO / "pyproject.toml", source)
@@ -483,7 +474,7 @@ def test_wheel_ships_its_configs_and_runs_from_another_directory(tmp_path: Path)
     assert Path(conf_dir).is_relative_to(site_dir)
 
     out = elsewhere / "run"
-    args = [sys.executable, "-S", "-m", "hl_lightning.train", *TINY, f"hydra.run.dir={out}"]
+    args = [sys.executable, "-S", "-m", "hl_lightning.train", *tiny_run, f"hydra.run.dir={out}"]
     result = run(args, elsewhere, **env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test per level:" in result.stdout
