@@ -100,7 +100,7 @@ def main() -> None:
 
 
 def _job_number(run: Path) -> int:
-    """Return the Hydra job number of a sweep subdirectory named ``<number>_<loss>``."""
+    """Return the Hydra job number of a sweep subdirectory named ``<number>_<swept overrides>``."""
     return int(run.name.split("_", 1)[0])
 
 

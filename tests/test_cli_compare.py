@@ -23,7 +23,7 @@ LEVELS = ("kind", "family", "class")
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory, tiny_run: list[str]) -> Path:
-    """Return the folder of a real sweep: jobs 0_hierarchical and 1_flat."""
+    """Return the folder of a real sweep: jobs 0_loss=hierarchical and 1_loss=flat."""
     script = Path(sys.executable).with_name("hl-train")
     if not script.exists():
         pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
@@ -113,7 +113,7 @@ def test_multirun_dir_gives_figures_and_tables(
         check_png(out / name)
     rows = read_csv(out / "comparison.csv")
     assert [row["run"] for row in rows] == ["loss=hierarchical", "loss=flat"]
-    metrics = read_csv(sweep / "0_hierarchical" / "csv" / "metrics.csv")
+    metrics = read_csv(sweep / "0_loss=hierarchical" / "csv" / "metrics.csv")
     tested = next(row for row in metrics if row["test/miou/class"])
     assert rows[0]["miou/class"] == f"{float(tested['test/miou/class']):.4f}"
     assert rows[0]["severity"] == f"{float(tested['test/severity']):.4f}"
@@ -124,7 +124,7 @@ def test_multirun_dir_gives_figures_and_tables(
 
 @pytest.mark.slow
 def test_two_run_dirs_write_into_the_first(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    runs = [sweep / "1_flat", sweep / "0_hierarchical"]
+    runs = [sweep / "1_loss=flat", sweep / "0_loss=hierarchical"]
     assert compare.main([str(run) for run in runs] + ["--metric", "acc"]) == 0
     printed = capsys.readouterr().out
     assert "acc/kind" in printed and printed.index("loss=flat") < printed.index("loss=hier")
@@ -135,7 +135,7 @@ def test_two_run_dirs_write_into_the_first(sweep: Path, capsys: pytest.CaptureFi
 
 @pytest.mark.slow
 def test_default_callbacks_draw_prediction_images(sweep: Path) -> None:
-    for job in ("0_hierarchical", "1_flat"):
+    for job in ("0_loss=hierarchical", "1_loss=flat"):
         pngs = sorted(p.name for p in (sweep / job / "predictions").iterdir())
         assert pngs == ["epoch_000.png", "epoch_001.png"]  # every epoch by default
         check_png(sweep / job / "predictions" / "epoch_001.png")

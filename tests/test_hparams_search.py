@@ -57,7 +57,10 @@ def test_a_two_trial_level_weights_study_returns_the_best_weights(
     assert set(best["best_params"]) == {"loss.level_weights.0", "loss.level_weights.1"}
     assert 0.0 <= best["best_value"] <= 1.0  # a validation mIoU
     trials = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [p.name for p in trials] == ["0_hierarchical", "1_hierarchical"]
+    assert [p.name.split("=", 1)[0] for p in trials] == [  # named by the swept keys
+        "0_loss.level_weights.0",
+        "1_loss.level_weights.0",
+    ]
     for trial in trials:  # each trial trained with its sampled weights
         config = yaml.safe_load((trial / ".hydra" / "config.yaml").read_text())
         weights = config["loss"]["level_weights"]

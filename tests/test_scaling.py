@@ -232,7 +232,7 @@ def test_submitit_local_sweep_runs_both_jobs(
     result = run([*args, "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert [p.name for p in jobs] == ["0_hierarchical", "1_flat"]
+    assert [p.name for p in jobs] == ["0_loss=hierarchical", "1_loss=flat"]
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # submitit ran them
     for job in jobs:
         rows = read_rows(job / "csv" / "metrics.csv")

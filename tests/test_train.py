@@ -298,6 +298,20 @@ def test_console_script_quick_run(tmp_path: Path, tiny_run: list[str], hl_train:
     assert any(row["val/miou/kind"] for row in rows) and any(row["test/acc/class"] for row in rows)
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing else in the cwd
+    console = result.stdout + result.stderr  # quiet: the run, not the config or tips
+    assert f"run directory: {out}" in console and "overrides: experiment=quick" in console
+    assert "task_name:" not in console  # the resolved config is in .hydra/config.yaml
+    assert "Tip:" not in console and "LeafSpec" not in console
+    assert "Test metric" not in console  # Lightning's table: the per-level table replaces it
+
+
+def test_help_lists_the_groups_presets_and_common_runs(hl_train: str, tmp_path: Path) -> None:
+    result = run([hl_train, "--help"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("hl-train: train a segmentation network")
+    assert "backbone: custom, hf, smp, timm, torchvision, unet, unet_paper" in result.stdout
+    assert "loss: flat, hierarchical, hxe, soft_labels, tree_min" in result.stdout
+    assert "hl-train -m loss=hierarchical,flat" in result.stdout
 
 
 def test_console_script_flat_loss_and_flat_hierarchy(
@@ -385,7 +399,7 @@ def test_multirun_pairs_runs_on_identical_data_and_weights(
     result = run(args, tmp_path, PYTHONPATH=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [p.name for p in jobs] == ["0_hierarchical", "1_flat"]
+    assert [p.name for p in jobs] == ["0_loss=hierarchical", "1_loss=flat"]
     assert (sweep / "multirun.yaml").is_file()
     records = []
     for job, loss in zip(jobs, ("hierarchical", "flat"), strict=True):

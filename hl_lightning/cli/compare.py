@@ -146,7 +146,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 
     Example:
         >>> load_runs(["multirun/train/2026-01-01_12-00-00"])  # doctest: +SKIP
-        [Run(path=.../0_hierarchical, label='loss=hierarchical', ...), Run(... 'loss=flat' ...)]
+        [Run(path=.../0_loss=hierarchical, label='loss=hierarchical', ...), Run(...)]
     """
     folders = find_runs(paths)
     runs = []

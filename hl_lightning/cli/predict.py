@@ -99,7 +99,7 @@ def load_image(
         image = file.convert("L" if channels == 1 else "RGB")
     original = (image.height, image.width)
     if size is not None and size != original:
-        image = image.resize((size[1], size[0]), Image.BILINEAR)
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     pixels = pixels.view(image.height, image.width, -1).permute(2, 0, 1).float() / 255
     shape = (-1, 1, 1)

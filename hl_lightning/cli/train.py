@@ -13,14 +13,26 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.catalog import load_hierarchy
+from hl_lightning.cli._quiet import quiet_third_party
+from hl_lightning.cli.sweep_dirname import sweep_dirname
 
 log = logging.getLogger(__name__)
+
+
+def _sweep_dirname(overrides: Any, params: Any) -> str:
+    """The ``hl_sweep_dirname`` resolver of ``hydra.sweep.subdir`` (conf/train.yaml)."""
+    plain = OmegaConf.to_container(params) if isinstance(params, DictConfig) else params
+    return sweep_dirname([str(o) for o in overrides], plain if isinstance(plain, dict) else None)
+
+
+OmegaConf.register_new_resolver("hl_sweep_dirname", _sweep_dirname, replace=True)
 
 
 def make_loggers(cfg: DictConfig | None) -> list[Logger]:
@@ -86,15 +98,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ckpt_path = best or None  # its path: "best" warns when several callbacks save
         else:  # test only: the given checkpoint (else the untrained model)
             ckpt_path = cfg.get("ckpt_path")
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # the per-level table of the LevelSummary callback replaces Lightning's own
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hl_lightning.conf", config_name="train")
 def main(cfg: DictConfig) -> Any:
-    """Run ``hl-train`` (Hydra: ``hl-train key=value ...``, ``-m`` for sweeps)."""
-    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    """Run ``hl-train`` (Hydra: ``hl-train key=value ...``, ``-m`` for sweeps, ``--help``)."""
+    quiet_third_party()
+    hydra_cfg = HydraConfig.get()
+    log.info("run directory: %s", hydra_cfg.runtime.output_dir)
+    log.info("overrides: %s", " ".join(hydra_cfg.overrides.task) or "(none)")
+    log.info("the resolved config: %s/.hydra/config.yaml", hydra_cfg.runtime.output_dir)
     metrics = train(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
