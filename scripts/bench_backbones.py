@@ -6,7 +6,7 @@ with ``loss=flat``, on the paper's Mapillary tree (K = 66 leaves, 3 levels) and 
 batch of B=4 images at 128x128. A step is the module's ``training_step`` (forward, the
 logged per-level losses, the training metrics' update), backward and an AdamW step. The
 table reports the median step time over interleaved rounds after a warm-up
-(``hl_lightning.benchmark.median_seconds_each``) and the ratio hierarchical / flat measured
+(``_timing.median_seconds_each``) and the ratio hierarchical / flat measured
 in the same run. The last line is JSON. On a busy machine ``--threads 1`` is steadier.
 
     python scripts/bench_backbones.py [--repeats 10] [--threads N] [--presets unet smp ...]
@@ -22,8 +22,8 @@ from importlib import resources
 
 import torch
 import yaml
+from _timing import median_seconds_each
 
-from hl_lightning.benchmark import median_seconds_each
 from hl_lightning.hierarchies import mapillary_paper_hierarchy
 from hl_lightning.lightning import HierarchicalSegmenter
 

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import median_seconds_each, peak_memory_bytes
 
 from hl_lightning import Hierarchy
-from hl_lightning.benchmark import median_seconds_each, peak_memory_bytes, random_hierarchy
+from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import TreeMinLoss, build_loss, hierarchical_nll
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies"

@@ -2,9 +2,9 @@
 
 Cases: the Mapillary tree (K = 66; ``seed-hierarchies/mapillary_tree.txt`` if present,
 else a random tree with 66 leaves) at B=4, 128x128, and a random 1000-leaf depth-6 tree
-at B=2, 64x64 (``hl_lightning.benchmark.random_hierarchy``). Every candidate gets the
+at B=2, 64x64 (``hl_lightning.hierarchies.random.random_hierarchy``). Every candidate gets the
 same logits and target; the table reports the median time of the repeats after a warm-up
-(``hl_lightning.benchmark.median_seconds_each``: interleaved rounds) and the ratio to
+(``_timing.median_seconds_each``: interleaved rounds) and the ratio to
 MulticlassJaccardIndex (MJI) measured in the same run. The last line is JSON. On a
 busy machine ``--threads 1`` gives steadier numbers.
 
@@ -18,11 +18,12 @@ import json
 from pathlib import Path
 
 import torch
+from _timing import median_seconds_each
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from hl_lightning import Hierarchy
-from hl_lightning.benchmark import median_seconds_each, random_hierarchy
+from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.metrics import HierarchicalJaccardIndex, MistakeSeverity
 
 MAPILLARY = (

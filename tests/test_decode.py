@@ -9,7 +9,6 @@ import torch
 
 from hl_lightning import Hierarchy
 from hl_lightning import decode as decode_module
-from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.decode import (
     METHODS,
     _argmax,
@@ -19,6 +18,7 @@ from hl_lightning.decode import (
     level_log_probs,
     level_parents,
 )
+from hl_lightning.hierarchies.random import random_hierarchy
 
 RANDOM_TREES = [(2, 1), (3, 2), (11, 4), (30, 3), (40, 5), (66, 3)]
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hl_lightning import Hierarchy
-from hl_lightning.benchmark import random_hierarchy
+from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import HierarchicalLoss, HXELoss
 from hl_lightning.losses.hxe import hxe_level_weights
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hl_lightning import Hierarchy
-from hl_lightning.benchmark import random_hierarchy
+from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import SoftLabelsLoss, soft_label_matrix
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}

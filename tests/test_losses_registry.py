@@ -13,7 +13,7 @@ from torch import nn
 import hl_lightning.losses
 import hl_lightning.losses._tree_sums
 from hl_lightning import Hierarchy
-from hl_lightning.benchmark import random_hierarchy
+from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import LOSSES, TreeMinLoss, build_loss, loss_options
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}

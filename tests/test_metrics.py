@@ -12,8 +12,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 
 from hl_lightning import Hierarchy
 from hl_lightning import metrics as metrics_module
-from hl_lightning.benchmark import random_hierarchy
 from hl_lightning.decode import METHODS, decode
+from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.metrics import (
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
