@@ -16,6 +16,7 @@ Everything runs in fp32 (fp64 input stays fp64) with autocast disabled.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, cast, get_args
 
 import torch
 from torch import Tensor
@@ -23,18 +24,20 @@ from torch import Tensor
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["METHODS", "check_method", "decode", "level_log_probs", "level_parents"]
+__all__ = ["METHODS", "Decode", "check_method", "decode", "level_log_probs", "level_parents"]
 
-METHODS: tuple[str, ...] = ("marginal", "leaf", "top_down")
+#: A decoding method (see the module documentation).
+Decode = Literal["marginal", "leaf", "top_down"]
+METHODS: tuple[Decode, ...] = get_args(Decode)
 _BLOCK = 2**20  # logits per block when decoding on CPU (4 MB in fp32): stays in cache
 
 
-def check_method(method: str) -> str:
+def check_method(method: str) -> Decode:
     """Return ``method`` if it is one of :data:`METHODS`; raise a ValueError otherwise."""
     if method not in METHODS:
         valid = ", ".join(repr(m) for m in METHODS)
         raise ValueError(f"unknown decoding method {method!r}; valid methods are {valid}")
-    return method
+    return cast(Decode, method)
 
 
 def level_parents(hierarchy: Hierarchy) -> list[Tensor]:
@@ -130,7 +133,7 @@ def _blockwise(fn: Callable[[Tensor], list[Tensor]], logits: Tensor, count: int)
     return [level.view(batch, *spatial) for level in out]
 
 
-def _decode_block(logits: Tensor, tables: LevelTables, method: str) -> list[Tensor]:
+def _decode_block(logits: Tensor, tables: LevelTables, method: Decode) -> list[Tensor]:
     """Return D LongTensors (B, *S): the decoded group ids of logits (B, K, *S)."""
     matrix, num_levels = tables.level_matrix, tables.num_levels
     if method == "leaf" or num_levels == 1:
@@ -159,7 +162,7 @@ def leaf_argmax(logits: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def decode_with_tables(logits: Tensor, tables: LevelTables, method: str) -> list[Tensor]:
+def decode_with_tables(logits: Tensor, tables: LevelTables, method: Decode) -> list[Tensor]:
     """Return D LongTensors (B, *S), the group id per level (coarse to fine) of logits (B, K, *S).
 
     The work of :func:`decode`, with the index tensors already on the logits' device.
@@ -170,7 +173,7 @@ def decode_with_tables(logits: Tensor, tables: LevelTables, method: str) -> list
         )
 
 
-def decode(logits: Tensor, hierarchy: Hierarchy, method: str = "marginal") -> list[Tensor]:
+def decode(logits: Tensor, hierarchy: Hierarchy, method: Decode = "marginal") -> list[Tensor]:
     """Return D LongTensors (B, *S): the predicted group id at every level, coarse to fine.
 
     ``logits`` (B, K, *S) are leaf logits; ``method`` is one of :data:`METHODS`.

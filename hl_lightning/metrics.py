@@ -11,19 +11,21 @@ share their state (per-level confusion matrices), so a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from hl_lightning.decode import check_method, decode_with_tables, leaf_argmax
+from hl_lightning.decode import Decode, check_method, decode_with_tables, leaf_argmax
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["HierarchicalJaccardIndex", "HierarchicalPixelAccuracy", "MistakeSeverity"]
 
-AVERAGES = ("macro", "none")
+#: How HierarchicalJaccardIndex reduces a level's IoUs: their mean, or none (one per group).
+Average = Literal["macro", "none"]
+AVERAGES: tuple[Average, ...] = get_args(Average)
 
 
 # ---------------------------------------------------------------------- validation
@@ -54,7 +56,7 @@ def _validate_args(
 
 # ---------------------------------------------------------------------- functional core
 def _hierarchical_confusion_matrix_update(
-    logits: Tensor, target: Tensor, tables: LevelTables, decode: str, ignore_index: int | None
+    logits: Tensor, target: Tensor, tables: LevelTables, decode: Decode, ignore_index: int | None
 ) -> Tensor:
     """Return one batch's confusion counts as a flat LongTensor.
 
@@ -84,7 +86,7 @@ def _hierarchical_confusion_matrix_update(
     return torch.bincount(flat.flatten(), minlength=offset + 1)[:offset]
 
 
-def _level_confusion_matrices(confmat: Tensor, tables: LevelTables, decode: str) -> list[Tensor]:
+def _level_confusion_matrices(confmat: Tensor, tables: LevelTables, decode: Decode) -> list[Tensor]:
     """Return D LongTensors (G_d, G_d) ``[target, prediction]`` from the flat counts.
 
     For ``decode="leaf"`` the coarser matrices are block sums of the (K, K) leaf matrix.
@@ -102,7 +104,7 @@ def _level_confusion_matrices(confmat: Tensor, tables: LevelTables, decode: str)
     return levels
 
 
-def _jaccard_index_compute(confmats: Sequence[Tensor], average: str) -> Tensor | list[Tensor]:
+def _jaccard_index_compute(confmats: Sequence[Tensor], average: Average) -> Tensor | list[Tensor]:
     """Return the per-level mIoU (D,), or for ``average="none"`` D tensors (G_d,) of IoU.
 
     Per group IoU = TP / (TP + FP + FN), 0 for a group absent from target and prediction;
@@ -176,7 +178,7 @@ class _HierarchicalConfusionMatrix(Metric):
         self,
         hierarchy: Hierarchy,
         ignore_index: int | None = 255,
-        decode: str = "marginal",
+        decode: Decode = "marginal",
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -243,8 +245,8 @@ class HierarchicalJaccardIndex(_HierarchicalConfusionMatrix):
         self,
         hierarchy: Hierarchy,
         ignore_index: int | None = 255,
-        decode: str = "marginal",
-        average: str = "macro",
+        decode: Decode = "marginal",
+        average: Average = "macro",
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:

@@ -6,6 +6,8 @@ computes in fp32 under autocast and accepts any spatial rank.
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
 from torch import nn
@@ -14,7 +16,7 @@ import hl_lightning.losses
 import hl_lightning.losses._tree_sums
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
-from hl_lightning.losses import LOSSES, TreeMinLoss, build_loss, loss_options
+from hl_lightning.losses import LOSSES, LossName, TreeMinLoss, build_loss, loss_options
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 OPTIONS = {
@@ -151,3 +153,7 @@ def test_bad_targets_get_the_same_message(name):
         loss(logits, torch.tensor([[[0, 7], [-1, 255]]]))
     with pytest.raises(ValueError, match=r"expected \(1, 2, 2\)"):
         loss(logits, torch.zeros(1, 2, 3, dtype=torch.long))
+
+
+def test_the_loss_name_type_lists_every_registered_loss() -> None:
+    assert set(typing.get_args(LossName)) == set(LOSSES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["sweep_dirname", "swept_keys"]
 
@@ -32,7 +33,7 @@ def _is_sweep(value: str) -> bool:
     return "," in value
 
 
-def swept_keys(argv: Iterable[str], sweeper_params: Mapping[str, object] | None) -> set[str]:
+def swept_keys(argv: Iterable[str], sweeper_params: Mapping[Any, object] | None) -> set[str]:
     """Return the keys that a command line (``argv``) or the sweeper's ``params`` sweep.
 
     Example:
@@ -52,7 +53,7 @@ def _short(value: str) -> str:
 
 def sweep_dirname(
     task_overrides: Sequence[str],
-    sweeper_params: Mapping[str, object] | None = None,
+    sweeper_params: Mapping[Any, object] | None = None,
     argv: Sequence[str] | None = None,
 ) -> str:
     """Return ``key=value`` of the job's swept overrides, joined by ``,`` (``run`` if none).

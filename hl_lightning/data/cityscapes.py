@@ -26,6 +26,7 @@ from PIL import Image
 from hl_lightning.data.folder import (
     FileDataModule,
     LabelMasks,
+    OnBad,
     Sample,
     list_files,
     pair_by_stem,
@@ -176,7 +177,7 @@ class CityscapesDataModule(FileDataModule):
         flip_pairs: Sequence[Sequence[str]] = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        on_bad: str = "error",
+        on_bad: OnBad = "error",
         ignore_index: int = IGNORE_INDEX,
         batch_size: int = 16,
         num_workers: int = 0,

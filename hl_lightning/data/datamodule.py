@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence, Sized
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -130,7 +130,7 @@ class ResumableDataLoader(DataLoader):
                 skip = self._resume[1]
             self._resume = None
         seeded = isinstance(self.sampler, EpochSeededSampler)
-        if seeded:
+        if isinstance(self.sampler, EpochSeededSampler):
             self.sampler.start = skip  # the sampler leaves them out: never loaded
         self._epoch, self._batches = epoch, skip // self.batch_size
         iterator = super().__iter__()
@@ -250,7 +250,8 @@ class SegmentationDataModule(LightningDataModule):
         return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
+            # map-style datasets of (image, mask) pairs have a length
+            sampler=EpochSeededSampler(cast(Sized, dataset), self.seed) if shuffle else None,
             generator=torch.Generator().manual_seed(self.seed),  # loader workers' seeds
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

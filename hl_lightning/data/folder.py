@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from omegaconf import Container, OmegaConf
@@ -40,8 +40,10 @@ __all__ = [
     "FolderDataModule",
     "LabelMasks",
     "MaskDecoder",
+    "OnBad",
     "Sample",
     "SegmentationFiles",
+    "UnknownColour",
     "list_files",
     "pair_by_stem",
     "pixels",
@@ -56,6 +58,11 @@ _IMAGE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1
 _LABEL_MODES = {"L", "P", "I", "I;16", "I;16L", "I;16B", "1"}
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 _SHOWN = 10  # problems listed in one message
+
+#: What bad data does: raise (``"error"``) or drop / ignore it with a warning (``"skip"``).
+OnBad = Literal["error", "skip"]
+#: What a mask colour not in the palette does: raise or become ignored.
+UnknownColour = Literal["error", "ignore"]
 
 
 class BadDataError(ValueError):
@@ -240,7 +247,10 @@ class ColourMasks:
     """
 
     def __init__(
-        self, colours: Mapping[tuple[int, int, int], int], ignore_index: int, unknown: str = "error"
+        self,
+        colours: Mapping[tuple[int, int, int], int],
+        ignore_index: int,
+        unknown: UnknownColour = "error",
     ) -> None:
         if unknown not in ("error", "ignore"):
             raise ValueError(f"unknown_colour must be 'error' or 'ignore', got {unknown!r}")
@@ -312,7 +322,7 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         samples: Sequence[Sample],
         decoder: MaskDecoder,
         transform: PairedTransform,
-        on_bad: str = "error",
+        on_bad: OnBad = "error",
         seed: int = 0,
     ) -> None:
         self.samples = list(samples)
@@ -419,7 +429,7 @@ class FileDataModule(SegmentationDataModule):
         flip_pairs: Sequence[Sequence[str]] = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        on_bad: str = "error",
+        on_bad: OnBad = "error",
         ignore_index: int = IGNORE_INDEX,
         batch_size: int = 16,
         num_workers: int = 0,
@@ -645,7 +655,7 @@ class FolderDataModule(FileDataModule):
         root: str | Path,
         class_names: Sequence[str] | str | Path | None = None,
         palette: Mapping[str, Sequence[int]] | None = None,
-        unknown_colour: str = "error",
+        unknown_colour: UnknownColour = "error",
         hierarchy: Hierarchy | str | Path | None = None,
         image_dir: str = "images",
         mask_dir: str = "labels",
@@ -657,7 +667,7 @@ class FolderDataModule(FileDataModule):
         flip_pairs: Sequence[Sequence[str]] = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        on_bad: str = "error",
+        on_bad: OnBad = "error",
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
@@ -666,7 +676,7 @@ class FolderDataModule(FileDataModule):
         root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"FolderDataModule: data root {root} is not a folder")
-        names = self._class_names(root, class_names, palette)
+        names = self._resolve_class_names(root, class_names, palette)
         tree = Hierarchy.from_file(hierarchy) if isinstance(hierarchy, str | Path) else hierarchy
         super().__init__(
             root,
@@ -699,7 +709,7 @@ class FolderDataModule(FileDataModule):
             self._decoder = ColourMasks(self._colours(palette), ignore_index, unknown_colour)
 
     @staticmethod
-    def _class_names(
+    def _resolve_class_names(
         root: Path,
         class_names: Sequence[str] | str | Path | None,
         palette: Mapping[str, Sequence[int]] | None,

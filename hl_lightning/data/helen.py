@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from hl_lightning.data.folder import BadDataError, FileDataModule, Sample, pixels
+from hl_lightning.data.folder import BadDataError, FileDataModule, OnBad, Sample, pixels
 from hl_lightning.data.synthetic import IGNORE_INDEX
 from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from hl_lightning.hierarchies import helen_hierarchy
@@ -150,7 +150,7 @@ class HelenDataModule(FileDataModule):
         flip_pairs: Sequence[Sequence[str]] = HELEN_FLIP_PAIRS,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        on_bad: str = "error",
+        on_bad: OnBad = "error",
         ignore_index: int = IGNORE_INDEX,
         batch_size: int = 16,
         num_workers: int = 0,

@@ -33,7 +33,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hl_lightning.data.folder import FileDataModule, LabelMasks, Sample, list_files, pair_by_stem
+from hl_lightning.data.folder import (
+    FileDataModule,
+    LabelMasks,
+    OnBad,
+    Sample,
+    list_files,
+    pair_by_stem,
+)
 from hl_lightning.data.synthetic import IGNORE_INDEX
 from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from hl_lightning.hierarchy import Hierarchy
@@ -213,7 +220,7 @@ class MapillaryDataModule(FileDataModule):
         flip_pairs: Sequence[Sequence[str]] = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        on_bad: str = "error",
+        on_bad: OnBad = "error",
         ignore_index: int = IGNORE_INDEX,
         batch_size: int = 16,
         num_workers: int = 0,

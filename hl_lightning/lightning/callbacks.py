@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
@@ -100,7 +101,7 @@ class LevelSummary(L.Callback):
 
     def _print_table(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.is_global_zero:
-            levels = list(pl_module.hierarchy.level_names)
+            levels = list(_hierarchy(pl_module).level_names)
             table = level_table(dict(trainer.callback_metrics), stage, levels)
             print(f"{stage} per level:\n{table}", flush=True)
 
@@ -187,10 +188,17 @@ def _titled(grid: Tensor, titles: Sequence[str], step: int) -> Tensor:
     )
 
 
+def _hierarchy(pl_module: L.LightningModule) -> Hierarchy:
+    """Return the module's class tree (a plain attribute, which nn.Module types as a Module)."""
+    return cast(Hierarchy, pl_module.hierarchy)
+
+
 def _first_loader(
-    loaders: DataLoader | Sequence[DataLoader] | Mapping[str, DataLoader],
+    loaders: DataLoader | Sequence[DataLoader] | Mapping[str, DataLoader] | None,
 ) -> DataLoader:
     """Return the first of the trainer's validation loaders (one, a list or a dict of them)."""
+    if loaders is None:
+        raise RuntimeError("LevelPredictionImages needs the trainer's validation loaders")
     if isinstance(loaders, Mapping):
         return next(iter(loaders.values()))
     return loaders[0] if isinstance(loaders, Sequence) else loaders
@@ -240,7 +248,9 @@ class LevelPredictionImages(L.Callback):
         self._samples: tuple[Tensor, Tensor] | None = None  # the fixed images and masks, CPU
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or not trainer.is_global_zero:
+        # the Trainer sets fast_dev_run in a helper, so its class does not declare it
+        fast_dev_run = getattr(trainer, "fast_dev_run", False)
+        if trainer.sanity_checking or fast_dev_run or not trainer.is_global_zero:
             return
         epoch = trainer.current_epoch
         if (epoch + 1) % self.every_n_epochs:
@@ -250,7 +260,8 @@ class LevelPredictionImages(L.Callback):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid.numpy()).save(folder / f"epoch_{epoch:03d}.png")
         for logger in trainer.loggers:
-            add_image = getattr(logger.experiment, "add_image", None)
+            # Lightning's Logger base class has no experiment; its loggers all define one
+            add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
             if callable(add_image):
                 add_image("val/predictions", grid, trainer.global_step, dataformats="HWC")
 
@@ -258,7 +269,7 @@ class LevelPredictionImages(L.Callback):
         """Return the picture (H, W, 3) uint8 of the module's current predictions."""
         if self._samples is None:
             dataset = _first_loader(trainer.val_dataloaders).dataset
-            count = min(self.num_images, len(dataset))
+            count = min(self.num_images, len(cast(Sized, dataset)))  # a map-style dataset
             self._samples = _unpack(default_collate([dataset[i] for i in range(count)]))
         images, masks = self._samples
         precision = trainer.precision_plugin
@@ -270,7 +281,7 @@ class LevelPredictionImages(L.Callback):
                 predictions = list(pl_module.predict_step(inputs).values())
         finally:
             pl_module.train(was_training)
-        hierarchy = pl_module.hierarchy
+        hierarchy = _hierarchy(pl_module)
         ignore_index = getattr(pl_module, "ignore_index", None)
         return prediction_grid(
             images, masks, predictions, hierarchy, ignore_index, self.mean, self.std

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from typing import Any
+from typing import Any, cast
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
@@ -37,7 +37,8 @@ class ResumableCSVLogger(CSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ContinuingWriter(log_dir=self.log_dir)
-        return self._experiment
+        # Lightning types the attribute as Fabric's writer; this property is what sets it
+        return cast(ExperimentWriter, self._experiment)
 
 
 class _ContinuingWriter(ExperimentWriter):

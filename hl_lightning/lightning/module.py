@@ -13,12 +13,12 @@ from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from hl_lightning.decode import check_method, decode
+from hl_lightning.decode import Decode, check_method, decode
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.backbones import build_backbone, with_class_count
 from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
 from hl_lightning.losses import LOSSES as LOSS_CLASSES
-from hl_lightning.losses import HierarchicalLoss, TreeMinLoss, build_loss
+from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
 from hl_lightning.metrics import (
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
@@ -108,13 +108,13 @@ class HierarchicalSegmenter(L.LightningModule):
         self,
         backbone: nn.Module | Mapping[str, Any] | None = None,
         hierarchy: Hierarchy | Mapping[str, Any] | None = None,
-        loss: str = "hierarchical",
+        loss: LossName = "hierarchical",
         level_weights: Sequence[float] | None = None,
         loss_options: Mapping[str, Any] | None = None,
         optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
         scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
         ignore_index: int = 255,
-        decode: str = "marginal",
+        decode: Decode = "marginal",
         class_names: Sequence[str] | None = None,
         input_shape: Sequence[int] | None = None,
         aux_weight: float = 0.5,
@@ -380,6 +380,7 @@ class HierarchicalSegmenter(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
         factory = self.optimizer_factory
+        optimizer: torch.optim.Optimizer
         if factory is None:
             optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
         elif isinstance(factory, Mapping):

@@ -20,7 +20,7 @@ Registered names (:data:`LOSSES`), the channels C they expect, and their options
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -42,6 +42,7 @@ __all__ = [
     "FlatLoss",
     "HXELoss",
     "HierarchicalLoss",
+    "LossName",
     "SoftLabelsLoss",
     "TreeMinLoss",
     "TreeNodes",
@@ -53,6 +54,8 @@ __all__ = [
     "tree_min_level_losses",
 ]
 
+#: A registered loss name: a key of :data:`LOSSES`.
+LossName = Literal["hierarchical", "flat", "hxe", "soft_labels", "tree_min"]
 LOSSES: dict[str, type[nn.Module]] = {
     "hierarchical": HierarchicalLoss,
     "flat": FlatLoss,
@@ -76,7 +79,7 @@ def loss_options(name: str) -> tuple[str, ...]:
 
 
 def build_loss(
-    name: str, hierarchy: Hierarchy, ignore_index: int | None = 255, **options: Any
+    name: LossName, hierarchy: Hierarchy, ignore_index: int | None = 255, **options: Any
 ) -> nn.Module:
     """Return the loss called ``name`` (one of :data:`LOSSES`) for ``hierarchy``.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -202,7 +203,7 @@ class _HierarchicalNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: torch.autograd.function.FunctionCtx,
+        ctx: Any,
         logits: Tensor,
         target: Tensor,
         tables: LevelTables,
@@ -242,7 +243,7 @@ class _HierarchicalNLL(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_levels: Tensor):
+    def backward(ctx: Any, grad_levels: Tensor):
         exps, leaf, groups, group_sums, total, valid, bad, rows, count, pixel_weights = (
             ctx.saved_tensors
         )

@@ -23,6 +23,7 @@ exponentials, its soft target built top-down from the same level terms.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -122,7 +123,7 @@ class _SoftLabelsCE(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: torch.autograd.function.FunctionCtx,
+        ctx: Any,
         logits: Tensor,
         leaf: Tensor,
         valid: Tensor,
@@ -145,7 +146,7 @@ class _SoftLabelsCE(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_loss: Tensor):
+    def backward(ctx: Any, grad_loss: Tensor):
         exps, leaf, groups, valid, partition, normaliser, count, a = ctx.saved_tensors
         tables: LevelTables = ctx.tables
         depth = tables.num_levels

@@ -251,7 +251,11 @@ class TreeMinLoss(nn.Module):
         nodes = _validate(logits, None, self.hierarchy, self.ignore_index)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             log_scores = F.logsigmoid(logits.float())
-            return sum(log_scores.index_select(1, channels) for channels in nodes.leaf_nodes)
+            levels = nodes.leaf_nodes.unbind(0)  # D >= 1 rows of K channels
+            scores = log_scores.index_select(1, levels[0])
+            for channels in levels[1:]:
+                scores = scores + log_scores.index_select(1, channels)
+            return scores
 
     def extra_repr(self) -> str:
         return f"{self.hierarchy!r}, ignore_index={self.ignore_index}, gamma={self.gamma}"
