@@ -9,8 +9,11 @@ from hl_lightning.data.mapillary import mapillary_hierarchy
 from hl_lightning.data.synthetic import synthetic_hierarchy
 from hl_lightning.hierarchies import (
     cityscapes_hierarchy,
+    coco_stuff_hierarchy,
     helen_hierarchy,
+    lip_hierarchy,
     mapillary_paper_hierarchy,
+    pascal_person_part_hierarchy,
 )
 from hl_lightning.hierarchy import Hierarchy, HierarchyError
 
@@ -21,6 +24,9 @@ BUILTIN_HIERARCHIES: dict[str, Callable[[], Hierarchy]] = {
     "helen": helen_hierarchy,
     "mapillary_paper": mapillary_paper_hierarchy,
     "cityscapes": cityscapes_hierarchy,
+    "coco_stuff": coco_stuff_hierarchy,
+    "pascal_person_part": pascal_person_part_hierarchy,
+    "lip": lip_hierarchy,
 }
 
 

@@ -113,7 +113,19 @@ def test_preset_fits_reloads_from_the_path_alone_and_predicts(preset: str, tmp_p
         assert mask.size == (48, 40)
 
 
-@pytest.mark.parametrize("data", ["synthetic", "folder", "helen", "mapillary", "cityscapes"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "synthetic",
+        "folder",
+        "helen",
+        "mapillary",
+        "cityscapes",
+        "coco_stuff",
+        "pascal_person_part",
+        "lip",
+    ],
+)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_quick_composes_with_every_backbone_and_data_module(
     preset: str, data: str, tmp_path: Path

@@ -111,3 +111,41 @@ def test_render_tree_marks_every_leaf_with_its_label_id() -> None:
     lines = tree.render_tree(h).splitlines()
     ids = [int(line.rsplit("[", 1)[1].rstrip("]")) for line in lines if line.endswith("]")]
     assert ids == list(range(h.num_leaves))
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "leaves"),
+    [
+        (
+            "coco_stuff",
+            [
+                ["0", "kind", "2", "0"],
+                ["1", "setting", "4", "0"],
+                ["2", "supercategory", "27", "0"],
+                ["3", "class", "171", "171"],
+            ],
+            171,
+        ),
+        (
+            "pascal_person_part",
+            [["0", "figure", "2", "1"], ["1", "body", "3", "0"], ["2", "part", "7", "6"]],
+            7,
+        ),
+        (
+            "lip",
+            [["0", "figure", "2", "1"], ["1", "body", "3", "0"], ["2", "part", "20", "19"]],
+            20,
+        ),
+    ],
+)
+def test_new_builtin_trees_print_with_their_level_tables(
+    name: str, rows: list[list[str]], leaves: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert tree.main([name]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == name
+    assert sum(line.endswith("]") for line in out) == leaves
+    table = out[out.index("") + 1 :]
+    assert table[0].split() == ["level", "name", "groups", "leaves"]
+    assert [row.split() for row in table[1:-1]] == rows
+    assert table[-1] == f"{leaves} leaves (classes), depth {len(rows)} (levels)"

@@ -5,13 +5,23 @@ from hl_lightning.data.cityscapes import (
     CITYSCAPES_LABELS,
     CityscapesDataModule,
 )
+from hl_lightning.data.coco_stuff import (
+    COCO_STUFF_CLASSES,
+    COCO_STUFF_LABELS,
+    CocoStuffDataModule,
+)
 from hl_lightning.data.datamodule import SegmentationDataModule, SyntheticDataModule
 from hl_lightning.data.folder import BadDataError, FileDataModule, FolderDataModule
 from hl_lightning.data.helen import HELEN_CLASSES, HELEN_FLIP_PAIRS, HelenDataModule
+from hl_lightning.data.lip import LIP_CLASSES, LIP_FLIP_PAIRS, LIPDataModule
 from hl_lightning.data.mapillary import (
     MapillaryDataModule,
     mapillary_class_names,
     mapillary_hierarchy,
+)
+from hl_lightning.data.pascal_person_part import (
+    PASCAL_PERSON_PART_CLASSES,
+    PascalPersonPartDataModule,
 )
 from hl_lightning.data.synthetic import (
     IGNORE_INDEX,
@@ -26,19 +36,27 @@ from hl_lightning.data.transforms import PairedTransform
 __all__ = [
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_LABELS",
+    "COCO_STUFF_CLASSES",
+    "COCO_STUFF_LABELS",
     "HELEN_CLASSES",
     "HELEN_FLIP_PAIRS",
     "IGNORE_INDEX",
+    "LIP_CLASSES",
+    "LIP_FLIP_PAIRS",
+    "PASCAL_PERSON_PART_CLASSES",
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_MEAN",
     "SYNTHETIC_STD",
     "BadDataError",
     "CityscapesDataModule",
+    "CocoStuffDataModule",
     "FileDataModule",
     "FolderDataModule",
     "HelenDataModule",
+    "LIPDataModule",
     "MapillaryDataModule",
     "PairedTransform",
+    "PascalPersonPartDataModule",
     "SegmentationDataModule",
     "SyntheticDataModule",
     "SyntheticShapes",

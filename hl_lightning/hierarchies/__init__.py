@@ -2,7 +2,10 @@
 
 - ``helen``: the paper's 4-level faces tree over the 11 Helen labels;
 - ``mapillary_paper``: the paper's 3-level tree over the 66 Mapillary Vistas v1.2 labels;
-- ``cityscapes``: the 7 official Cityscapes categories over the 19 evaluated classes.
+- ``cityscapes``: the 7 official Cityscapes categories over the 19 evaluated classes;
+- ``coco_stuff``: the official COCO-Stuff hierarchy over its 171 classes (80 things, 91 stuff);
+- ``pascal_person_part``: HSSN's human tree over the 7 Pascal-Person-Part labels;
+- ``lip``: HSSN's human tree over the 20 LIP labels.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ __all__ = [
     "LEVEL_NAMES",
     "builtin_hierarchy",
     "cityscapes_hierarchy",
+    "coco_stuff_hierarchy",
     "helen_hierarchy",
+    "lip_hierarchy",
     "mapillary_paper_hierarchy",
+    "pascal_person_part_hierarchy",
 ]
 
 #: The level names (coarse to fine) of every shipped tree, by file name.
@@ -24,6 +30,9 @@ LEVEL_NAMES: dict[str, tuple[str, ...]] = {
     "helen": ("figure", "region", "part", "class"),
     "mapillary_paper": ("category", "group", "class"),
     "cityscapes": ("category", "class"),
+    "coco_stuff": ("kind", "setting", "supercategory", "class"),
+    "pascal_person_part": ("figure", "body", "part"),
+    "lip": ("figure", "body", "part"),
 }
 
 
@@ -72,3 +81,35 @@ def cityscapes_hierarchy() -> Hierarchy:
         ('flat', 'construction', 'object', 'nature', 'sky', 'human', 'vehicle')
     """
     return builtin_hierarchy("cityscapes")
+
+
+def coco_stuff_hierarchy() -> Hierarchy:
+    """Return the official COCO-Stuff tree over its 171 classes (4 levels: 2, 4, 27, 171).
+
+    Example:
+        >>> h = coco_stuff_hierarchy()
+        >>> [h.num_groups(d) for d in range(h.num_levels)], h.group_names(0)
+        ([2, 4, 27, 171], ('things', 'stuff'))
+    """
+    return builtin_hierarchy("coco_stuff")
+
+
+def pascal_person_part_hierarchy() -> Hierarchy:
+    """Return HSSN's Pascal-Person-Part tree (3 levels: 2, 3, 7 groups).
+
+    Example:
+        >>> pascal_person_part_hierarchy().group_names(1)
+        ('background', 'upper_body', 'lower_body')
+    """
+    return builtin_hierarchy("pascal_person_part")
+
+
+def lip_hierarchy() -> Hierarchy:
+    """Return HSSN's LIP tree (3 levels: 2, 3, 20 groups).
+
+    Example:
+        >>> h = lip_hierarchy()
+        >>> [h.num_groups(d) for d in range(h.num_levels)]
+        [2, 3, 20]
+    """
+    return builtin_hierarchy("lip")

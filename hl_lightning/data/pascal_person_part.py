@@ -1,0 +1,172 @@
+"""Pascal-Person-Part human parsing (Chen et al., CVPR 2014): 7 labels and its data module.
+
+Supported layout, the one the data set is commonly distributed in (and that HSSN's and
+other human-parsing code reads)::
+
+    root/JPEGImages/<id>.jpg          Pascal VOC 2010 images
+    root/SegmentationPart/<id>.png    label ids 0-6 (8-bit or palette PNG), 255 ignored
+    root/train_id.txt                 train split: one image id a line (1716 ids)
+    root/val_id.txt                   val split (1817 ids; also the test split by default)
+
+Label ``i`` is :data:`PASCAL_PERSON_PART_CLASSES` ``[i]``: background, head, torso, upper
+arms, lower arms, upper legs, lower legs. Sources: the 7-class list of
+Self-Correction-Human-Parsing (github.com/GoGoDuck912/Self-Correction-Human-Parsing,
+``simple_extractor.py``: Background, Head, Torso, Upper Arms, Lower Arms, Upper Legs,
+Lower Legs) and HSSN's configs (github.com/qhanghu/HSSN_pytorch,
+``configs/deeplabv3plus/deeplabv3plus_r101-d8_480x480_60k_pascal_person_part_hiera_triplet.py``:
+7 classes; ``configs/_base_/datasets/pascal_person_part.py``: plain flips, no class swap).
+The parts are not split into left and right, so a flip swaps no class (no flip pairs).
+HSSN itself reads an mmseg conversion (``img_dir/{train,val}``, ``ann_dir/{train,val}``)
+whose conversion script is not published; read that one with ``data=folder``. The split
+sizes (1716 / 1817) are those reported in the human-parsing literature, not checked here.
+
+The hierarchy is HSSN's (:func:`~hl_lightning.hierarchies.pascal_person_part_hierarchy`):
+background against the human, the human split into upper body (head, torso, arms) and
+lower body (legs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from hl_lightning.data.folder import FileDataModule, LabelMasks, OnBad, Sample
+from hl_lightning.data.synthetic import IGNORE_INDEX
+from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.hierarchies import pascal_person_part_hierarchy
+
+__all__ = [
+    "PASCAL_PERSON_PART_CLASSES",
+    "PASCAL_PERSON_PART_SPLITS",
+    "PascalPersonPartDataModule",
+    "read_id_list",
+]
+
+#: Label order: annotation value ``i`` is class ``PASCAL_PERSON_PART_CLASSES[i]``.
+PASCAL_PERSON_PART_CLASSES: tuple[str, ...] = (
+    "background",
+    "head",
+    "torso",
+    "upper_arms",
+    "lower_arms",
+    "upper_legs",
+    "lower_legs",
+)
+#: The split list file of each split.
+PASCAL_PERSON_PART_SPLITS: dict[str, str] = {"train": "train_id.txt", "val": "val_id.txt"}
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Return the image ids of a split list: one a line, blank lines skipped.
+
+    Example:
+        >>> import tempfile
+        >>> file = Path(tempfile.mkdtemp()) / "val_id.txt"
+        >>> _ = file.write_text("2008_000003\\n\\n2008_000008\\n")
+        >>> read_id_list(file)
+        ['2008_000003', '2008_000008']
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read the split list {path}: {err.strerror}") from err
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"{path}: no image ids (one a line)")
+    return ids
+
+
+class PascalPersonPartDataModule(FileDataModule):
+    """Pascal-Person-Part: 7 classes, HSSN's human tree, the train/val id lists.
+
+    Args:
+        root: the dataset folder (see the module documentation for the layout).
+        image_dir: the image folder, relative to ``root``.
+        mask_dir: the annotation folder, relative to ``root``.
+        splits: split -> its id list file, relative to ``root`` (``test`` defaults to
+            the val list: the data set has no separate test split).
+        image_size: network input ``(height, width)`` or an int (HSSN crops 480 x 480).
+        scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
+            num_workers, seed, pin_memory: as in
+            :class:`~hl_lightning.data.folder.FileDataModule`.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "JPEGImages").mkdir()
+        >>> (root / "SegmentationPart").mkdir()
+        >>> Image.new("RGB", (8, 6)).save(root / "JPEGImages" / "2008_000003.jpg")
+        >>> Image.new("L", (8, 6), 2).save(root / "SegmentationPart" / "2008_000003.png")
+        >>> for name in ("train_id.txt", "val_id.txt"):
+        ...     _ = (root / name).write_text("2008_000003\\n")
+        >>> dm = PascalPersonPartDataModule(root, image_size=4, batch_size=1)
+        >>> dm.setup("fit")
+        >>> image, mask = dm.val_dataset[0]
+        >>> image.shape, mask.unique().tolist(), dm.class_names[2]
+        (torch.Size([3, 4, 4]), [2], 'torso')
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        image_dir: str = "JPEGImages",
+        mask_dir: str = "SegmentationPart",
+        splits: Mapping[str, str] | None = None,
+        image_size: int | Sequence[int] | None = (480, 480),
+        scale: Sequence[float] = (1.0, 1.0),
+        hflip: float = 0.5,
+        flip_pairs: Sequence[Sequence[str]] = (),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        on_bad: OnBad = "error",
+        ignore_index: int = IGNORE_INDEX,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        files = {**PASCAL_PERSON_PART_SPLITS, **dict(splits or {})}
+        files.setdefault("test", files["val"])
+        unknown = sorted(set(files) - {"train", "val", "test"})
+        if unknown:
+            raise ValueError(f"splits has keys train, val and test, got {', '.join(unknown)}")
+        super().__init__(
+            root,
+            PASCAL_PERSON_PART_CLASSES,
+            pascal_person_part_hierarchy(),
+            image_size=image_size,
+            scale=scale,
+            hflip=hflip,
+            flip_pairs=flip_pairs,
+            mean=mean,
+            std=std,
+            on_bad=on_bad,
+            ignore_index=ignore_index,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            pin_memory=pin_memory,
+        )
+        self.save_plain_hyperparameters(image_dir=image_dir, mask_dir=mask_dir, splits=files)
+        self.image_dir = self.root / image_dir
+        self.mask_dir = self.root / mask_dir
+        self.splits = files
+        self._decoder = LabelMasks(self.num_classes, ignore_index)
+
+    @property
+    def decoder(self) -> LabelMasks:
+        """Label-id PNG decoder (values 0-6, or the ignore value)."""
+        return self._decoder
+
+    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
+        """Return the samples listed in the split's id list; missing files are checked later."""
+        for folder in (self.image_dir, self.mask_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"PascalPersonPartDataModule: no folder {folder}")
+        ids = read_id_list(self.root / self.splits[split])
+        samples = [
+            Sample(name, self.image_dir / f"{name}.jpg", (self.mask_dir / f"{name}.png",))
+            for name in ids
+        ]
+        return samples, []
