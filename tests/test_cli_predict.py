@@ -142,11 +142,11 @@ def test_load_image_resizes_and_normalises(tmp_path: Path) -> None:
     assert grey.shape == (1, 1, 6, 10)
 
 
-def test_command_takes_key_value_arguments(
+def test_command_takes_positional_paths_and_flags(
     checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    args = [f"ckpt={checkpoint}", f"input={images}", f"output={out}", "level=kind"]
+    args = [str(checkpoint), str(images), str(out), "--level", "kind"]
     assert predict.main(args) == 0
     assert f"wrote 3 masks and legend.csv into {out}" in capsys.readouterr().out
     assert (out / "scene_kind.png").is_file() and not (out / "scene_class.png").exists()
@@ -155,9 +155,9 @@ def test_command_takes_key_value_arguments(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ckpt=a", "input=b"], "missing output=..."),
-        (["ckpt=a", "input=b", "output=c", "colour=red"], "key one of ckpt, input"),
-        (["ckpt=a", "input=b", "output=c", "level"], "expected key=value"),
+        (["a", "b"], "the following arguments are required: output"),
+        (["a", "b", "c", "--colour", "red"], "unrecognized arguments: --colour"),
+        (["a", "b", "c", "--level"], "--level: expected one argument"),
     ],
 )
 def test_bad_arguments_exit_with_usage(
@@ -173,13 +173,20 @@ def test_bad_arguments_exit_with_usage(
 def test_bad_inputs_exit_non_zero_with_a_message(
     checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = [f"ckpt={checkpoint}", f"output={tmp_path / 'out'}"]
-    assert predict.main([*base, f"input={images}", "level=species"]) == 1
+    out = str(tmp_path / "out")
+    assert predict.main([str(checkpoint), str(images), out, "--level", "species"]) == 1
     assert "no level 'species': use all, a level name (kind, family, class)" in (
         capsys.readouterr().err
     )
     (tmp_path / "empty").mkdir()
-    assert predict.main([*base, f"input={tmp_path / 'empty'}"]) == 1
+    assert predict.main([str(checkpoint), str(tmp_path / "empty"), out]) == 1
     assert "no .png/.jpg/.jpeg images in" in capsys.readouterr().err
-    assert predict.main([*base, f"input={images}", "ckpt=missing.ckpt"]) == 1
+    assert predict.main(["missing.ckpt", str(images), out]) == 1
     assert "missing.ckpt" in capsys.readouterr().err
+
+
+def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        predict.main(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: hl-predict") and "--level" in text and "``" not in text

@@ -144,9 +144,10 @@ def _labels(runs: Sequence[Path]) -> list[str]:
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Return the runs found under ``paths`` (see :func:`find_runs`) with labels and metrics.
 
-    Example:
-        >>> load_runs(["multirun/train/2026-01-01_12-00-00"])  # doctest: +SKIP
-        [Run(path=.../0_loss=hierarchical, label='loss=hierarchical', ...), Run(...)]
+    Example (a sweep's folder)::
+
+        load_runs(["multirun/train/2026-01-01_12-00-00"])
+        # [Run(path=.../0_loss=hierarchical, label='loss=hierarchical', ...), Run(...)]
     """
     folders = find_runs(paths)
     runs = []

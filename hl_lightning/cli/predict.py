@@ -1,30 +1,17 @@
 """hl-predict: colour-coded per-level masks for a folder of images, from a checkpoint alone.
 
-Usage (``key=value`` arguments, as for hl-train)::
+Usage::
 
-    hl-predict ckpt=outputs/train/RUN/checkpoints/last.ckpt input=photos output=masks
-    hl-predict ckpt=last.ckpt input=photos output=masks level=family   # one level, by name
-    hl-predict ckpt=last.ckpt input=photos output=masks level=-1 size=128 device=cuda
+    hl-predict outputs/train/RUN/checkpoints/last.ckpt photos masks
+    hl-predict last.ckpt photos masks --level family          # one level, by name
+    hl-predict last.ckpt photos masks --level -1 --size 128 --device cuda
 
-Keys:
-
-- ``ckpt`` (required): a HierarchicalSegmenter checkpoint, e.g. an hl-train run's
-  ``checkpoints/last.ckpt``; the network and the hierarchy are rebuilt from it.
-- ``input`` (required): a folder of ``.png``/``.jpg``/``.jpeg`` images (not recursive).
-- ``output`` (required): the folder for ``<image stem>_<level name>.png`` masks and
-  ``legend.csv`` (level, group, colour); created when missing.
-- ``level``: ``all`` (default), a level name, or a level index (``-1``: the finest).
-- ``size``: the network's input size, a side (``64``) or ``HxW`` (``96x128``). Default:
-  the ``image_size`` the checkpoint's data module saved, else the images' own size.
-- ``mean``, ``std``: the per-channel normalisation (``0.5,0.5,0.5`` or ``[0.5,0.5,0.5]``).
-  Default: the ``mean``/``std`` the checkpoint's data module saved, else the synthetic
-  data's (:data:`~hl_lightning.data.SYNTHETIC_MEAN`, :data:`~hl_lightning.data.SYNTHETIC_STD`).
-- ``device``: ``cpu`` (default), ``cuda``, ...
-
-Images are read as RGB (grey for a one-channel network), scaled to [0, 1], resized
-(bilinear) and normalised as the training data was. The logits are resized back to each
-image's own size before decoding (the checkpoint's decoding, ``marginal`` by default), so
-the masks match the input images; colours are those of :mod:`hl_lightning.palette`.
+The network and the hierarchy are rebuilt from the checkpoint. Images (``.png``, ``.jpg``,
+``.jpeg``, not recursive) are read as RGB (grey for a one-channel network), scaled to
+[0, 1], resized (bilinear) and normalised as the training data was; the logits are
+resized back to each image's own size before decoding (the checkpoint's decoding), so the
+masks ``<image stem>_<level name>.png`` match the images; ``legend.csv`` lists every
+group's colour (:mod:`hl_lightning.palette`).
 """
 
 from __future__ import annotations
@@ -51,8 +38,6 @@ __all__ = ["IMAGE_SUFFIXES", "load_image", "main", "predict_folder"]
 
 PROG = "hl-predict"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_KEYS = ("ckpt", "input", "output", "level", "size", "mean", "std", "device")
-_REQUIRED = ("ckpt", "input", "output")
 
 
 class PredictError(ValueError):
@@ -144,13 +129,14 @@ def predict_folder(
 ) -> list[Path]:
     """Write colour masks of every image in ``input_dir`` at the chosen levels; return the files.
 
-    Options as for the command (see the module docstring): ``size``, ``mean`` and ``std``
+    Options as for the command (``hl-predict --help``): ``size``, ``mean`` and ``std``
     default to the checkpoint's data module hyper-parameters, else to no resizing and the
     synthetic data's normalisation. Writes ``legend.csv`` (level, group, colour) too.
 
-    Example:
-        >>> predict_folder("last.ckpt", "photos", "masks", level="family")  # doctest: +SKIP
-        [PosixPath('masks/beach_family.png'), ..., PosixPath('masks/legend.csv')]
+    Example (a checkpoint and a folder of photos)::
+
+        predict_folder("last.ckpt", "photos", "masks", level="family")
+        # [PosixPath('masks/beach_family.png'), ..., PosixPath('masks/legend.csv')]
     """
     images = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
@@ -191,39 +177,50 @@ def predict_folder(
     return [*written, legend]
 
 
-def _settings(tokens: Sequence[str]) -> dict[str, str]:
-    """Return the ``key=value`` tokens as :func:`predict_folder` arguments; raise for a bad one."""
-    settings: dict[str, str] = {}
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if not sep or key not in _KEYS:
-            raise PredictError(
-                f"expected key=value with key one of {', '.join(_KEYS)}; got {token!r}"
-            )
-        settings[key] = value
-    missing = [key for key in _REQUIRED if key not in settings]
-    if missing:
-        raise PredictError(f"missing {', '.join(f'{key}=...' for key in missing)}")
-    renamed = {"input": "input_dir", "output": "output_dir"}
-    return {renamed.get(key, key): value for key, value in settings.items()}
+def _parser() -> argparse.ArgumentParser:
+    """Return hl-predict's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Colour-coded per-level masks for a folder of images, from a checkpoint.",
+        epilog="example: hl-predict outputs/train/RUN/checkpoints/last.ckpt photos masks "
+        "--level family",
+    )
+    parser.add_argument(
+        "ckpt", help="a HierarchicalSegmenter checkpoint (an hl-train run's checkpoints/last.ckpt)"
+    )
+    parser.add_argument("input_dir", metavar="input", help="a folder of .png/.jpg/.jpeg images")
+    parser.add_argument(
+        "output_dir",
+        metavar="output",
+        help="the folder for the masks and legend.csv (created when missing)",
+    )
+    parser.add_argument(
+        "--level",
+        default="all",
+        help="all (default), a level name, or a level index (-1: the finest)",
+    )
+    parser.add_argument(
+        "--size",
+        default=None,
+        help="the network's input size, a side (64) "
+        "or HxW (96x128); default: the checkpoint's data image_size, else "
+        "each image's own size",
+    )
+    parser.add_argument(
+        "--mean",
+        default=None,
+        help="per-channel normalisation, e.g. 0.5,0.5,0.5; default: the checkpoint's data module's",
+    )
+    parser.add_argument("--std", default=None, help="as --mean")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hl-predict``; return the exit status (2 for bad arguments, 1 for bad inputs)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Colour-coded per-level masks for a folder of images, from a checkpoint.",
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("settings", nargs="*", metavar="key=value")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        settings = _settings(args.settings)
-    except PredictError as err:
-        parser.error(str(err))
-    try:
-        written = predict_folder(**settings)
+        written = predict_folder(**vars(args))
     except (PredictError, MissingBackboneError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
