@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from hl_lightning.cli.sweep_dirname import sweep_dirname, swept_keys
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hl_lightning.cli.sweep_dirname import sweep_argv, sweep_dirname, swept_keys
 
 COMMON = ["experiment=quick", "data.num_train=16"]
 
@@ -41,3 +47,15 @@ def test_unsafe_characters_are_replaced_and_the_name_is_capped() -> None:
     name = sweep_dirname(["loss.level_weights=[1, 0.5]"], argv=["loss.level_weights=[1],[2]"])
     assert name == "loss.level_weights=1,_0.5"
     assert len(sweep_dirname([f"k{i}=v" for i in range(100)], argv=[])) <= 120
+
+
+def test_a_job_of_another_launcher_reads_the_sweep_from_multirun_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["submitit-worker", "--folder", "x"])
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"overrides": {"task": ["loss=hierarchical,flat", "seed=0"]}}})
+    )
+    argv = sweep_argv(tmp_path)
+    assert sweep_dirname(["loss=flat", "seed=0"], argv=argv) == "loss=flat"
+    assert sweep_argv(tmp_path / "none") == ["--folder", "x"]  # nothing saved: this process's

@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["sweep_dirname", "swept_keys"]
+import yaml
+
+__all__ = ["sweep_argv", "sweep_dirname", "swept_keys"]
 
 _BRACKETS = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}|\([^()]*\)")
 _SWEEP_FUNCTION = re.compile(r"^(range|choice|glob|interval|tag)\(")
@@ -51,6 +54,19 @@ def _short(value: str) -> str:
     return _UNSAFE.sub("_", value).strip("_")
 
 
+def sweep_argv(sweep_dir: str | Path | None) -> list[str]:
+    """Return the sweep's command-line overrides: this process's, else those the sweeper saved
+    in ``<sweep_dir>/multirun.yaml`` (a job started by another launcher: submitit, SLURM)."""
+    argv = sys.argv[1:]
+    if any("=" in token and _is_sweep(token.split("=", 1)[1]) for token in argv):
+        return argv
+    saved = Path(sweep_dir or "") / "multirun.yaml"
+    if sweep_dir is None or not saved.is_file():
+        return argv
+    overrides = (yaml.safe_load(saved.read_text()) or {}).get("hydra", {}).get("overrides", {})
+    return [str(o) for o in overrides.get("task", [])]
+
+
 def sweep_dirname(
     task_overrides: Sequence[str],
     sweeper_params: Mapping[Any, object] | None = None,
@@ -58,9 +74,8 @@ def sweep_dirname(
 ) -> str:
     """Return ``key=value`` of the job's swept overrides, joined by ``,`` (``run`` if none).
 
-    The swept keys come from the command line (``argv``, default ``sys.argv``) and the
-    sweeper's ``params``; where none is known (a job started elsewhere), every override of
-    the job is named.
+    The swept keys come from the sweep's command line (``argv``, default ``sys.argv``) and
+    the sweeper's ``params``; where none is known, every override of the job is named.
 
     Example:
         >>> sweep_dirname(["experiment=quick", "hierarchy.source=/data/a.txt", "loss=flat"],

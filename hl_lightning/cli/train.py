@@ -21,15 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.catalog import load_hierarchy
 from hl_lightning.cli._quiet import quiet_third_party
-from hl_lightning.cli.sweep_dirname import sweep_dirname
+from hl_lightning.cli.sweep_dirname import sweep_argv, sweep_dirname
 
 log = logging.getLogger(__name__)
 
 
-def _sweep_dirname(overrides: Any, params: Any) -> str:
+def _sweep_dirname(overrides: Any, params: Any, sweep_dir: Any) -> str:
     """The ``hl_sweep_dirname`` resolver of ``hydra.sweep.subdir`` (conf/train.yaml)."""
     plain = OmegaConf.to_container(params) if isinstance(params, DictConfig) else params
-    return sweep_dirname([str(o) for o in overrides], plain if isinstance(plain, dict) else None)
+    swept = plain if isinstance(plain, dict) else None
+    return sweep_dirname([str(o) for o in overrides], swept, sweep_argv(sweep_dir))
 
 
 OmegaConf.register_new_resolver("hl_sweep_dirname", _sweep_dirname, replace=True)
