@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from hl_lightning.catalog import load_hierarchy
+from hl_lightning.hierarchies import load_hierarchy
 
 LOSSES = ("hierarchical", "flat", "hxe", "soft_labels", "tree_min")
 

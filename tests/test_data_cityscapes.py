@@ -16,14 +16,13 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from PIL import Image
 
-from hl_lightning.catalog import load_hierarchy
 from hl_lightning.data import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_LABELS,
     BadDataError,
     CityscapesDataModule,
 )
-from hl_lightning.hierarchies import cityscapes_hierarchy
+from hl_lightning.hierarchies import cityscapes_hierarchy, load_hierarchy
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet

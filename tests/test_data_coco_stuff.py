@@ -18,10 +18,9 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from PIL import Image
 
-from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.data import COCO_STUFF_CLASSES, COCO_STUFF_LABELS, BadDataError
 from hl_lightning.data.coco_stuff import COCO_STUFF_REMOVED, CocoStuffDataModule, CocoStuffMasks
-from hl_lightning.hierarchies import coco_stuff_hierarchy
+from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, coco_stuff_hierarchy, load_hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 

@@ -15,8 +15,8 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from PIL import Image
 
-from hl_lightning.catalog import load_hierarchy
 from hl_lightning.data import BadDataError, FolderDataModule
+from hl_lightning.hierarchies import load_hierarchy
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet

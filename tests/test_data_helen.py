@@ -19,10 +19,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
 
-from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.cli.train import train
 from hl_lightning.data import HELEN_CLASSES, BadDataError, HelenDataModule
-from hl_lightning.hierarchies import helen_hierarchy
+from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, helen_hierarchy, load_hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 

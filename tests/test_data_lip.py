@@ -17,9 +17,8 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from PIL import Image
 
-from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.data import LIP_CLASSES, LIP_FLIP_PAIRS, BadDataError, LIPDataModule
-from hl_lightning.hierarchies import lip_hierarchy
+from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, lip_hierarchy, load_hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 

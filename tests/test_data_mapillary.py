@@ -20,10 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
 
-from hl_lightning.catalog import load_hierarchy
 from hl_lightning.data import BadDataError, MapillaryDataModule
 from hl_lightning.data.mapillary import mapillary_class_names, mapillary_hierarchy
-from hl_lightning.hierarchies import mapillary_paper_hierarchy
+from hl_lightning.hierarchies import load_hierarchy, mapillary_paper_hierarchy
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet

@@ -18,10 +18,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.cli.train import train
 from hl_lightning.data import PASCAL_PERSON_PART_CLASSES, BadDataError, PascalPersonPartDataModule
-from hl_lightning.hierarchies import pascal_person_part_hierarchy
+from hl_lightning.hierarchies import (
+    BUILTIN_HIERARCHIES,
+    load_hierarchy,
+    pascal_person_part_hierarchy,
+)
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 

@@ -478,7 +478,7 @@ def test_wheel_ships_its_configs_and_runs_from_another_directory(
     }
     assert "hl_lightning/conf/train.yaml" in shipped
     assert shipped <= names, shipped - names
-    assert {"hl_lightning/data/synthetic_hierarchy.yaml", "hl_lightning/py.typed"} <= names
+    assert {"hl_lightning/hierarchies/synthetic.yaml", "hl_lightning/py.typed"} <= names
 
     site_dir = tmp_path / "site"
     installed = run([*pip, "install", "--no-deps", "--target", str(site_dir), str(wheel)], tmp_path)
@@ -504,6 +504,6 @@ def test_wheel_ships_its_configs_and_runs_from_another_directory(
     assert "test per level:" in result.stdout
     assert (out / "checkpoints" / "last.ckpt").is_file()
     log = "\n".join(p.read_text() for p in out.glob("*.log"))
-    shipped_tree = site_dir / "hl_lightning" / "data" / "synthetic_hierarchy.yaml"
+    shipped_tree = site_dir / "hl_lightning" / "hierarchies" / "synthetic.yaml"
     assert f"source='{shipped_tree}'" in log  # the synthetic tree came from the wheel
     assert str(REPO / "hl_lightning") not in log

@@ -19,9 +19,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from hl_lightning.catalog import load_hierarchy
 from hl_lightning.cli._quiet import quiet_third_party
 from hl_lightning.cli.sweep_dirname import sweep_argv, sweep_dirname
+from hl_lightning.hierarchies import load_hierarchy
 
 log = logging.getLogger(__name__)
 

@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.cli._matplotlib import agg_figure
+from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.hierarchy import Hierarchy, HierarchyError, Node
 from hl_lightning.palette import level_palettes
 
 __all__ = ["draw_tree", "level_summary", "main", "render_tree"]
 
 PROG = "hl-tree"
-
-
-def _walk(nodes: Sequence[Node], depth: int = 0) -> Iterator[tuple[Node, int]]:
-    """Yield (node, depth) in depth-first order."""
-    for node in nodes:
-        yield node, depth
-        yield from _walk(node.children, depth + 1)
 
 
 def render_tree(hierarchy: Hierarchy, title: str = ".") -> str:
@@ -45,16 +38,18 @@ def render_tree(hierarchy: Hierarchy, title: str = ".") -> str:
     """
     label = {name: i for i, name in enumerate(hierarchy.leaves)}
     lines = [title]
-
-    def visit(nodes: Sequence[Node], prefix: str) -> None:
-        for i, node in enumerate(nodes):
-            last = i == len(nodes) - 1
-            suffix = "" if node.children else f"  [{label[node.name]}]"
-            lines.append(f"{prefix}{'`-- ' if last else '|-- '}{node.name}{suffix}")
-            visit(node.children, prefix + ("    " if last else "|   "))
-
-    visit(hierarchy.roots, "")
+    stack = _branches(hierarchy.roots, "")  # (node, its line's prefix, last of its siblings)
+    while stack:
+        node, prefix, last = stack.pop()
+        suffix = "" if node.children else f"  [{label[node.name]}]"
+        lines.append(f"{prefix}{'`-- ' if last else '|-- '}{node.name}{suffix}")
+        stack.extend(_branches(node.children, prefix + ("    " if last else "|   ")))
     return "\n".join(lines)
+
+
+def _branches(nodes: Sequence[Node], prefix: str) -> list[tuple[Node, str, bool]]:
+    """Return (node, prefix, whether it is the last sibling) in reverse order, for a stack."""
+    return [(node, prefix, i == len(nodes) - 1) for i, node in reversed(list(enumerate(nodes)))]
 
 
 def level_summary(hierarchy: Hierarchy) -> str:
@@ -71,7 +66,7 @@ def level_summary(hierarchy: Hierarchy) -> str:
         3 leaves (classes), depth 2 (levels)
     """
     leaves_at = [0] * hierarchy.num_levels
-    for node, depth in _walk(hierarchy.roots):
+    for node, depth in hierarchy.walk():
         leaves_at[depth] += node.is_leaf
     width = max(8, *(len(name) for name in hierarchy.level_names))
     lines = [f"{'level':<6} {'name':<{width}} {'groups':>6}  {'leaves':>6}"]
@@ -91,22 +86,12 @@ def draw_tree(hierarchy: Hierarchy, path: str | Path, title: str | None = None) 
     depth = hierarchy.num_levels
     bottom = -depth
     palettes = [p.float().div(255).tolist() for p in level_palettes(hierarchy)]
-    x: dict[str, float] = {}
-    order = {
-        name: float(i)
-        for i, name in enumerate(n.name for n, _ in _walk(hierarchy.roots) if n.is_leaf)
-    }
-
-    def place(node: Node) -> float:
-        if node.is_leaf:
-            x[node.name] = order[node.name]
-        else:
-            xs = [place(child) for child in node.children]
-            x[node.name] = (xs[0] + xs[-1]) / 2
-        return x[node.name]
-
-    for root in hierarchy.roots:
-        place(root)
+    nodes = list(hierarchy.walk())
+    leaf_names = [node.name for node, _ in nodes if node.is_leaf]
+    x = {name: float(i) for i, name in enumerate(leaf_names)}  # leaves in tree order
+    for node, _ in reversed(nodes):  # a group after its descendants: midway between its ends
+        if not node.is_leaf:
+            x[node.name] = (x[node.children[0].name] + x[node.children[-1].name]) / 2
     # leaves sit at -depth; every other node at -(its level + 1); the root at 0
     leaves = hierarchy.num_leaves
     figure = agg_figure(
@@ -116,7 +101,11 @@ def draw_tree(hierarchy: Hierarchy, path: str | Path, title: str | None = None) 
     root_x = (x[hierarchy.roots[0].name] + x[hierarchy.roots[-1].name]) / 2
     axes.scatter([root_x], [0], s=30, color="0.4", zorder=3)
 
-    def draw(node: Node, level: int, parent: tuple[float, float]) -> None:
+    ancestors: list[Node] = []  # those of the node being drawn, and the node
+    for node, level in nodes:  # depth-first: a parent before its children
+        del ancestors[level:]
+        parent = (x[ancestors[-1].name], -level) if ancestors else (root_x, 0.0)
+        ancestors.append(node)
         colour = palettes[level][hierarchy.group_names(level).index(node.name)]
         own = -(level + 1)
         axes.plot([parent[0], x[node.name]], [parent[1], own], color="0.55", lw=1, zorder=1)
@@ -135,7 +124,7 @@ def draw_tree(hierarchy: Hierarchy, path: str | Path, title: str | None = None) 
                 va="top",
                 fontsize=8,
             )
-            return
+            continue
         axes.scatter([x[node.name]], [own], s=80, color=colour, edgecolor="0.2", zorder=3)
         axes.annotate(
             node.name,
@@ -145,11 +134,6 @@ def draw_tree(hierarchy: Hierarchy, path: str | Path, title: str | None = None) 
             fontsize=8,
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
         )
-        for child in node.children:
-            draw(child, level + 1, (x[node.name], own))
-
-    for root in hierarchy.roots:
-        draw(root, 0, (root_x, 0.0))
     axes.set_yticks(
         [0, *range(-1, bottom - 1, -1)],
         [

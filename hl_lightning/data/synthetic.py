@@ -25,13 +25,12 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from importlib import resources
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.hierarchies import synthetic_hierarchy
 
 __all__ = [
     "IGNORE_INDEX",
@@ -110,21 +109,6 @@ _SHAPES: dict[str, _Shape] = {
     "diamond": _Shape(0.12, 0.56),
 }
 _UPRIGHT = ("square", "diamond")  # shapes kept near axis-aligned (a turned square is a diamond)
-
-
-def synthetic_hierarchy() -> Hierarchy:
-    """Return the hierarchy of the synthetic classes (leaves in tree order).
-
-    Reorder it with ``.reorder(SYNTHETIC_CLASSES)`` to match the label ids.
-
-    Example:
-        >>> h = synthetic_hierarchy()
-        >>> h.num_levels, [h.num_groups(d) for d in range(h.num_levels)]
-        (3, [3, 6, 13])
-    """
-    file = resources.files("hl_lightning.data").joinpath("synthetic_hierarchy.yaml")
-    with resources.as_file(file) as path:
-        return Hierarchy.from_file(path, level_names=("kind", "family", "class"))
 
 
 def derive_seed(seed: int, *keys: int | str) -> int:

@@ -1,5 +1,8 @@
-"""The class trees shipped with the package, one YAML file each, with their level names.
+"""The built-in class trees and the one registry of them; :func:`load_hierarchy` by name.
 
+Shipped trees, one YAML file each, with their level names:
+
+- ``synthetic``: the embedded data's 3-level tree over its 13 classes;
 - ``helen``: the paper's 4-level faces tree over the 11 Helen labels;
 - ``mapillary_paper``: the paper's 3-level tree over the 66 Mapillary Vistas v1.2 labels;
 - ``cityscapes``: the 7 official Cityscapes categories over the 19 evaluated classes;
@@ -10,23 +13,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from importlib import resources
+from pathlib import Path
 
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.hierarchies.mapillary import mapillary_hierarchy
+from hl_lightning.hierarchy import Hierarchy, HierarchyError
 
 __all__ = [
+    "BUILTIN_HIERARCHIES",
     "LEVEL_NAMES",
     "builtin_hierarchy",
     "cityscapes_hierarchy",
     "coco_stuff_hierarchy",
     "helen_hierarchy",
     "lip_hierarchy",
+    "load_hierarchy",
     "mapillary_paper_hierarchy",
     "pascal_person_part_hierarchy",
+    "synthetic_hierarchy",
 ]
 
 #: The level names (coarse to fine) of every shipped tree, by file name.
 LEVEL_NAMES: dict[str, tuple[str, ...]] = {
+    "synthetic": ("kind", "family", "class"),
     "helen": ("figure", "region", "part", "class"),
     "mapillary_paper": ("category", "group", "class"),
     "cityscapes": ("category", "class"),
@@ -113,3 +123,58 @@ def lip_hierarchy() -> Hierarchy:
         [2, 3, 20]
     """
     return builtin_hierarchy("lip")
+
+
+def synthetic_hierarchy() -> Hierarchy:
+    """Return the synthetic data's tree (3 levels: 3, 6, 13 groups), leaves in tree order.
+
+    Reorder it with ``.reorder(SYNTHETIC_CLASSES)`` to match the label ids.
+
+    Example:
+        >>> h = synthetic_hierarchy()
+        >>> h.num_levels, [h.num_groups(d) for d in range(h.num_levels)]
+        (3, [3, 6, 13])
+    """
+    return builtin_hierarchy("synthetic")
+
+
+#: Every built-in tree by its ``hierarchy.source`` name.
+BUILTIN_HIERARCHIES: dict[str, Callable[[], Hierarchy]] = {
+    name: (lambda name=name: builtin_hierarchy(name)) for name in LEVEL_NAMES
+}
+
+
+def load_hierarchy(
+    source: str | Path,
+    class_names: Sequence[str] | None = None,
+    level_names: Sequence[str] | None = None,
+) -> Hierarchy:
+    """Return the hierarchy named by ``source``, with leaf ``i`` = ``class_names[i]`` if given.
+
+    ``source`` is a built-in name (see :data:`BUILTIN_HIERARCHIES`), ``"flat"`` (every
+    class a child of the root; needs ``class_names``), a path to a text/YAML tree, or a
+    Mapillary Vistas ``config*.json`` (its label names' tree, ``construction--flat--road``).
+
+    Example:
+        >>> load_hierarchy("flat", ["sky", "car"]).num_levels
+        1
+    """
+    name = str(source)
+    if name == "flat":
+        if class_names is None:
+            raise HierarchyError("the flat hierarchy needs the dataset's class names")
+        hierarchy = Hierarchy.flat(class_names)
+    elif name in BUILTIN_HIERARCHIES:
+        hierarchy = BUILTIN_HIERARCHIES[name]()
+    elif Path(name).is_file() and name.lower().endswith(".json"):
+        hierarchy = mapillary_hierarchy(name)
+    elif Path(name).is_file():
+        hierarchy = Hierarchy.from_file(name)
+    else:
+        known = ", ".join(["flat", *BUILTIN_HIERARCHIES])
+        raise HierarchyError(
+            f"no hierarchy {name!r}: not a built-in name ({known}) and no such file"
+        )
+    if level_names is not None:
+        hierarchy = hierarchy.with_level_names(level_names)
+    return hierarchy if class_names is None else hierarchy.reorder(list(class_names))

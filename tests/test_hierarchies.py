@@ -1,4 +1,4 @@
-"""Tests for hl_lightning/catalog.py: hierarchies by built-in name, flat, or file."""
+"""Tests for hl_lightning/hierarchies: the built-in trees, their registry and load_hierarchy."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hl_lightning import Hierarchy, HierarchyError
-from hl_lightning.catalog import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.data import SYNTHETIC_CLASSES, synthetic_hierarchy
+from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, load_hierarchy
 
 ZOO_TEXT = "animal\n\tcat\n\tdog\nplant\n\ttree\n\tflower\nrock\n"
 ZOO_YAML = "animal: [cat, dog]\nplant:\n  tree:\n  flower:\nrock:\n"
