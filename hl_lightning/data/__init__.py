@@ -11,8 +11,10 @@ from hl_lightning.data.coco_stuff import (
     CocoStuffDataModule,
 )
 from hl_lightning.data.datamodule import SegmentationDataModule, SyntheticDataModule
-from hl_lightning.data.folder import BadDataError, FileDataModule, FolderDataModule
+from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.folder import FolderDataModule
 from hl_lightning.data.helen import HELEN_CLASSES, HELEN_FLIP_PAIRS, HelenDataModule
+from hl_lightning.data.io import IGNORE_INDEX, BadDataError
 from hl_lightning.data.lip import LIP_CLASSES, LIP_FLIP_PAIRS, LIPDataModule
 from hl_lightning.data.mapillary import (
     MapillaryDataModule,
@@ -24,7 +26,6 @@ from hl_lightning.data.pascal_person_part import (
     PascalPersonPartDataModule,
 )
 from hl_lightning.data.synthetic import (
-    IGNORE_INDEX,
     SYNTHETIC_CLASSES,
     SYNTHETIC_MEAN,
     SYNTHETIC_STD,
@@ -51,6 +52,7 @@ __all__ = [
     "CityscapesDataModule",
     "CocoStuffDataModule",
     "FileDataModule",
+    "FileOptions",
     "FolderDataModule",
     "HelenDataModule",
     "LIPDataModule",

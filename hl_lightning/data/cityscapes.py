@@ -16,24 +16,21 @@ public, so the test split reads ``val`` by default. The hierarchy is the officia
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from PIL import Image
+from typing_extensions import Unpack
 
-from hl_lightning.data.folder import (
+from hl_lightning.data.files import (
     FileDataModule,
-    LabelMasks,
-    OnBad,
+    FileOptions,
     Sample,
     list_files,
     pair_by_stem,
-    read_label_map,
 )
-from hl_lightning.data.synthetic import IGNORE_INDEX
-from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.data.io import LabelMasks, read_label_map
 from hl_lightning.hierarchies import cityscapes_hierarchy
 
 __all__ = [
@@ -148,7 +145,7 @@ class CityscapesDataModule(FileDataModule):
         image_size: network input ``(height, width)`` (the files are 1024 x 2048).
         scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
             num_workers, seed, pin_memory: as in
-            :class:`~hl_lightning.data.folder.FileDataModule`.
+            :class:`~hl_lightning.data.files.FileDataModule`.
 
     Example:
         >>> import tempfile
@@ -167,22 +164,16 @@ class CityscapesDataModule(FileDataModule):
         (torch.Size([3, 4, 8]), [13], 'car')
     """
 
+    defaults: ClassVar[FileOptions] = {
+        "image_size": (512, 1024),
+        "hflip": 0.5,
+    }
+
     def __init__(
         self,
         root: str | Path,
         test_split: str = "val",
-        image_size: int | Sequence[int] | None = (512, 1024),
-        scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.5,
-        flip_pairs: Sequence[Sequence[str]] = (),
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        on_bad: OnBad = "error",
-        ignore_index: int = IGNORE_INDEX,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **options: Unpack[FileOptions],
     ) -> None:
         if test_split not in _SPLITS:
             raise ValueError(f"test_split must be one of {', '.join(_SPLITS)}, got {test_split!r}")
@@ -190,22 +181,11 @@ class CityscapesDataModule(FileDataModule):
             root,
             CITYSCAPES_CLASSES,
             cityscapes_hierarchy(),
-            image_size=image_size,
-            scale=scale,
-            hflip=hflip,
-            flip_pairs=flip_pairs,
-            mean=mean,
-            std=std,
-            on_bad=on_bad,
-            ignore_index=ignore_index,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
+            **options,
         )
         self.save_plain_hyperparameters(test_split=test_split)
         self.split_dirs = {"train": "train", "val": "val", "test": test_split}
-        self._decoder = CityscapesMasks(ignore_index)
+        self._decoder = CityscapesMasks(self.ignore_index)
 
     @property
     def decoder(self) -> CityscapesMasks:

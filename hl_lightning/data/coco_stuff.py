@@ -28,23 +28,21 @@ things and stuff, indoor and outdoor, 27 supercategories, then the classes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from PIL import Image
+from typing_extensions import Unpack
 
-from hl_lightning.data.folder import (
+from hl_lightning.data.files import (
     FileDataModule,
-    LabelMasks,
-    OnBad,
+    FileOptions,
     Sample,
     list_files,
     pair_by_stem,
-    read_label_map,
 )
-from hl_lightning.data.synthetic import IGNORE_INDEX
-from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.data.io import LabelMasks, read_label_map
 from hl_lightning.hierarchies import coco_stuff_hierarchy
 
 __all__ = [
@@ -319,7 +317,7 @@ class CocoStuffDataModule(FileDataModule):
         image_size: network input ``(height, width)`` or an int.
         scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
             num_workers, seed, pin_memory: as in
-            :class:`~hl_lightning.data.folder.FileDataModule`.
+            :class:`~hl_lightning.data.files.FileDataModule`.
 
     Example:
         >>> import tempfile
@@ -337,24 +335,18 @@ class CocoStuffDataModule(FileDataModule):
         (torch.Size([3, 6, 8]), [2], 'car')
     """
 
+    defaults: ClassVar[FileOptions] = {
+        "image_size": (512, 512),
+        "hflip": 0.5,
+    }
+
     def __init__(
         self,
         root: str | Path,
         image_dir: str = "images",
         mask_dir: str | None = None,
         test_split: str = "val",
-        image_size: int | Sequence[int] | None = (512, 512),
-        scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.5,
-        flip_pairs: Sequence[Sequence[str]] = (),
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        on_bad: OnBad = "error",
-        ignore_index: int = IGNORE_INDEX,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **options: Unpack[FileOptions],
     ) -> None:
         if test_split not in COCO_STUFF_SPLITS:
             raise ValueError(
@@ -364,18 +356,7 @@ class CocoStuffDataModule(FileDataModule):
             root,
             COCO_STUFF_CLASSES,
             coco_stuff_hierarchy(),
-            image_size=image_size,
-            scale=scale,
-            hflip=hflip,
-            flip_pairs=flip_pairs,
-            mean=mean,
-            std=std,
-            on_bad=on_bad,
-            ignore_index=ignore_index,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
+            **options,
         )
         self.save_plain_hyperparameters(
             image_dir=image_dir, mask_dir=mask_dir, test_split=test_split
@@ -386,7 +367,7 @@ class CocoStuffDataModule(FileDataModule):
         self.mask_dir = default if mask_dir is None else self.root / mask_dir
         self._mask_dir_guessed = mask_dir is None and not found
         self.split_dirs = {**COCO_STUFF_SPLITS, "test": COCO_STUFF_SPLITS[test_split]}
-        self._decoder = CocoStuffMasks(ignore_index)
+        self._decoder = CocoStuffMasks(self.ignore_index)
 
     @property
     def decoder(self) -> CocoStuffMasks:

@@ -9,13 +9,9 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from hl_lightning.data.synthetic import (
-    IGNORE_INDEX,
-    SYNTHETIC_CLASSES,
-    SyntheticShapes,
-    derive_seed,
-    synthetic_hierarchy,
-)
+from hl_lightning.data.io import IGNORE_INDEX
+from hl_lightning.data.seeds import derive_seed
+from hl_lightning.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes, synthetic_hierarchy
 from hl_lightning.hierarchy import Hierarchy
 
 __all__ = [

@@ -19,15 +19,15 @@ A horizontal flip mirrors the face, so the left and right eyebrows and eyes swap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from PIL import Image, UnidentifiedImageError
+from typing_extensions import Unpack
 
-from hl_lightning.data.folder import BadDataError, FileDataModule, OnBad, Sample, pixels
-from hl_lightning.data.synthetic import IGNORE_INDEX
-from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.data.files import FileDataModule, FileOptions, Sample
+from hl_lightning.data.io import BadDataError, pixels
 from hl_lightning.hierarchies import helen_hierarchy
 
 __all__ = [
@@ -121,7 +121,7 @@ class HelenDataModule(FileDataModule):
         flip_pairs: class pairs swapped by a horizontal flip (default
             :data:`HELEN_FLIP_PAIRS`, which keeps flips correct).
         scale, hflip, mean, std, on_bad, ignore_index, batch_size, num_workers, seed,
-            pin_memory: as in :class:`~hl_lightning.data.folder.FileDataModule`.
+            pin_memory: the shared options, :class:`~hl_lightning.data.files.FileOptions`.
 
     Example:
         >>> import tempfile
@@ -141,38 +141,22 @@ class HelenDataModule(FileDataModule):
         (torch.Size([3, 4, 4]), [10], 'hair')
     """
 
+    defaults: ClassVar[FileOptions] = {
+        "image_size": 256,
+        "hflip": 0.5,
+        "flip_pairs": HELEN_FLIP_PAIRS,
+    }
+
     def __init__(
         self,
         root: str | Path,
-        image_size: int | Sequence[int] | None = 256,
-        scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.5,
-        flip_pairs: Sequence[Sequence[str]] = HELEN_FLIP_PAIRS,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        on_bad: OnBad = "error",
-        ignore_index: int = IGNORE_INDEX,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **options: Unpack[FileOptions],
     ) -> None:
         super().__init__(
             root,
             HELEN_CLASSES,
             helen_hierarchy(),
-            image_size=image_size,
-            scale=scale,
-            hflip=hflip,
-            flip_pairs=flip_pairs,
-            mean=mean,
-            std=std,
-            on_bad=on_bad,
-            ignore_index=ignore_index,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
+            **options,
         )
         self.save_plain_hyperparameters()
         self._decoder = HelenMasks()

@@ -30,19 +30,19 @@ against the human, the human split into upper and lower body, then the 19 parts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from hl_lightning.data.folder import (
+from typing_extensions import Unpack
+
+from hl_lightning.data.files import (
     FileDataModule,
-    LabelMasks,
-    OnBad,
+    FileOptions,
     Sample,
     list_files,
     pair_by_stem,
 )
-from hl_lightning.data.synthetic import IGNORE_INDEX
-from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.data.io import LabelMasks
 from hl_lightning.hierarchies import lip_hierarchy
 
 __all__ = ["LIP_CLASSES", "LIP_FLIP_PAIRS", "LIP_SPLITS", "LIPDataModule"]
@@ -96,7 +96,7 @@ class LIPDataModule(FileDataModule):
         flip_pairs: class pairs swapped by a horizontal flip (default
             :data:`LIP_FLIP_PAIRS`, which keeps flips correct).
         scale, hflip, mean, std, on_bad, ignore_index, batch_size, num_workers, seed,
-            pin_memory: as in :class:`~hl_lightning.data.folder.FileDataModule`.
+            pin_memory: the shared options, :class:`~hl_lightning.data.files.FileOptions`.
 
     Example:
         >>> import tempfile
@@ -115,24 +115,19 @@ class LIPDataModule(FileDataModule):
         (torch.Size([3, 6, 8]), [15], 'right_arm')
     """
 
+    defaults: ClassVar[FileOptions] = {
+        "image_size": (480, 480),
+        "hflip": 0.5,
+        "flip_pairs": LIP_FLIP_PAIRS,
+    }
+
     def __init__(
         self,
         root: str | Path,
         image_dir: str = "TrainVal_images",
         mask_dir: str = "TrainVal_parsing_annotations",
         test_split: str = "val",
-        image_size: int | Sequence[int] | None = (480, 480),
-        scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.5,
-        flip_pairs: Sequence[Sequence[str]] = LIP_FLIP_PAIRS,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        on_bad: OnBad = "error",
-        ignore_index: int = IGNORE_INDEX,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **options: Unpack[FileOptions],
     ) -> None:
         if test_split not in LIP_SPLITS:
             raise ValueError(
@@ -142,18 +137,7 @@ class LIPDataModule(FileDataModule):
             root,
             LIP_CLASSES,
             lip_hierarchy(),
-            image_size=image_size,
-            scale=scale,
-            hflip=hflip,
-            flip_pairs=flip_pairs,
-            mean=mean,
-            std=std,
-            on_bad=on_bad,
-            ignore_index=ignore_index,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
+            **options,
         )
         self.save_plain_hyperparameters(
             image_dir=image_dir, mask_dir=mask_dir, test_split=test_split
@@ -161,7 +145,7 @@ class LIPDataModule(FileDataModule):
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
         self.split_dirs = {**LIP_SPLITS, "test": LIP_SPLITS[test_split]}
-        self._decoder = LabelMasks(self.num_classes, ignore_index)
+        self._decoder = LabelMasks(self.num_classes, self.ignore_index)
 
     @property
     def decoder(self) -> LabelMasks:

@@ -28,19 +28,19 @@ groups ``marking--discrete`` and ``marking-only--discrete`` keep those full name
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from hl_lightning.data.folder import (
+from typing_extensions import Unpack
+
+from hl_lightning.data.files import (
     FileDataModule,
-    LabelMasks,
-    OnBad,
+    FileOptions,
     Sample,
     list_files,
     pair_by_stem,
 )
-from hl_lightning.data.synthetic import IGNORE_INDEX
-from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from hl_lightning.data.io import LabelMasks
 from hl_lightning.hierarchies.mapillary import (
     mapillary_class_names,
     mapillary_hierarchy,
@@ -82,7 +82,7 @@ class MapillaryDataModule(FileDataModule):
         test_split: the folder the test split reads (``testing`` has no labels).
         image_size, scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
             num_workers, seed, pin_memory: as in
-            :class:`~hl_lightning.data.folder.FileDataModule`. In v2.0, mirrored arrow
+            :class:`~hl_lightning.data.files.FileDataModule`. In v2.0, mirrored arrow
             markings swap: set ``flip_pairs`` for their classes, or ``hflip`` to 0.
 
     Example:
@@ -105,24 +105,18 @@ class MapillaryDataModule(FileDataModule):
         [2]
     """
 
+    defaults: ClassVar[FileOptions] = {
+        "image_size": (480, 640),
+        "hflip": 0.5,
+    }
+
     def __init__(
         self,
         root: str | Path,
         version: str = "1.2",
         config: str | None = None,
         test_split: str = "validation",
-        image_size: int | Sequence[int] | None = (480, 640),
-        scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.5,
-        flip_pairs: Sequence[Sequence[str]] = (),
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        on_bad: OnBad = "error",
-        ignore_index: int = IGNORE_INDEX,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **options: Unpack[FileOptions],
     ) -> None:
         version = str(version)
         if version not in MAPILLARY_VERSIONS:
@@ -138,24 +132,13 @@ class MapillaryDataModule(FileDataModule):
             root,
             hierarchy.leaves,
             hierarchy,
-            image_size=image_size,
-            scale=scale,
-            hflip=hflip,
-            flip_pairs=flip_pairs,
-            mean=mean,
-            std=std,
-            on_bad=on_bad,
-            ignore_index=ignore_index,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
+            **options,
         )
         self.save_plain_hyperparameters(version=version, config=config, test_split=test_split)
         self.version = version
         self.label_names = tuple(label["name"] for label in labels)
         self.split_dirs = {**MAPILLARY_SPLITS, "test": test_split}
-        self._decoder = LabelMasks(self.num_classes, ignore_index)
+        self._decoder = LabelMasks(self.num_classes, self.ignore_index)
 
     @property
     def decoder(self) -> LabelMasks:

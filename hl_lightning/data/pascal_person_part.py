@@ -27,12 +27,14 @@ lower body (legs).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
-from hl_lightning.data.folder import FileDataModule, LabelMasks, OnBad, Sample
-from hl_lightning.data.synthetic import IGNORE_INDEX
-from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from typing_extensions import Unpack
+
+from hl_lightning.data.files import FileDataModule, FileOptions, Sample
+from hl_lightning.data.io import LabelMasks
 from hl_lightning.hierarchies import pascal_person_part_hierarchy
 
 __all__ = [
@@ -88,7 +90,7 @@ class PascalPersonPartDataModule(FileDataModule):
         image_size: network input ``(height, width)`` or an int (HSSN crops 480 x 480).
         scale, hflip, flip_pairs, mean, std, on_bad, ignore_index, batch_size,
             num_workers, seed, pin_memory: as in
-            :class:`~hl_lightning.data.folder.FileDataModule`.
+            :class:`~hl_lightning.data.files.FileDataModule`.
 
     Example:
         >>> import tempfile
@@ -107,24 +109,18 @@ class PascalPersonPartDataModule(FileDataModule):
         (torch.Size([3, 4, 4]), [2], 'torso')
     """
 
+    defaults: ClassVar[FileOptions] = {
+        "image_size": (480, 480),
+        "hflip": 0.5,
+    }
+
     def __init__(
         self,
         root: str | Path,
         image_dir: str = "JPEGImages",
         mask_dir: str = "SegmentationPart",
         splits: Mapping[str, str] | None = None,
-        image_size: int | Sequence[int] | None = (480, 480),
-        scale: Sequence[float] = (1.0, 1.0),
-        hflip: float = 0.5,
-        flip_pairs: Sequence[Sequence[str]] = (),
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        on_bad: OnBad = "error",
-        ignore_index: int = IGNORE_INDEX,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **options: Unpack[FileOptions],
     ) -> None:
         files = {**PASCAL_PERSON_PART_SPLITS, **dict(splits or {})}
         files.setdefault("test", files["val"])
@@ -135,24 +131,13 @@ class PascalPersonPartDataModule(FileDataModule):
             root,
             PASCAL_PERSON_PART_CLASSES,
             pascal_person_part_hierarchy(),
-            image_size=image_size,
-            scale=scale,
-            hflip=hflip,
-            flip_pairs=flip_pairs,
-            mean=mean,
-            std=std,
-            on_bad=on_bad,
-            ignore_index=ignore_index,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
+            **options,
         )
         self.save_plain_hyperparameters(image_dir=image_dir, mask_dir=mask_dir, splits=files)
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
         self.splits = files
-        self._decoder = LabelMasks(self.num_classes, ignore_index)
+        self._decoder = LabelMasks(self.num_classes, self.ignore_index)
 
     @property
     def decoder(self) -> LabelMasks:

@@ -22,7 +22,6 @@ Generation is vectorised and deterministic: sample ``i`` depends only on ``(seed
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -30,15 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from hl_lightning.data.io import IGNORE_INDEX
+from hl_lightning.data.seeds import derive_seed
 from hl_lightning.hierarchies import synthetic_hierarchy
 
 __all__ = [
-    "IGNORE_INDEX",
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_MEAN",
     "SYNTHETIC_STD",
     "SyntheticShapes",
-    "derive_seed",
     "synthetic_hierarchy",
 ]
 
@@ -58,8 +57,6 @@ SYNTHETIC_CLASSES: tuple[str, ...] = (
     "triangle",
     "diamond",
 )
-#: Mask value of pixels that no loss or metric should count (edges between classes).
-IGNORE_INDEX = 255
 #: Per-channel mean and standard deviation of the raw [0, 1] RGB images (measured on
 #: 768 of them); the dataset returns ``(raw - mean) / std``.
 SYNTHETIC_MEAN: tuple[float, float, float] = (0.45, 0.49, 0.43)
@@ -109,18 +106,6 @@ _SHAPES: dict[str, _Shape] = {
     "diamond": _Shape(0.12, 0.56),
 }
 _UPRIGHT = ("square", "diamond")  # shapes kept near axis-aligned (a turned square is a diamond)
-
-
-def derive_seed(seed: int, *keys: int | str) -> int:
-    """Return a 63-bit seed mixed from ``seed`` and ``keys``: independent streams per key.
-
-    Example:
-        >>> derive_seed(0, "train") != derive_seed(0, "val") != derive_seed(1, "train")
-        True
-    """
-    text = "/".join(str(part) for part in (seed, *keys))
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def _hsv_to_rgb(hue: torch.Tensor, sat: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
