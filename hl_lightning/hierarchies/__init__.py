@@ -14,6 +14,7 @@ Shipped trees, one YAML file each, with their level names:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def synthetic_hierarchy() -> Hierarchy:
 
 #: Every built-in tree by its ``hierarchy.source`` name.
 BUILTIN_HIERARCHIES: dict[str, Callable[[], Hierarchy]] = {
-    name: (lambda name=name: builtin_hierarchy(name)) for name in LEVEL_NAMES
+    name: partial(builtin_hierarchy, name) for name in LEVEL_NAMES
 }
 
 
