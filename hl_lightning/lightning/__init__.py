@@ -4,6 +4,11 @@ The core (:mod:`hl_lightning.hierarchy`, :mod:`hl_lightning.losses`,
 :mod:`hl_lightning.metrics`, :mod:`hl_lightning.decode`) imports none of this.
 """
 
-from hl_lightning.lightning.module import LOSSES, HierarchicalSegmenter, MissingBackboneError
+from hl_lightning.lightning.module import (
+    LOSSES,
+    HierarchicalSegmenter,
+    MissingBackboneError,
+    NonFiniteLossError,
+)
 
-__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError"]
+__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -25,11 +26,15 @@ from hl_lightning.metrics import (
     MistakeSeverity,
 )
 
-__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError"]
+__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 LOSSES = tuple(LOSS_CLASSES)  # hierarchical, flat, hxe, soft_labels, tree_min
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss that went NaN or infinite; the message names the step, stage and cause."""
 
 
 class MissingBackboneError(TypeError):
@@ -96,6 +101,11 @@ class HierarchicalSegmenter(L.LightningModule):
             uncompiled backbone.
         backbone_class: set by the module itself when ``backbone`` is an object (which
             checkpoints do not hold): the class a reload must be given again.
+        on_nonfinite: what a NaN or infinite loss does: ``"error"`` stops the run at that
+            step with a :class:`NonFiniteLossError` naming the step, the stage and what went
+            non-finite (the input, the backbone's outputs, which level); ``"skip"`` skips
+            the batch (no optimizer step, no metric update), warns and counts it
+            (``<stage>/skipped_batches`` per epoch).
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -120,6 +130,7 @@ class HierarchicalSegmenter(L.LightningModule):
         aux_weight: float = 0.5,
         compile: bool | Mapping[str, Any] = False,
         backbone_class: str | None = None,
+        on_nonfinite: Literal["error", "skip"] = "error",
     ) -> None:
         super().__init__()
         if backbone is None:
@@ -149,6 +160,8 @@ class HierarchicalSegmenter(L.LightningModule):
         aux_weight = float(aux_weight)
         if not aux_weight >= 0:
             raise ValueError(f"aux_weight must be finite and >= 0, got {aux_weight}")
+        if on_nonfinite not in ("error", "skip"):
+            raise ValueError(f"on_nonfinite must be 'error' or 'skip', got {on_nonfinite!r}")
         if isinstance(backbone, nn.Module):
             backbone_class = f"{type(backbone).__module__}.{type(backbone).__qualname__}"
         self.save_hyperparameters(
@@ -171,6 +184,8 @@ class HierarchicalSegmenter(L.LightningModule):
         self.decode = check_method(decode)
         self.input_shape = input_shape
         self.aux_weight = aux_weight
+        self.on_nonfinite = on_nonfinite
+        self._skipped: dict[str, int] = {}  # non-finite batches skipped this epoch, per stage
         self.compile_options = compile
         self.train_metrics = self._make_metrics("train")
         self.val_metrics = self._make_metrics("val")
@@ -295,7 +310,7 @@ class HierarchicalSegmenter(L.LightningModule):
     def _metrics(self, stage: str) -> MetricCollection:
         return getattr(self, f"{stage}_metrics")
 
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+    def _shared_step(self, batch: Any, stage: str, batch_idx: int = 0) -> Tensor | None:
         images, target = _unpack(batch)
         raw = split_outputs(self.compute_logits(images))
         outputs = _resize(raw.logits, images.shape[-2:])
@@ -310,11 +325,16 @@ class HierarchicalSegmenter(L.LightningModule):
         levels = levels.detach()
         on_step, sync = stage == "train", stage != "train"
         batch_size = images.shape[0]
+        aux_loss = None
         if raw.aux and stage == "train":
             size = images.shape[-2:]
             aux_loss = torch.stack([self.criterion(_resize(a, size), target) for a in raw.aux])
             aux_loss = aux_loss.sum()
             loss = loss + self.aux_weight * aux_loss
+        if not torch.isfinite(loss):  # one check of the scalar the step computed anyway
+            self._non_finite(stage, batch_idx, loss, levels, images, outputs, aux_loss)
+            return None
+        if aux_loss is not None:
             self.log("train/aux_loss", aux_loss, on_epoch=True, batch_size=batch_size)
         self.log(
             f"{stage}/loss",
@@ -337,14 +357,48 @@ class HierarchicalSegmenter(L.LightningModule):
         self._metrics(stage).update(logits.detach(), target)
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        return self._shared_step(batch, "train", batch_idx)
 
-    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        return self._shared_step(batch, "val", batch_idx)
 
-    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        return self._shared_step(batch, "test", batch_idx)
+
+    def _non_finite(
+        self,
+        stage: str,
+        batch_idx: int,
+        loss: Tensor,
+        levels: Tensor,
+        images: Tensor,
+        outputs: Tensor,
+        aux_loss: Tensor | None,
+    ) -> None:
+        """Stop the run (``on_nonfinite="error"``) or count a skipped batch, saying what went
+        non-finite: the input images, the backbone's outputs, which levels, the aux loss."""
+        causes = []
+        if not torch.isfinite(images).all():
+            causes.append(f"{int((~torch.isfinite(images)).sum())} input image values")
+        if not torch.isfinite(outputs).all():
+            causes.append(f"{int((~torch.isfinite(outputs)).sum())} backbone output values")
+        bad = [
+            n for n, v in zip(self.hierarchy.level_names, levels, strict=True) if not v.isfinite()
+        ]
+        if bad:
+            causes.append(f"the level losses of {', '.join(bad)}")
+        if aux_loss is not None and not aux_loss.isfinite():
+            causes.append("the auxiliary heads' loss")
+        what = "; ".join(causes) or f"the {self.loss_name} loss itself (finite level losses)"
+        where = f"{stage} loss is {loss.item()} at step {self.global_step} (batch {batch_idx})"
+        if self.on_nonfinite == "error":
+            raise NonFiniteLossError(
+                f"the {where}: non-finite {what}. The run stops here (its last checkpoint is "
+                "intact); set model.on_nonfinite=skip to skip such batches instead"
+            )
+        self._skipped[stage] = self._skipped.get(stage, 0) + 1
+        rank_zero_warn(f"skipped a batch: the {where}: non-finite {what}")
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics("train")
@@ -367,6 +421,8 @@ class HierarchicalSegmenter(L.LightningModule):
             else:
                 logged[key] = value
         logged[f"{stage}/miou"] = logged[f"{stage}/miou/{names[-1]}"]  # the finest level's
+        if self.on_nonfinite == "skip":
+            logged[f"{stage}/skipped_batches"] = torch.tensor(float(self._skipped.pop(stage, 0)))
         self.log_dict(logged)
         self._metrics(stage).reset()
 
