@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -20,10 +21,28 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.cli._quiet import quiet_third_party
+from hl_lightning.cli.resume import (
+    ResumeError,
+    check_checkpoint_fits,
+    resume_config,
+    resume_run_dir,
+    second_output_subdir,
+)
 from hl_lightning.cli.sweep_dirname import sweep_argv, sweep_dirname
+from hl_lightning.data.io import BadDataError
 from hl_lightning.hierarchies import load_hierarchy
+from hl_lightning.hierarchy import HierarchyError
+from hl_lightning.lightning.module import MissingBackboneError, NonFiniteLossError
 
 log = logging.getLogger(__name__)
+#: Problems of the user's input that end a run with their message alone (no traceback).
+_USER_ERRORS = (
+    BadDataError,
+    HierarchyError,
+    MissingBackboneError,
+    NonFiniteLossError,
+    ResumeError,
+)
 
 
 def _sweep_dirname(overrides: Any, params: Any, sweep_dir: Any) -> str:
@@ -34,6 +53,8 @@ def _sweep_dirname(overrides: Any, params: Any, sweep_dir: Any) -> str:
 
 
 OmegaConf.register_new_resolver("hl_sweep_dirname", _sweep_dirname, replace=True)
+OmegaConf.register_new_resolver("hl_run_dir", resume_run_dir, replace=True)
+OmegaConf.register_new_resolver("hl_output_subdir", second_output_subdir, replace=True)
 
 
 def make_loggers(cfg: DictConfig | None) -> list[Logger]:
@@ -90,7 +111,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         enable_progress_bar=interactive,
     )
     if cfg.fit:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt_path = cfg.get("ckpt_path")
+        checkpoint = _checkpoint_file(trainer, ckpt_path)
+        if checkpoint is not None:  # another model's checkpoint: the differing keys, up front
+            check_checkpoint_fits(checkpoint, model.hparams, str(Path(checkpoint).parents[1]))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
         if cfg.fit:  # the best checkpoint of this fit, else the weights as trained
@@ -105,15 +130,40 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def _checkpoint_file(trainer: L.Trainer, ckpt_path: str | None) -> Path | None:
+    """Return the checkpoint file ``ckpt_path`` names (``last``: the newest ``last.ckpt`` of
+    the checkpoint callbacks' folders), or None where there is none yet."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path != "last":
+        return Path(ckpt_path) if Path(ckpt_path).is_file() else None
+    folders = [c.dirpath for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    found = [Path(f) / "last.ckpt" for f in folders if f and (Path(f) / "last.ckpt").is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 @hydra.main(version_base="1.3", config_path="pkg://hl_lightning.conf", config_name="train")
 def main(cfg: DictConfig) -> Any:
-    """Run ``hl-train`` (Hydra: ``hl-train key=value ...``, ``-m`` for sweeps, ``--help``)."""
+    """Run ``hl-train`` (Hydra: ``hl-train key=value ...``, ``-m`` for sweeps, ``--help``).
+
+    A known problem (a bad hierarchy or data file, a checkpoint of another model, a
+    non-finite loss, ...) ends the run with its message on stderr and exit status 1.
+    """
     quiet_third_party()
     hydra_cfg = HydraConfig.get()
-    log.info("run directory: %s", hydra_cfg.runtime.output_dir)
+    out = hydra_cfg.runtime.output_dir
+    log.info("run directory: %s", out)
     log.info("overrides: %s", " ".join(hydra_cfg.overrides.task) or "(none)")
-    log.info("the resolved config: %s/.hydra/config.yaml", hydra_cfg.runtime.output_dir)
-    metrics = train(cfg)
+    log.info("the resolved config: %s/%s/config.yaml", out, hydra_cfg.output_subdir)
+    try:
+        if cfg.get("resume"):
+            cfg = resume_config(cfg.resume, list(hydra_cfg.overrides.task))
+            log.info("resuming %s from %s (its saved config)", cfg.paths.output_dir, cfg.ckpt_path)
+        metrics = train(cfg)
+    except _USER_ERRORS as error:
+        log.error("%s: %s", type(error).__name__, error)
+        print(f"hl-train: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
