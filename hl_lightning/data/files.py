@@ -42,6 +42,7 @@ __all__ = [
     "OnBad",
     "Sample",
     "SegmentationFiles",
+    "decode_sample",
     "list_files",
     "pair_by_stem",
 ]
@@ -110,6 +111,7 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.seed = seed
         self._generator: torch.Generator | None = None
         self._generator_seed: int | None = None
+        self._undecodable: set[str] = set()  # samples skipped at load, warned once each
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -119,10 +121,31 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return {**self.__dict__, "_generator": None, "_generator_seed": None}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return image (3, H, W) float32 and mask (H, W) int64 of sample ``index``."""
-        sample = self.samples[index]
-        image = read_image(sample.image)
-        mask, problem = self.decoder(sample.masks)
+        """Return image (3, H, W) float32 and mask (H, W) int64 of sample ``index``.
+
+        A file that cannot be decoded (a truncated body behind a sound header) raises
+        :class:`BadDataError` naming it, or with ``on_bad="skip"`` warns once per file
+        and gives the next decodable sample instead.
+        """
+        for offset in range(len(self.samples)):
+            sample = self.samples[(index + offset) % len(self.samples)]
+            try:
+                image, mask = decode_sample(sample, self.decoder)
+            except BadDataError as error:
+                if self.on_bad == "error":
+                    raise BadDataError(f"{error} (data.on_bad=skip skips such files)") from error
+                if sample.name not in self._undecodable:
+                    self._undecodable.add(sample.name)
+                    warnings.warn(f"skipped: {error}", stacklevel=2)
+                continue
+            return self._transformed(sample, image, mask)
+        raise BadDataError(f"none of the {len(self.samples)} samples can be decoded")
+
+    def _transformed(
+        self, sample: Sample, image: torch.Tensor, mask: tuple[torch.Tensor, str | None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the transformed pair; report mask values that are no label ids."""
+        mask, problem = mask
         if problem is not None:
             message = f"{sample.masks[0]}: {problem}"
             if self.on_bad == "error":
@@ -140,7 +163,22 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return self._generator
 
 
-def _check_sample(sample: Sample, decoder: MaskDecoder) -> str | None:
+def decode_sample(
+    sample: Sample, decoder: MaskDecoder
+) -> tuple[torch.Tensor, tuple[torch.Tensor, str | None]]:
+    """Return a sample's image (3, H, W) and decoded mask with its value problem, if any;
+    raise :class:`BadDataError` naming the file that cannot be decoded."""
+    try:
+        image = read_image(sample.image)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise BadDataError(f"{sample.image}: cannot decode the image: {error}") from error
+    try:
+        return image, decoder(sample.masks)
+    except (OSError, UnidentifiedImageError) as error:
+        raise BadDataError(f"{sample.masks[0]}: cannot decode the mask: {error}") from error
+
+
+def _check_sample(sample: Sample, decoder: MaskDecoder, verify: bool = False) -> str | None:
     """Return what is wrong with a sample's files, from their headers (None if usable)."""
     try:
         with Image.open(sample.image) as image:
@@ -164,6 +202,11 @@ def _check_sample(sample: Sample, decoder: MaskDecoder) -> str | None:
             return f"{path}: {problem}"
         if mask_size != size:
             return f"{path}: mask size {mask_size} differs from image {sample.image} size {size}"
+    if verify:  # decode every pixel, not only the headers
+        try:
+            decode_sample(sample, decoder)
+        except BadDataError as error:
+            return str(error)
     return None
 
 
@@ -186,6 +229,8 @@ class FileOptions(TypedDict, total=False):
     - ``mean``, ``std``: per-channel normalisation of the [0, 1] RGB images.
     - ``on_bad``: ``"error"`` or ``"skip"`` (see the module documentation).
     - ``ignore_index``: mask value of unlabelled pixels.
+    - ``verify``: decode every file at set-up (slower), not only the headers, so that a
+      truncated file is found before training rather than when it is loaded.
     - ``batch_size``, ``num_workers``, ``seed``, ``pin_memory``: as in
       :class:`~hl_lightning.data.datamodule.SegmentationDataModule`.
 
@@ -200,6 +245,7 @@ class FileOptions(TypedDict, total=False):
     std: Sequence[float]
     on_bad: OnBad
     ignore_index: int
+    verify: bool
     batch_size: int
     num_workers: int
     seed: int
@@ -231,6 +277,7 @@ class FileDataModule(SegmentationDataModule):
         "std": IMAGENET_STD,
         "on_bad": "error",
         "ignore_index": IGNORE_INDEX,
+        "verify": False,
         "batch_size": 16,
         "num_workers": 0,
         "seed": 0,
@@ -273,6 +320,7 @@ class FileDataModule(SegmentationDataModule):
             pin_memory=o["pin_memory"],
         )
         self.on_bad = on_bad
+        self.verify = o["verify"]
         self.image_size = image_size
         self._base_hparams = {
             "root": self.root,
@@ -283,6 +331,7 @@ class FileDataModule(SegmentationDataModule):
             "mean": mean,
             "std": std,
             "on_bad": on_bad,
+            "verify": self.verify,
             "ignore_index": ignore_index,
             "batch_size": batch_size,
             "seed": seed,
@@ -324,7 +373,7 @@ class FileDataModule(SegmentationDataModule):
         samples, problems = self.list_split(split)
         usable = []
         for sample in samples:
-            problem = _check_sample(sample, self.decoder)
+            problem = _check_sample(sample, self.decoder, self.verify)
             if problem is None:
                 usable.append(sample)
             else:
