@@ -4,7 +4,7 @@
 #   scripts/run_paper.sh helen  /data/SmithCVPR2013_dataset_resized
 #   scripts/run_paper.sh vistas /data/vistas                 # Mapillary Vistas v1.2 layout
 # Further arguments are Hydra overrides, e.g. trainer=cpu trainer.max_epochs=2 seed=1.
-# Each run writes to multirun/train/<date>/<job>_<loss>/ (metrics in csv/metrics.csv).
+# Each run writes to multirun/train/<date>/<job>_loss=<loss>/ (metrics in csv/metrics.csv).
 set -euo pipefail
 
 usage="usage: $0 helen|vistas DATA_ROOT [hydra overrides ...]"
