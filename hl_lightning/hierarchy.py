@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -30,11 +30,16 @@ class HierarchyError(ValueError):
     """A hierarchy that cannot be used, with the file and line where known."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Node:
     """One node of the tree: a leaf when it has no children.
 
-    ``line`` is the 1-based line of the file the node was read from, if any.
+    ``line`` is the 1-based line of the file the node was read from, if any. Equality,
+    hash and repr walk the subtree without recursion, so any depth works.
+
+    Example:
+        >>> Node("vehicle", (Node("car"),))
+        Node(name='vehicle', children=(Node(name='car', children=(), line=None),), line=None)
     """
 
     name: str
@@ -45,6 +50,44 @@ class Node:
     def is_leaf(self) -> bool:
         """Whether the node has no children."""
         return not self.children
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            return NotImplemented
+        return _signature([self]) == _signature([other])
+
+    def __hash__(self) -> int:
+        return hash(_signature([self]))
+
+    def __repr__(self) -> str:
+        parts: list[str] = []
+        stack: list[Node | str] = [self]  # nodes still to write, and the text that closes them
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                parts.append(item)
+                continue
+            parts.append(f"Node(name={item.name!r}, children=(")
+            stack.append(("," if len(item.children) == 1 else "") + f"), line={item.line!r})")
+            for i in range(len(item.children) - 1, -1, -1):
+                stack.append(item.children[i])
+                if i:
+                    stack.append(", ")
+        return "".join(parts)
+
+
+def _preorder(nodes: Sequence[Node]) -> Iterator[tuple[Node, int]]:
+    """Yield ``(node, depth)`` for the nodes and their descendants, depth-first in tree order."""
+    stack = [(node, 0) for node in reversed(nodes)]
+    while stack:
+        node, depth = stack.pop()
+        yield node, depth
+        stack.extend((child, depth + 1) for child in reversed(node.children))
+
+
+def _signature(nodes: Sequence[Node]) -> tuple[tuple[str, int | None, int], ...]:
+    """Return (name, line, number of children) of every node, depth-first: it fixes the trees."""
+    return tuple((node.name, node.line, len(node.children)) for node, _ in _preorder(nodes))
 
 
 def _where(source: str | None, line: int | None) -> str:
@@ -88,11 +131,11 @@ class Hierarchy:
         self._roots = tuple(roots)
         self._source = source
         self._check_tree()
-        tree_leaves = tuple(node.name for node, _ in self._walk() if node.is_leaf)
+        tree_leaves = tuple(node.name for node, _ in self.walk() if node.is_leaf)
         self._leaves = tree_leaves if leaves is None else tuple(leaves)
         if sorted(self._leaves) != sorted(tree_leaves):
             raise HierarchyError("leaf order must be a permutation of the tree's leaves")
-        depth = max(d for node, d in self._walk() if node.is_leaf) + 1
+        depth = max(d for node, d in self.walk() if node.is_leaf) + 1
         names = tuple(f"level{d}" for d in range(depth)) if level_names is None else level_names
         self._level_names = self._check_level_names(names, depth)
 
@@ -141,7 +184,7 @@ class Hierarchy:
             >>> Hierarchy.from_dict({"bg": None, "fg": ["hair", {"face": ["eye", "nose"]}]}).leaves
             ('bg', 'hair', 'eye', 'nose')
         """
-        return cls(_nodes_from_data(tree, "<dict>", ()), level_names=level_names)
+        return cls(_nodes_from_data(tree, "<dict>"), level_names=level_names)
 
     @classmethod
     def flat(cls, names: Iterable[str]) -> Hierarchy:
@@ -162,11 +205,15 @@ class Hierarchy:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the tree as a nested mapping (leaves map to ``None``), inverse of from_dict."""
-
-        def convert(nodes: Sequence[Node]) -> dict[str, Any]:
-            return {n.name: (convert(n.children) if n.children else None) for n in nodes}
-
-        return convert(self._roots)
+        tree: dict[str, Any] = {}
+        stack: list[tuple[Sequence[Node], dict[str, Any]]] = [(self._roots, tree)]
+        while stack:  # each group's mapping is filled in after its parent's keys are in order
+            nodes, mapping = stack.pop()
+            for node in nodes:
+                mapping[node.name] = {} if node.children else None
+                if node.children:
+                    stack.append((node.children, mapping[node.name]))
+        return tree
 
     def to_config(self) -> dict[str, Any]:
         """Return plain data that :meth:`from_config` turns back into this hierarchy."""
@@ -281,23 +328,31 @@ class Hierarchy:
         leaf sits at the deepest level (a shallow leaf standing for itself below): 0 on the
         diagonal, ``D`` for leaves under different level-0 groups.
         """
-        m = self._level_matrix
-        return (m[:, :, None] != m[:, None, :]).sum(0)
+        distance = torch.zeros(self.num_leaves, self.num_leaves, dtype=torch.long)
+        for row in self._level_matrix:  # one (K, K) at a time, not (D, K, K)
+            distance += row[:, None] != row[None, :]
+        return distance
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Hierarchy):
             return NotImplemented
-        return (self.to_config() == other.to_config()) and (
-            _shape(self._roots) == _shape(other._roots)
-        )
+        return self._key == other._key
 
     def __hash__(self) -> int:
         return self._hash
 
     @cached_property
+    def _key(self) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...], tuple[str, ...]]:
+        """What equality compares: the tree (every node's name and depth, depth-first, which
+        fixes it with its child order), the leaf order and the level names. Flat tuples:
+        comparing and hashing them does not recurse, whatever the depth."""
+        shape = tuple((node.name, depth) for node, depth in self.walk())
+        return shape, self._leaves, self._level_names
+
+    @cached_property
     def _hash(self) -> int:
         """The hash, computed once: caches keyed by hierarchy look it up on every call."""
-        return hash((_shape(self._roots), self._leaves, self._level_names))
+        return hash(self._key)
 
     def __repr__(self) -> str:
         groups = [self.num_groups(d) for d in range(self.num_levels)]
@@ -310,40 +365,39 @@ class Hierarchy:
         label = {name: i for i, name in enumerate(self._leaves)}
         lines = [
             "  " * depth + node.name + ("" if node.children else f"  [{label[node.name]}]")
-            for node, depth in self._walk()
+            for node, depth in self.walk()
         ]
         return "\n".join(lines)
 
-    # ------------------------------------------------------------------ internals
-    def _walk(self) -> Iterable[tuple[Node, int]]:
-        stack = [(node, 0) for node in reversed(self._roots)]
-        while stack:
-            node, depth = stack.pop()
-            yield node, depth
-            stack.extend((child, depth + 1) for child in reversed(node.children))
+    def walk(self) -> Iterator[tuple[Node, int]]:
+        """Yield ``(node, depth)`` of every node, depth-first in tree order (the file's lines).
 
+        Example:
+            >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+            >>> [(node.name, depth) for node, depth in h.walk()]
+            [('sky', 0), ('vehicle', 0), ('car', 1), ('truck', 1)]
+        """
+        return _preorder(self._roots)
+
+    # ------------------------------------------------------------------ internals
     @cached_property
     def _levels(self) -> list[tuple[tuple[str, ...], dict[str, int]]]:
         """Per level: group names in tree order, and each leaf's group id."""
         depth = self.num_levels
         groups: list[list[str]] = [[] for _ in range(depth)]
         leaf_group: list[dict[str, int]] = [{} for _ in range(depth)]
-
-        def visit(node: Node, level: int, ancestors: list[int]) -> None:
-            ids = [*ancestors, len(groups[level])]
+        path: list[int] = []  # group ids of the current node and its ancestors
+        for node, level in self.walk():
+            del path[level:]
+            path.append(len(groups[level]))
             groups[level].append(node.name)
             if node.children:
-                for child in node.children:
-                    visit(child, level + 1, ids)
-                return
+                continue
             for d in range(level + 1, depth):  # a shallow leaf stands for itself below
-                ids.append(len(groups[d]))
+                path.append(len(groups[d]))
                 groups[d].append(node.name)
             for d in range(depth):
-                leaf_group[d][node.name] = ids[d]
-
-        for root in self._roots:
-            visit(root, 0, [])
+                leaf_group[d][node.name] = path[d]
         return [(tuple(g), m) for g, m in zip(groups, leaf_group, strict=True)]
 
     @cached_property
@@ -370,7 +424,7 @@ class Hierarchy:
         if not self._roots:
             raise HierarchyError(f"{_where(self._source, None)}the hierarchy is empty")
         seen: dict[str, Node] = {}
-        for node, _ in self._walk():
+        for node, _ in self.walk():
             if not node.name:
                 raise HierarchyError(f"{_where(self._source, node.line)}empty class name")
             first = seen.get(node.name)
@@ -391,10 +445,6 @@ class Hierarchy:
                 f"{_where(self._source, leaves[0].line)}a hierarchy needs at least two leaves "
                 f"(classes), found only {leaves[0].name!r}"
             )
-
-
-def _shape(nodes: Sequence[Node]) -> tuple:
-    return tuple((n.name, _shape(n.children)) for n in nodes)
 
 
 def _parse_indented(text: str, source: str) -> list[Node]:
@@ -448,49 +498,111 @@ def _parse_indented(text: str, source: str) -> list[Node]:
     if not entries:
         raise HierarchyError(f"{source}: the hierarchy file is empty (no class names)")
 
-    def build(start: int, depth: int) -> tuple[list[Node], int]:
-        nodes: list[Node] = []
-        i = start
-        while i < len(entries) and entries[i][2] == depth:
-            number, name, _ = entries[i]
-            children, i = build(i + 1, depth + 1)
-            nodes.append(Node(name, tuple(children), number))
-        return nodes, i
-
-    roots, _ = build(0, 0)
+    roots: list[Node] = []
+    open_groups: list[tuple[int, str, list[Node]]] = []  # (line, name, children so far)
+    for number, name, depth in entries:  # depth <= len(open_groups): checked above
+        while len(open_groups) > depth:
+            _close_group(open_groups, roots)
+        open_groups.append((number, name, []))
+    while open_groups:
+        _close_group(open_groups, roots)
     return roots
 
 
-def _nodes_from_data(data: Any, source: str, path: tuple[str, ...]) -> list[Node]:
-    """Return nodes from nested mappings/lists (a dict, or YAML loaded as plain data)."""
-    where = f"{source}: under {'/'.join(path)}: " if path else f"{source}: "
+def _close_group(open_groups: list[tuple[int, str, list[Node]]], roots: list[Node]) -> None:
+    """Pop the innermost open group and add its node to its parent's children (or the roots)."""
+    number, name, children = open_groups.pop()
+    (open_groups[-1][2] if open_groups else roots).append(Node(name, tuple(children), number))
+
+
+# A node to build: its name, its line (None if unknown) and the container of its children
+# (a mapping, a list or a YAML node), None for a leaf.
+_Entry = tuple[str, int | None, Any]
+
+
+def _build_tree(
+    top: list[_Entry], children: Callable[[list[_Entry], _Entry], list[_Entry]]
+) -> list[Node]:
+    """Return the nodes of the entries ``top`` and, depth-first, of all their descendants.
+
+    ``children(path, entry)`` returns the (non-empty) entries of ``entry``'s container, or
+    raises; ``path`` holds the entries of its ancestors. No recursion: any depth works.
+    """
+    roots: list[Node] = []
+    path: list[_Entry] = []  # the groups being built, outermost first
+    levels: list[tuple[Iterator[_Entry], list[Node]]] = [(iter(top), roots)]
+    while levels:
+        pending, built = levels[-1]
+        entry = next(pending, None)
+        if entry is None:  # every child built: the group is done
+            levels.pop()
+            if path:
+                name, line, _ = path.pop()
+                levels[-1][1].append(Node(name, tuple(built), line))
+        elif entry[2] is None:
+            built.append(Node(entry[0], (), entry[1]))
+        else:
+            levels.append((iter(children(path, entry)), []))
+            path.append(entry)
+    return roots
+
+
+def _nodes_from_data(data: Any, source: str) -> list[Node]:
+    """Return nodes from nested mappings/lists (a dict, or YAML loaded as plain data).
+
+    A mapping or list met twice is refused before it is expanded again: one that contains
+    itself (a cycle) would never end, and a sub-tree shared by two groups repeats its names.
+    """
+
+    def where(path: list[_Entry], name: str | None = None) -> str:
+        names = [entry[0] for entry in path] + ([] if name is None else [name])
+        return f"{source}: under {'/'.join(names)}: " if names else f"{source}: "
+
+    seen: dict[int, tuple[Any, str | None]] = {id(data): (data, None)}  # keeps them alive
+
+    def children(path: list[_Entry], entry: _Entry) -> list[_Entry]:
+        name, _, value = entry
+        entries = _data_entries(value, where(path, name))
+        if not entries:
+            raise HierarchyError(f"{where(path)}{name!r} has an empty list of children")
+        first = seen.get(id(value))
+        if first is not None:
+            if value is data or any(value is parent[2] for parent in path):
+                raise HierarchyError(
+                    f"{where(path)}{name!r} contains one of its ancestors (a cycle); a "
+                    "hierarchy must be a tree: give every group its own mapping or list"
+                )
+            raise HierarchyError(
+                f"{where(path)}{name!r} has the same mapping or list of children as "
+                f"{first[1]!r}; a sub-tree shared by two groups repeats its names"
+            )
+        seen[id(value)] = (value, name)
+        return entries
+
+    return _build_tree(_data_entries(data, where([])), children)
+
+
+def _data_entries(data: Any, where: str) -> list[_Entry]:
+    """Return the entries of a mapping (key: children or None) or a list (names, mappings)."""
     if isinstance(data, Mapping):
-        nodes = []
-        for key, value in data.items():
-            name = str(key)
-            sub = () if value is None else _nodes_from_data(value, source, (*path, name))
-            children = tuple(sub)
-            if value is not None and not children:
-                raise HierarchyError(f"{where}{name!r} has an empty list of children")
-            nodes.append(Node(name, children))
-        return nodes
+        return [(str(key), None, value) for key, value in data.items()]
     if isinstance(data, Sequence) and not isinstance(data, str):
-        nodes = []
+        entries: list[_Entry] = []
         for item in data:
             if isinstance(item, Mapping):
-                nodes.extend(_nodes_from_data(item, source, path))
+                entries.extend((str(key), None, value) for key, value in item.items())
             elif isinstance(item, str | int):
-                nodes.append(Node(str(item)))
+                entries.append((str(item), None, None))
             else:
                 raise HierarchyError(f"{where}expected a class name or a mapping, got {item!r}")
-        return nodes
+        return entries
     raise HierarchyError(f"{where}expected a mapping or a list, got {data!r}")
 
 
 def _parse_yaml(text: str, source: str) -> list[Node]:
     """Return the root nodes of a YAML hierarchy, keeping line numbers for errors."""
     try:
-        document = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = _compose_yaml(text, source)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{source}:{mark.line + 1}: " if mark is not None else f"{source}: "
@@ -501,52 +613,132 @@ def _parse_yaml(text: str, source: str) -> list[Node]:
     if document is None:
         raise HierarchyError(f"{source}: the hierarchy file is empty (no class names)")
 
-    def scalar(node: yaml.Node) -> str | None:
-        """The text of a scalar node; None for a null or a non-scalar."""
-        if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+    def children(path: list[_Entry], entry: _Entry) -> list[_Entry]:
+        name, line, value = entry
+        entries = _yaml_entries(value, source)
+        if not entries:
+            raise HierarchyError(f"{source}:{line}: {name!r} has no children")
+        return entries
+
+    return _build_tree(_yaml_entries(document, source), children)
+
+
+def _compose_yaml(text: str, source: str) -> yaml.Node | None:
+    """Return the node graph of a one-document YAML text (None when it has no document).
+
+    ``yaml.compose`` without its recursion (one Python frame per nesting level), and with
+    aliases refused where they appear, before anything is expanded: a hierarchy is a tree,
+    and nested aliases would expand exponentially (or, referring to their own anchor, never end).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
             return None
-        return str(node.value)
+        loader.get_event()  # document start
+        document = _compose_events(loader, source)
+        loader.get_event()  # document end
+        if not loader.check_event(yaml.StreamEndEvent):
+            line = loader.peek_event().start_mark.line + 1
+            raise HierarchyError(
+                f"{source}:{line}: a second YAML document; a hierarchy file holds one"
+            )
+        return document
+    finally:
+        loader.dispose()
 
-    def convert(node: yaml.Node) -> list[Node]:
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            result = []
-            for key, value in node.value:
-                name = scalar(key)
-                key_line = key.start_mark.line + 1
+
+def _compose_events(loader: yaml.SafeLoader, source: str) -> yaml.Node:
+    """Return the node of the loader's next YAML node event and the events up to its end."""
+    open_nodes: list[tuple[yaml.CollectionNode, list[yaml.Node]]] = []  # with their items
+    while True:
+        event = loader.get_event()
+        start, end = _marks(event)
+        node: yaml.Node
+        if isinstance(event, yaml.AliasEvent):
+            raise HierarchyError(
+                f"{source}:{start.line + 1}: YAML aliases (&anchor / *alias) are not "
+                f"allowed in a hierarchy (found *{event.anchor}); write the class names out"
+            )
+        if isinstance(event, yaml.ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = yaml.ScalarNode(tag, event.value, start, end)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            kind = (
+                yaml.SequenceNode
+                if isinstance(event, yaml.SequenceStartEvent)
+                else yaml.MappingNode
+            )
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(kind, None, event.implicit)
+            open_nodes.append((kind(tag, [], start, end), []))
+            continue
+        else:  # the end of the innermost open collection
+            collection, items = open_nodes.pop()
+            if isinstance(collection, yaml.MappingNode):  # keys and values alternate
+                collection.value = list(zip(items[::2], items[1::2], strict=True))
+            else:
+                collection.value = items
+            collection.end_mark = end
+            node = collection
+        if not open_nodes:
+            return node
+        open_nodes[-1][1].append(node)
+
+
+def _marks(event: yaml.Event) -> tuple[yaml.Mark, yaml.Mark]:
+    """Return the start and end marks of an event: the pure-Python parser sets both."""
+    return cast(yaml.Mark, event.start_mark), cast(yaml.Mark, event.end_mark)
+
+
+def _scalar(node: yaml.Node) -> str | None:
+    """Return the text of a scalar node; None for a null or a non-scalar."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+        return None
+    return str(node.value)
+
+
+def _yaml_entries(node: yaml.Node, source: str) -> list[_Entry]:
+    """Return the entries of a YAML mapping (key: children or nothing) or list (names, mappings)."""
+    if isinstance(node, yaml.MappingNode):
+        return _yaml_mapping_entries(node, source)
+    if isinstance(node, yaml.SequenceNode):
+        entries: list[_Entry] = []
+        for item in node.value:
+            line = item.start_mark.line + 1
+            if isinstance(item, yaml.ScalarNode):
+                name = _scalar(item)
                 if name is None:
-                    raise HierarchyError(f"{source}:{key_line}: a class name must be a plain value")
-                if isinstance(value, yaml.ScalarNode) and scalar(value) is None:
-                    result.append(Node(name, (), key_line))
-                    continue
-                if isinstance(value, yaml.ScalarNode):
-                    raise HierarchyError(
-                        f"{source}:{key_line}: {name!r} maps to {value.value!r}; a leaf maps to "
-                        "nothing, a group to a mapping or a list"
-                    )
-                children = tuple(convert(value))
-                if not children:
-                    raise HierarchyError(f"{source}:{key_line}: {name!r} has no children")
-                result.append(Node(name, children, key_line))
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            result = []
-            for item in node.value:
-                if isinstance(item, yaml.ScalarNode):
-                    name = scalar(item)
-                    if name is None:
-                        raise HierarchyError(
-                            f"{source}:{item.start_mark.line + 1}: empty list item"
-                        )
-                    result.append(Node(name, (), item.start_mark.line + 1))
-                elif isinstance(item, yaml.SequenceNode):
-                    raise HierarchyError(
-                        f"{source}:{item.start_mark.line + 1}: a list item must be a class name "
-                        "or a mapping, not a list"
-                    )
-                else:
-                    result.extend(convert(item))
-            return result
-        raise HierarchyError(f"{source}:{line}: expected a mapping or a list of class names")
+                    raise HierarchyError(f"{source}:{line}: empty list item")
+                entries.append((name, line, None))
+            elif isinstance(item, yaml.SequenceNode):
+                raise HierarchyError(
+                    f"{source}:{line}: a list item must be a class name or a mapping, not a list"
+                )
+            else:
+                entries.extend(_yaml_mapping_entries(item, source))
+        return entries
+    line = node.start_mark.line + 1
+    raise HierarchyError(f"{source}:{line}: expected a mapping or a list of class names")
 
-    return convert(document)
+
+def _yaml_mapping_entries(node: yaml.MappingNode, source: str) -> list[_Entry]:
+    """Return the entries of a YAML mapping: a null value is a leaf, a collection a group."""
+    entries: list[_Entry] = []
+    for key, value in node.value:
+        name = _scalar(key)
+        line = key.start_mark.line + 1
+        if name is None:
+            raise HierarchyError(f"{source}:{line}: a class name must be a plain value")
+        if isinstance(value, yaml.ScalarNode):
+            if _scalar(value) is not None:
+                raise HierarchyError(
+                    f"{source}:{line}: {name!r} maps to {value.value!r}; a leaf maps to "
+                    "nothing, a group to a mapping or a list"
+                )
+            value = None
+        entries.append((name, line, value))
+    return entries

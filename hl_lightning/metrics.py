@@ -54,6 +54,25 @@ def _validate_args(
         raise ValueError(f"unknown average {average!r}; valid values are {valid}")
 
 
+def _check_update(
+    metric: _HierarchicalConfusionMatrix | MistakeSeverity, logits: Tensor, target: Tensor
+) -> bool:
+    """Return whether the batch has pixels to count, after checking it (see validate_inputs).
+
+    Raises a ValueError naming the metric when logits are NaN or infinite: they would be
+    scored as if they were predictions. An empty batch (B, H or W of 0) counts nothing.
+    """
+    validate_inputs(logits, target, metric.hierarchy, metric.ignore_index, metric.validate_args)
+    finite = torch.isfinite(logits)
+    if not finite.all():
+        count = finite.numel() - int(finite.sum())
+        raise ValueError(
+            f"{type(metric).__name__}.update: the logits have {count} non-finite values "
+            f"(NaN or inf) out of {finite.numel()}; they cannot be scored (a diverged model?)"
+        )
+    return target.numel() > 0
+
+
 # ---------------------------------------------------------------------- functional core
 def _hierarchical_confusion_matrix_update(
     logits: Tensor, target: Tensor, tables: LevelTables, decode: Decode, ignore_index: int | None
@@ -208,7 +227,8 @@ class _HierarchicalConfusionMatrix(Metric):
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        validate_inputs(logits, target, self.hierarchy, self.ignore_index, self.validate_args)
+        if not _check_update(self, logits, target):
+            return
         self.confmat += _hierarchical_confusion_matrix_update(
             logits, target, self._tables(), self.decode, self.ignore_index
         )
@@ -324,7 +344,8 @@ class MistakeSeverity(Metric):
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        validate_inputs(logits, target, self.hierarchy, self.ignore_index, self.validate_args)
+        if not _check_update(self, logits, target):
+            return
         mistakes, distance, serious = _mistake_severity_update(
             logits, target, self.leaf_distance, self.hierarchy.num_levels, self.ignore_index
         )

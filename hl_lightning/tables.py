@@ -10,7 +10,12 @@ from torch import Tensor
 
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = ["LevelTables", "validate_inputs"]
+__all__ = ["InputDTypeError", "LevelTables", "validate_inputs"]
+
+
+class InputDTypeError(TypeError, ValueError):
+    """Logits or a target of the wrong dtype: a TypeError, and a ValueError like the other
+    input checks of :func:`validate_inputs`, so that one ``except ValueError`` catches all."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,9 @@ def validate_inputs(
     """Raise a ValueError naming the problem if logits/target do not fit the hierarchy.
 
     Checks: float logits (B, K, *S) with K the number of leaves; unless ``target`` is
-    None, an integer target (B, *S) and, with ``values``, label ids in [0, K) except
-    ``ignore_index`` (the only check that reads the target's values).
+    None, an integer target (B, *S) of any integer dtype and, with ``values``, label ids
+    in [0, K) except ``ignore_index`` (the only check that reads the target's values).
+    A wrong dtype raises :class:`InputDTypeError`, a TypeError that is also a ValueError.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -73,7 +79,7 @@ def validate_inputs(
         ValueError: target has label ids [3] outside [0, 3) that are not ignore_index=255
     """
     if not torch.is_floating_point(logits):
-        raise ValueError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
+        raise InputDTypeError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
     if logits.dim() < 2:
         raise ValueError(f"logits must have shape (B, K, ...), got {tuple(logits.shape)}")
     k = hierarchy.num_leaves
@@ -85,7 +91,9 @@ def validate_inputs(
     if target is None:
         return
     if torch.is_floating_point(target) or target.dtype == torch.bool or target.is_complex():
-        raise ValueError(f"target must be an integer tensor of label ids, got dtype {target.dtype}")
+        raise InputDTypeError(
+            f"target must be an integer tensor of label ids, got dtype {target.dtype}"
+        )
     expected = (logits.shape[0], *logits.shape[2:])
     if tuple(target.shape) != expected:
         raise ValueError(
@@ -94,6 +102,7 @@ def validate_inputs(
         )
     if not values or target.numel() == 0:
         return
+    target = target.long()  # compared in int64: 255 or 300 would wrap in uint8 and int8
     low, high = torch.aminmax(target)
     if low >= 0 and high < k:  # the common case: one pass, no mask
         return

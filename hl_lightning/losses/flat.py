@@ -53,12 +53,15 @@ class FlatLoss(nn.Module):
             z, target = flatten(logits, target)
             ignore = -100 if self.ignore_index is None else self.ignore_index
             weights = None if self.leaf_weights is None else self.leaf_weights.float()
-            total = F.cross_entropy(z, target, weight=weights, ignore_index=ignore, reduction="sum")
+            nll = F.cross_entropy(z, target, weight=weights, ignore_index=ignore, reduction="none")
             valid, leaf = valid_leaf(target, self.ignore_index)
             if weights is None:
-                return total / valid.sum().clamp_min(1)
-            weight = torch.where(valid, weights[leaf], 0.0).sum()
-            return total / torch.where(weight > 0, weight, 1.0)
+                count = valid.sum().clamp_min(1)
+            else:
+                weight = torch.where(valid, weights[leaf], 0.0).sum()
+                count = torch.where(weight > 0, weight, 1.0)
+            # divided before the sum: a mean up to the fp32 maximum does not overflow on the way
+            return (nll / count).sum()
 
     def extra_repr(self) -> str:
         return f"{self.hierarchy!r}, ignore_index={self.ignore_index}"

@@ -20,7 +20,6 @@ for any finite logits. Class weights only change each pixel's factor in both pas
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import flatten, level_weight_tensor
+from hl_lightning.losses._common import check_weights, flatten, level_weight_tensor
 from hl_lightning.losses._tree_sums import (
     flat_leaf_index,
     leaf_factors,
@@ -88,8 +87,7 @@ def class_weight_table(hierarchy: Hierarchy, class_weights: ClassWeights) -> Ten
                     f"class_weights of level {name}: {len(weights)} weights for "
                     f"{len(groups)} groups ({shown})"
                 )
-        if not all(math.isfinite(w) and w >= 0 for w in weights):
-            raise ValueError(f"class_weights of level {name} must be finite and >= 0: {weights}")
+        weights = check_weights(weights, f"class_weights of level {name}")
         rows.append(torch.tensor(weights)[hierarchy.level_index(d)])
     return torch.stack(rows)
 
@@ -213,7 +211,7 @@ class _HierarchicalNLL(torch.autograd.Function):
         valid = None if ignore_index is None else target != ignore_index
         leaf = target if valid is None else target.masked_fill(~valid, 0)
         groups = target_groups(tables.level_matrix, leaf)
-        exps, group_sums, total = _exp_group_sums(logits.contiguous(), leaf, groups, tables)
+        exps, group_sums, total = _exp_group_sums(logits, leaf, groups, tables)
         group_probs = group_sums / total  # (D, B, S): P(the target's group) at every level
         nll = group_probs.log().neg_()
         bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
@@ -224,22 +222,25 @@ class _HierarchicalNLL(torch.autograd.Function):
             nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
         if valid is not None:
             nll.masked_fill_(~valid, 0.0)
+        # Each pixel's share of the mean is taken before the sum: a mean of NLLs up to the
+        # fp32 maximum does not overflow on the way (a sum of them would).
         if class_weights is None:  # every valid pixel weighs 1
             pixel_weights = None
             count = logits.new_tensor(leaf.numel()) if valid is None else valid.sum()
             count = count.clamp_min(1)
+            nll /= count
         else:  # (D, B, S): the class weight of the target's group at every level
             pixel_weights = class_weights[:, leaf]
             if valid is not None:
                 pixel_weights *= valid
             level_totals = pixel_weights.sum(dim=(1, 2))
             count = torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)  # (D, 1, 1)
-            nll = nll * pixel_weights
+            nll *= pixel_weights / count
         ctx.tables = tables
         ctx.save_for_backward(
             exps, leaf, groups, group_sums, total, valid, bad, rows, count, pixel_weights
         )
-        return nll.sum(dim=(1, 2)) / count.view(-1)
+        return nll.sum(dim=(1, 2))
 
     @staticmethod
     @torch.autograd.function.once_differentiable

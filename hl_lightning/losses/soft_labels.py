@@ -134,12 +134,19 @@ class _SoftLabelsCE(torch.autograd.Function):
         groups = target_groups(tables.level_matrix, leaf)
         shifted = logits - logits.amax(dim=1, keepdim=True)  # <= 0, the maximum exactly 0
         sums, total = target_group_sums(shifted, leaf, groups, tables)
+        if not torch.isfinite(total).all():  # a pixel's logits span too much for fp32 sums
+            wide = logits.double()
+            sums, total = target_group_sums(
+                wide - wide.amax(dim=1, keepdim=True), leaf, groups, tables
+            )
         dot = coefficients[0] * total + (coefficients[1:].view(-1, 1, 1) * sums).sum(dim=0)
         exps = shifted.exp_()
         partition = exps.sum(dim=1)  # (B, S), in [1, K]: its log is the logsumexp
         normaliser = normalisers[leaf]
         count = valid.sum().clamp_min(1)
-        loss = torch.where(valid, partition.log() - dot / normaliser, 0.0).sum() / count
+        # each pixel's share of the mean before the sum: no overflow on the way
+        pixel_loss = torch.where(valid, partition.log() - dot / normaliser, 0.0)
+        loss = (pixel_loss / count).sum().float()
         ctx.tables = tables
         ctx.save_for_backward(exps, leaf, groups, valid, partition, normaliser, count, coefficients)
         return loss

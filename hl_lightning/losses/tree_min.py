@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hl_lightning.hierarchy import Hierarchy, Node
+from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, level_weight_tensor, masked_mean, valid_leaf
 from hl_lightning.tables import validate_inputs
 
@@ -81,20 +81,15 @@ class TreeNodes:
         depths: list[int] = []
         parent: list[int] = []
         paths: dict[str, list[int]] = {}
-
-        def visit(node: Node, depth: int, path: list[int]) -> None:
-            channel = len(names)
+        path: list[int] = []  # channels of the current node's ancestors, then its own
+        for channel, (node, depth) in enumerate(hierarchy.walk()):
+            del path[depth:]
             names.append(node.name)
             depths.append(depth)
             parent.append(path[-1] if path else -1)
-            path = [*path, channel]
+            path.append(channel)
             if node.is_leaf:
-                paths[node.name] = path
-            for child in node.children:
-                visit(child, depth + 1, path)
-
-        for root in hierarchy.roots:
-            visit(root, 0, [])
+                paths[node.name] = list(path)
         num_levels = hierarchy.num_levels
         levels = [[c for c, d in enumerate(depths) if d == level] for level in range(num_levels)]
         position = {c: i for level in levels for i, c in enumerate(level)}
@@ -134,8 +129,9 @@ def _validate(
             f"of the tree: {nodes.num_nodes} nodes ({shown})"
         )
     # The leaf-logit checks (dtype, rank, target shape and values) on a view with K channels.
-    leaf_view = logits[:, :1].expand(-1, hierarchy.num_leaves, *logits.shape[2:])
-    validate_inputs(leaf_view if logits.dim() >= 2 else logits, target, hierarchy, ignore_index)
+    if logits.dim() >= 2:
+        logits = logits[:, :1].expand(-1, hierarchy.num_leaves, *logits.shape[2:])
+    validate_inputs(logits, target, hierarchy, ignore_index)
     return nodes
 
 
@@ -173,21 +169,34 @@ def tree_min_level_losses(
         for d in range(depth - 2, -1, -1):
             index = nodes.parents[d].view(1, -1, 1).expand_as(down[0])
             down.insert(0, level[d].scatter_reduce(1, index, down[0], "amax", include_self=True))
-        losses = []
-        for d in range(depth):
-            position = nodes.leaf_path[d][leaf].unsqueeze(1)  # (B, 1, S); -1: no node on the path
-            on_path = position >= 0
-            position = position.clamp_min(0)
-            neg = F.softplus(down[d])  # -log(1 - p-)
-            pos = F.softplus(-up[:, d])  # -log p+, (B, S)
-            if gamma:  # not from neg and pos: their gradients would cancel in fp32
-                neg = neg * torch.exp(gamma * F.logsigmoid(down[d]))  # (p-)^gamma
-                pos = pos * torch.exp(gamma * F.logsigmoid(-up[:, d]))  # (1 - p+)^gamma
-            # the path's node is a positive: leave it out of the negatives (no subtraction)
-            kept = torch.where(on_path, 0.0, neg.gather(1, position))
-            total = neg.scatter(1, position, kept).sum(dim=1) + torch.where(on_path[:, 0], pos, 0.0)
-            losses.append(masked_mean(total / sizes[d], valid))
-        return torch.stack(losses)
+
+        def level_losses(divide_first: bool) -> Tensor:
+            """Return the D level losses; with ``divide_first`` each term is divided by its level's
+            node count before the sum over the nodes (their mean), which then stays finite
+            for any finite logits, at the cost of one more pass over them."""
+            losses = []
+            for d in range(depth):
+                position = nodes.leaf_path[d][leaf].unsqueeze(1)  # (B, 1, S); -1: off the path
+                on_path = position >= 0
+                position = position.clamp_min(0)
+                neg = F.softplus(down[d])  # -log(1 - p-)
+                pos = F.softplus(-up[:, d])  # -log p+, (B, S)
+                if divide_first:
+                    neg, pos = neg / sizes[d], pos / sizes[d]
+                if gamma:  # not from neg and pos: their gradients would cancel in fp32
+                    neg = neg * torch.exp(gamma * F.logsigmoid(down[d]))  # (p-)^gamma
+                    pos = pos * torch.exp(gamma * F.logsigmoid(-up[:, d]))  # (1 - p+)^gamma
+                # the path's node is a positive: leave it out of the negatives (no subtraction)
+                kept = torch.where(on_path, 0.0, neg.gather(1, position))
+                total = neg.scatter(1, position, kept).sum(dim=1)
+                total = total + torch.where(on_path[:, 0], pos, 0.0)
+                losses.append(masked_mean(total if divide_first else total / sizes[d], valid))
+            return torch.stack(losses)
+
+        losses = level_losses(divide_first=False)
+        if not torch.isfinite(losses).all():  # a node sum overflowed fp32: logits near its limit
+            losses = level_losses(divide_first=True)
+        return losses
 
 
 class TreeMinLoss(nn.Module):
