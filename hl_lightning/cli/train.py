@@ -112,9 +112,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     if cfg.fit:
         ckpt_path = cfg.get("ckpt_path")
-        checkpoint = _checkpoint_file(trainer, ckpt_path)
-        if checkpoint is not None:  # another model's checkpoint: the differing keys, up front
-            check_checkpoint_fits(checkpoint, model.hparams, str(Path(checkpoint).parents[1]))
+        found = _checkpoint_file(trainer, ckpt_path)
+        if found is not None:  # another model's checkpoint: the differing keys, up front
+            check_checkpoint_fits(found, model.hparams, str(found.parents[1]))
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:

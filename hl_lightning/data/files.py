@@ -142,10 +142,10 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         raise BadDataError(f"none of the {len(self.samples)} samples can be decoded")
 
     def _transformed(
-        self, sample: Sample, image: torch.Tensor, mask: tuple[torch.Tensor, str | None]
+        self, sample: Sample, image: torch.Tensor, decoded: tuple[torch.Tensor, str | None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the transformed pair; report mask values that are no label ids."""
-        mask, problem = mask
+        mask, problem = decoded
         if problem is not None:
             message = f"{sample.masks[0]}: {problem}"
             if self.on_bad == "error":
