@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from hl_lightning.cli.train import build_model, make_loggers, train
+from hl_lightning.cli.train import ConfigError, build_model, make_loggers, train
 from hl_lightning.data import SYNTHETIC_CLASSES
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
@@ -201,6 +201,21 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
     assert any(isinstance(logger, CSVLogger) for logger in loggers)
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("[1,nan,1]", r"loss.level_weights: level_weights must be finite and >= 0"),
+        ("[1,-1,1]", r"loss.level_weights: level_weights must be finite and >= 0"),
+        ("[0,0,0]", r"loss.level_weights: level_weights are all 0"),
+        ("[1,1]", r"loss.level_weights: 2 level weights given for a hierarchy with 3 levels"),
+    ],
+)
+def test_bad_level_weights_name_their_config_key(weights: str, message: str) -> None:
+    cfg = make_config([f"loss.level_weights={weights}", "data.num_train=2"], Path("out"))
+    with pytest.raises(ConfigError, match=message):
+        build_model(cfg, instantiate(cfg.data))
 
 
 def test_missing_hierarchy_source_is_reported() -> None:

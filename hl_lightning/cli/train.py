@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import Logger
@@ -35,9 +36,16 @@ from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import MissingBackboneError, NonFiniteLossError
 
 log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names its key."""
+
+
 #: Problems of the user's input that end a run with their message alone (no traceback).
 _USER_ERRORS = (
     BadDataError,
+    ConfigError,
     HierarchyError,
     MissingBackboneError,
     NonFiniteLossError,
@@ -87,15 +95,22 @@ def build_model(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
         cfg.hierarchy.source, datamodule.class_names, cfg.hierarchy.get("level_names")
     )
     log.info("hierarchy %r", hierarchy)
-    return instantiate(
-        cfg.model,
-        backbone=cfg.backbone,
-        hierarchy=hierarchy.to_config(),
-        loss=cfg.loss.name,
-        level_weights=cfg.loss.get("level_weights"),
-        loss_options={k: v for k, v in cfg.loss.items() if k not in ("name", "level_weights")},
-        ignore_index=datamodule.ignore_index,
-    )
+    try:
+        return instantiate(
+            cfg.model,
+            backbone=cfg.backbone,
+            hierarchy=hierarchy.to_config(),
+            loss=cfg.loss.name,
+            level_weights=cfg.loss.get("level_weights"),
+            loss_options={k: v for k, v in cfg.loss.items() if k not in ("name", "level_weights")},
+            ignore_index=datamodule.ignore_index,
+        )
+    except InstantiationException as error:  # a bad loss option: name its config key
+        cause, text = error.__cause__, str(error.__cause__)
+        keys = [k for k in cfg.loss if k != "name" and (k in text or k.replace("_", " ") in text)]
+        if isinstance(cause, ValueError) and keys:
+            raise ConfigError(f"config key loss.{keys[0]}: {cause}") from cause
+        raise
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
