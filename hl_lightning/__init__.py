@@ -11,9 +11,20 @@ from hl_lightning.metrics import (
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
     MistakeSeverity,
+    hierarchical_jaccard_index,
+    hierarchical_pixel_accuracy,
+    mistake_severity,
+)
+from hl_lightning.reliability import (
+    HierarchicalCalibrationError,
+    HierarchicalConsistency,
+    hierarchical_calibration_error,
+    hierarchical_consistency,
 )
 
 __all__ = [
+    "HierarchicalCalibrationError",
+    "HierarchicalConsistency",
     "HierarchicalJaccardIndex",
     "HierarchicalLoss",
     "HierarchicalPixelAccuracy",
@@ -21,7 +32,12 @@ __all__ = [
     "Hierarchy",
     "HierarchyError",
     "MistakeSeverity",
+    "hierarchical_calibration_error",
+    "hierarchical_consistency",
+    "hierarchical_jaccard_index",
     "hierarchical_nll",
+    "hierarchical_pixel_accuracy",
+    "mistake_severity",
 ]
 __version__ = "0.1.0"
 

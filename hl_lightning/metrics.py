@@ -1,5 +1,9 @@
 """Hierarchical torchmetrics: per-level IoU and pixel accuracy, and mistake severity.
 
+Each also has a functional form for one batch (:func:`hierarchical_jaccard_index`, ...),
+as torchmetrics' ``multiclass_jaccard_index``; calibration and consistency are in
+:mod:`hl_lightning.reliability`.
+
 Each metric comes in two layers, as in torchmetrics: pure functions on tensors
 (``_..._update`` returns one batch's counts, ``_..._compute`` turns counts into values)
 and a thin :class:`torchmetrics.Metric` that owns the summed states, so that DDP sync
@@ -21,7 +25,14 @@ from hl_lightning.decode import Decode, check_method, decode_with_tables, leaf_a
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["HierarchicalJaccardIndex", "HierarchicalPixelAccuracy", "MistakeSeverity"]
+__all__ = [
+    "HierarchicalJaccardIndex",
+    "HierarchicalPixelAccuracy",
+    "MistakeSeverity",
+    "hierarchical_jaccard_index",
+    "hierarchical_pixel_accuracy",
+    "mistake_severity",
+]
 
 #: How HierarchicalJaccardIndex reduces a level's IoUs: their mean, or none (one per group).
 Average = Literal["macro", "none"]
@@ -356,3 +367,67 @@ class MistakeSeverity(Metric):
     def compute(self) -> dict[str, Tensor]:
         """Return {"severity": Tensor (), "serious": Tensor ()}."""
         return _mistake_severity_compute(self.mistakes, self.distance, self.serious)
+
+
+# ---------------------------------------------------------------------- functional forms
+def hierarchical_jaccard_index(
+    logits: Tensor,
+    target: Tensor,
+    hierarchy: Hierarchy,
+    ignore_index: int | None = 255,
+    decode: Decode = "marginal",
+    average: Average = "macro",
+) -> Tensor | list[Tensor]:
+    """Return one batch's per-level mIoU (D,), as :class:`HierarchicalJaccardIndex` computes.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = torch.tensor([[[[3.0, 0.0]], [[0.0, 3.0]], [[0.0, 0.0]]]])  # sky, car
+        >>> hierarchical_jaccard_index(logits, torch.tensor([[[0, 2]]]), h)
+        tensor([1.0000, 0.3333])
+    """
+    metric = HierarchicalJaccardIndex(hierarchy, ignore_index, decode, average)
+    if not _check_update(metric, logits, target):
+        return _jaccard_index_compute(metric.confusion_matrices(), average)
+    tables = LevelTables.of(hierarchy, logits.device)
+    counts = _hierarchical_confusion_matrix_update(logits, target, tables, decode, ignore_index)
+    return _jaccard_index_compute(_level_confusion_matrices(counts, tables, decode), average)
+
+
+def hierarchical_pixel_accuracy(
+    logits: Tensor,
+    target: Tensor,
+    hierarchy: Hierarchy,
+    ignore_index: int | None = 255,
+    decode: Decode = "marginal",
+) -> Tensor:
+    """Return one batch's per-level pixel accuracy (D,), as :class:`HierarchicalPixelAccuracy`.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = torch.tensor([[[[3.0, 0.0]], [[0.0, 3.0]], [[0.0, 0.0]]]])  # sky, car
+        >>> hierarchical_pixel_accuracy(logits, torch.tensor([[[0, 2]]]), h)
+        tensor([1.0000, 0.5000])
+    """
+    metric = HierarchicalPixelAccuracy(hierarchy, ignore_index, decode)
+    if not _check_update(metric, logits, target):
+        return _pixel_accuracy_compute(metric.confusion_matrices())
+    tables = LevelTables.of(hierarchy, logits.device)
+    counts = _hierarchical_confusion_matrix_update(logits, target, tables, decode, ignore_index)
+    return _pixel_accuracy_compute(_level_confusion_matrices(counts, tables, decode))
+
+
+def mistake_severity(
+    logits: Tensor, target: Tensor, hierarchy: Hierarchy, ignore_index: int | None = 255
+) -> dict[str, Tensor]:
+    """Return one batch's ``{"severity", "serious"}``, as :class:`MistakeSeverity` computes.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = torch.tensor([[[[3.0, 0.0]], [[0.0, 3.0]], [[0.0, 0.0]]]])  # sky, car
+        >>> mistake_severity(logits, torch.tensor([[[0, 2]]]), h)  # car for truck: distance 1
+        {'severity': tensor(1.), 'serious': tensor(0.)}
+    """
+    metric = MistakeSeverity(hierarchy, ignore_index)
+    metric.update(logits, target)
+    return metric.compute()
