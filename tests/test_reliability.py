@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning as L
 import pytest
 import torch
 from torchmetrics.classification import MulticlassCalibrationError
@@ -13,8 +16,10 @@ from hl_lightning import (
     hierarchical_consistency,
     hierarchical_jaccard_index,
 )
+from hl_lightning.data import SyntheticDataModule
 from hl_lightning.decode import decode, level_log_probs, level_parents
 from hl_lightning.hierarchies.random import random_hierarchy
+from hl_lightning.lightning import HierarchicalSegmenter
 from hl_lightning.metrics import HierarchicalJaccardIndex
 
 H = random_hierarchy(12, 3, seed=1, shuffle_leaves=True)
@@ -103,3 +108,26 @@ def test_non_finite_logits_are_refused_and_empty_batches_count_nothing() -> None
     metric = HierarchicalConsistency(H)
     metric.update(torch.zeros(0, H.num_leaves, 4, 4), torch.zeros(0, 4, 4, dtype=torch.long))
     assert metric.compute() == 0
+
+
+def test_the_module_logs_calibration_and_consistency_for_val_and_test(tmp_path: Path) -> None:
+    dm = SyntheticDataModule(num_train=4, num_val=4, num_test=4, image_size=16, batch_size=2)
+    model = HierarchicalSegmenter(torch.nn.Conv2d(3, 13, 1), dm.hierarchy)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    for stage in ("val", "test"):
+        if stage == "val":
+            trainer.fit(model, datamodule=dm)
+        else:
+            trainer.test(model, datamodule=dm, verbose=False)
+        logged = trainer.callback_metrics
+        assert {f"{stage}/ece/{level}" for level in dm.hierarchy.level_names} <= set(logged)
+        assert 0 <= logged[f"{stage}/inconsistency"] <= 1
+        assert "train/ece/class" not in logged  # the training metrics stay cheap

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 
 from hl_lightning.decode import Decode, check_method, decode
 from hl_lightning.hierarchy import Hierarchy
@@ -25,6 +25,7 @@ from hl_lightning.metrics import (
     HierarchicalPixelAccuracy,
     MistakeSeverity,
 )
+from hl_lightning.reliability import HierarchicalCalibrationError, HierarchicalConsistency
 
 __all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
 
@@ -296,16 +297,19 @@ class HierarchicalSegmenter(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _make_metrics(self, stage: str) -> MetricCollection:
+        """Return the stage's metrics; validation and test add calibration and consistency."""
         h, ignore = self.hierarchy, self.ignore_index
-        return MetricCollection(
-            {
-                "miou": HierarchicalJaccardIndex(h, ignore, decode=self.decode),
-                "acc": HierarchicalPixelAccuracy(h, ignore, decode=self.decode),
-                "severity": MistakeSeverity(h, ignore),
-            },
-            prefix=f"{stage}/",
-            compute_groups=[["miou", "acc"], ["severity"]],
-        )
+        metrics: dict[str, Metric] = {
+            "miou": HierarchicalJaccardIndex(h, ignore, decode=self.decode),
+            "acc": HierarchicalPixelAccuracy(h, ignore, decode=self.decode),
+            "severity": MistakeSeverity(h, ignore),
+        }
+        groups = [["miou", "acc"], ["severity"]]
+        if stage != "train":
+            metrics["ece"] = HierarchicalCalibrationError(h, ignore)
+            metrics["inconsistency"] = HierarchicalConsistency(h, ignore, decode=self.decode)
+            groups += [["ece"], ["inconsistency"]]
+        return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=groups)
 
     def _metrics(self, stage: str) -> MetricCollection:
         return getattr(self, f"{stage}_metrics")
@@ -414,8 +418,10 @@ class HierarchicalSegmenter(L.LightningModule):
         values = self._metrics(stage).compute()  # synced across processes by torchmetrics
         names = self.hierarchy.level_names
         logged: dict[str, Tensor] = {}
-        for key, value in values.items():  # {stage}/miou, /acc: (D,); /severity, /serious: ()
-            if key.endswith(("/miou", "/acc")):  # torchmetrics squeezes (1,) to () for D = 1
+        for key, value in values.items():  # /miou, /acc, /ece: (D,); others: ()
+            if key.endswith(
+                ("/miou", "/acc", "/ece")
+            ):  # torchmetrics squeezes (1,) to () for D = 1
                 per_level = value.reshape(-1)
                 logged.update({f"{key}/{n}": v for n, v in zip(names, per_level, strict=True)})
             else:
