@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from hl_lightning.decode import Decode, decode_with_tables, level_log_probs
+from hl_lightning.decode import Decode, _group_sums, decode_with_tables
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.metrics import _check_update, _validate_args
 from hl_lightning.tables import LevelTables
@@ -45,13 +45,15 @@ def _calibration_update(
     and summed correct predictions, per level, in equal-width confidence bins."""
     valid = _valid(target, ignore_index)
     leaf = target.long().clamp(0, hierarchy.num_leaves - 1)[valid]
+    tables = LevelTables.of(hierarchy, logits.device)
     boundaries = torch.linspace(0, 1, n_bins + 1, device=logits.device)
     stats = torch.zeros(3, hierarchy.num_levels, n_bins, dtype=torch.float64, device=logits.device)
     with torch.no_grad():
-        for d, log_p in enumerate(level_log_probs(logits.detach(), hierarchy)):
-            best, pred = log_p.max(1)
-            confidence = best.exp()[valid]
-            groups = hierarchy.level_index(d).to(logits.device)[leaf]
+        p = logits.detach().float().softmax(1)
+        for d, probs in enumerate([*_group_sums(p, tables), p]):  # the leaves in label order
+            best, pred = probs.max(1)
+            confidence = best[valid]
+            groups = leaf if d == tables.num_levels - 1 else tables.level_matrix[d][leaf]
             correct = (pred[valid] == groups).double()
             bins = (torch.bucketize(confidence, boundaries, right=True) - 1).clamp(0, n_bins - 1)
             stats[0, d].index_add_(0, bins, torch.ones_like(correct))

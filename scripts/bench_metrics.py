@@ -1,5 +1,8 @@
 """Time one update of the hierarchical metrics against one MulticlassJaccardIndex update.
 
+"all validation metrics" is the module's validation MetricCollection (mIoU and accuracy
+sharing a state, severity, calibration, consistency) updated together.
+
 Cases: the Mapillary tree (K = 66; ``seed-hierarchies/mapillary_tree.txt`` if present,
 else a random tree with 66 leaves) at B=4, 128x128, and a random 1000-leaf depth-6 tree
 at B=2, 64x64 (``hl_lightning.hierarchies.random.random_hierarchy``). Every candidate gets the
@@ -24,7 +27,9 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
+from hl_lightning.lightning import HierarchicalSegmenter
 from hl_lightning.metrics import HierarchicalJaccardIndex, MistakeSeverity
+from hl_lightning.reliability import HierarchicalCalibrationError, HierarchicalConsistency
 
 MAPILLARY = (
     Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies" / "mapillary_tree.txt"
@@ -47,7 +52,11 @@ def bench_case(hierarchy: Hierarchy, batch: int, size: int, repeats: int) -> dic
             hierarchy, ignore_index=ignore, decode=method
         )
     metrics["MistakeSeverity"] = MistakeSeverity(hierarchy, ignore_index=ignore)
+    metrics["HierarchicalCalibrationError"] = HierarchicalCalibrationError(hierarchy, ignore)
+    metrics["HierarchicalConsistency"] = HierarchicalConsistency(hierarchy, ignore)
     updates = {name: (lambda m=m: m.update(logits, target)) for name, m in metrics.items()}
+    val = HierarchicalSegmenter(torch.nn.Identity(), hierarchy, ignore_index=ignore).val_metrics
+    updates["all validation metrics"] = lambda: val.update(logits, target)
     return {name: 1e3 * t for name, t in median_seconds_each(updates, repeats).items()}
 
 
