@@ -299,7 +299,7 @@ class HierarchicalSegmenter(L.LightningModule):
     def _make_metrics(self, stage: str) -> MetricCollection:
         """Return the stage's metrics; validation and test add calibration and consistency."""
         h, ignore = self.hierarchy, self.ignore_index
-        metrics: dict[str, Metric] = {
+        metrics: dict[str, Metric | MetricCollection] = {
             "miou": HierarchicalJaccardIndex(h, ignore, decode=self.decode),
             "acc": HierarchicalPixelAccuracy(h, ignore, decode=self.decode),
             "severity": MistakeSeverity(h, ignore),
