@@ -113,20 +113,22 @@ def test_preset_fits_reloads_from_the_path_alone_and_predicts(preset: str, tmp_p
         assert mask.size == (48, 40)
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        "synthetic",
-        "folder",
-        "helen",
-        "mapillary",
-        "cityscapes",
-        "coco_stuff",
-        "pascal_person_part",
-        "lip",
-    ],
+DATA_MODULES = (
+    "synthetic",
+    "folder",
+    "helen",
+    "mapillary",
+    "cityscapes",
+    "coco_stuff",
+    "pascal_person_part",
+    "lip",
 )
-@pytest.mark.parametrize("preset", PRESETS)
+
+
+@pytest.mark.parametrize(  # every preset with the default data, every data module with unet
+    ("preset", "data"),
+    [(p, "synthetic") for p in PRESETS] + [("unet", d) for d in DATA_MODULES[1:]],
+)
 def test_quick_composes_with_every_backbone_and_data_module(
     preset: str, data: str, tmp_path: Path
 ) -> None:
@@ -382,6 +384,7 @@ def test_reload_of_an_object_backbone_says_what_to_pass(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- compile
+@pytest.mark.slow
 def test_compiled_backbone_trains_and_checkpoints_plain_keys(tmp_path: Path) -> None:
     backbone = {"_target_": "hl_lightning.models.UNet", "num_classes": None, "width": 4}
     model = HierarchicalSegmenter(backbone, tiny_dm().hierarchy, compile={"backend": "eager"})

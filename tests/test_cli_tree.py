@@ -59,6 +59,7 @@ def test_bad_file_exits_non_zero_with_file_and_line(
     assert "no hierarchy 'no_such_tree.txt'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_bad_yaml_gives_no_traceback(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("hl-tree")
     if not script.exists():

@@ -82,6 +82,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_process_results_equal_single_process_on_all_data(tmp_path: Path) -> None:
     mp.spawn(worker, args=(free_port(), tmp_path), nprocs=WORLD_SIZE, join=True)

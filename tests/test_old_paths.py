@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hydra.utils import get_class
 
 from hl_lightning import HierarchicalSegmenter
@@ -20,6 +21,7 @@ def test_old_targets_of_saved_configs_resolve_to_the_same_classes() -> None:
     assert get_class("hl_lightning.loggers.ResumableCSVLogger") is ResumableCSVLogger
 
 
+@pytest.mark.slow
 def test_python_m_hl_lightning_train_is_the_app(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "hl_lightning.train", "--help"],

@@ -305,6 +305,7 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.slow
 def test_console_script_quick_run(tmp_path: Path, tiny_run: list[str], hl_train: str) -> None:
     out = tmp_path / "run"
     result = run([hl_train, *tiny_run, f"hydra.run.dir={out}"], cwd=tmp_path)
@@ -330,6 +331,7 @@ def test_console_script_quick_run(tmp_path: Path, tiny_run: list[str], hl_train:
     assert "Test metric" not in console  # Lightning's table: the per-level table replaces it
 
 
+@pytest.mark.slow
 def test_help_lists_the_groups_presets_and_common_runs(hl_train: str, tmp_path: Path) -> None:
     result = run([hl_train, "--help"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -339,6 +341,7 @@ def test_help_lists_the_groups_presets_and_common_runs(hl_train: str, tmp_path: 
     assert "hl-train -m loss=hierarchical,flat" in result.stdout
 
 
+@pytest.mark.slow
 def test_console_script_flat_loss_and_flat_hierarchy(
     tmp_path: Path, tiny_run: list[str], hl_train: str
 ) -> None:
@@ -354,6 +357,7 @@ def test_console_script_flat_loss_and_flat_hierarchy(
     assert config["loss"]["name"] == "flat" and config["hierarchy"]["source"] == "flat"
 
 
+@pytest.mark.slow
 def test_console_script_hierarchy_file_relative_to_the_launch_directory(
     tmp_path: Path, tiny_run: list[str], hl_train: str
 ) -> None:
@@ -371,6 +375,7 @@ def test_console_script_hierarchy_file_relative_to_the_launch_directory(
     assert model.hierarchy.group_names(0) == ("things", "stuff", "background")  # the file's tree
 
 
+@pytest.mark.slow
 def test_console_script_bad_hierarchy_file_fails_clearly(
     tmp_path: Path, tiny_run: list[str], hl_train: str
 ) -> None:
@@ -414,6 +419,7 @@ class Recorder(L.Callback):
 '''
 
 
+@pytest.mark.slow
 def test_multirun_pairs_runs_on_identical_data_and_weights(
     tmp_path: Path, tiny_run: list[str], hl_train: str
 ) -> None:
