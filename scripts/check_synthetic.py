@@ -7,6 +7,7 @@ fine, with the wall time. Chance level for the leaf mIoU (all background, or uni
 guesses) is below 0.05.
 
     python scripts/check_synthetic.py --epochs 8 --threads 2
+    python scripts/check_synthetic.py --variant hard
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from hl_lightning.data import IGNORE_INDEX, SyntheticShapes, synthetic_hierarchy
+from hl_lightning.data import IGNORE_INDEX, SyntheticShapes, synthetic_variant_hierarchy
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.models import UNet
 
@@ -41,6 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--up", choices=["transposed", "bilinear"], default="transposed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", choices=["default", "hard"], default="default")
     return parser.parse_args()
 
 
@@ -81,9 +83,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    train = SyntheticShapes(args.num_train, args.image_size, seed=args.seed)
-    val = SyntheticShapes(args.num_val, args.image_size, seed=args.seed + 1)
-    hierarchy = synthetic_hierarchy().reorder(train.class_names)
+    train = SyntheticShapes(args.num_train, args.image_size, seed=args.seed, variant=args.variant)
+    val = SyntheticShapes(args.num_val, args.image_size, seed=args.seed + 1, variant=args.variant)
+    hierarchy = synthetic_variant_hierarchy(args.variant).reorder(train.class_names)
     print(f"generated {len(train)} + {len(val)} images in {time.perf_counter() - start:.1f} s")
 
     net = UNet(len(train.class_names), width=args.width, depth=args.depth, up=args.up)

@@ -75,12 +75,14 @@ def fake_run(
     val_miou: Sequence[float] | None = None,
     test_miou: float = 0.9,
     config: dict[str, Any] | None = None,
+    reliability: dict[str, float] | None = None,
 ) -> Path:
     """Write a run folder with metrics like hl-train's CSV logger (alphabetical columns).
 
     The validation mIoU of every level is ``val_miou`` per epoch (default 0.1, 0.2, ...),
     the test mIoU ``test_miou``; ``config`` goes into ``.hydra/config.yaml`` (a ``seed``
-    there is the run's seed when the overrides have none).
+    there is the run's seed when the overrides have none); ``reliability`` adds test values
+    such as ``{"ece/class": 0.1, "inconsistency": 0.02}`` (logged as ``test/<key>``).
     """
     keys = [f"{s}/loss/{lv}" for s in ("train", "val", "test") for lv in levels]
     keys += [f"{s}/miou/{lv}" for s in ("val", "test") for lv in levels]
@@ -98,6 +100,8 @@ def fake_run(
         rows.append({f"test/loss/{lv}": 0.9 for lv in levels})
         rows[-1].update({f"test/miou/{lv}": test_miou for lv in levels})
         rows[-1].update({"test/severity": 1.25, "test/serious": 0.125, "epoch": epochs, "step": 9})
+        rows[-1].update({f"test/{key}": value for key, value in (reliability or {}).items()})
+        keys += [f"test/{key}" for key in reliability or {}]
     (path / "csv").mkdir(parents=True)
     with (path / "csv" / "metrics.csv").open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=["epoch", "step", *sorted(keys)])
@@ -126,6 +130,8 @@ def test_multirun_dir_gives_figures_and_tables(
         *(f"{value}/{lv}" for value in ("miou", "miou_auc", "epochs_to_95") for lv in LEVELS),
         "severity",
         "serious",
+        *(f"ece/{lv}" for lv in LEVELS),
+        "inconsistency",
     ]
     assert printed[1].startswith("loss=hierarchical ") and printed[2].startswith("loss=flat ")
     assert printed[1].split()[1:4] == ["1", "0", "test"]  # one run, seed 0 from its config
@@ -232,6 +238,27 @@ def test_untested_runs_report_the_last_validation(tmp_path: Path) -> None:
     assert row.cells["stage"] == "val"
     assert row.estimates["miou/class"] == Estimate(pytest.approx(0.3), None, 1)
     assert row.estimates["severity"] == Estimate(0.0, None, 1)
+
+
+def test_calibration_and_inconsistency_are_values_when_logged(tmp_path: Path) -> None:
+    logged = {f"ece/{lv}": 0.05 * (i + 1) for i, lv in enumerate(LEVELS)}
+    runs = [
+        fake_run(
+            tmp_path / f"{seed}",
+            ["loss=hierarchical", f"seed={seed}"],
+            level_names=list(LEVELS),
+            reliability={**logged, "ece/class": 0.1 + 0.1 * seed, "inconsistency": 0.02 * seed},
+        )
+        for seed in range(3)
+    ]
+    (row,) = compare.summary_rows(compare.group_runs(compare.load_runs(runs)))
+    assert list(row.estimates)[-4:] == [*(f"ece/{lv}" for lv in LEVELS), "inconsistency"]
+    assert row.estimates["ece/kind"].mean == pytest.approx(0.05)  # type: ignore[union-attr]
+    assert row.estimates["ece/class"].mean == pytest.approx(0.2)  # type: ignore[union-attr]
+    assert row.estimates["inconsistency"].ci95 > 0  # type: ignore[union-attr]
+    plain = fake_run(tmp_path / "plain", [], level_names=list(LEVELS))
+    (row,) = compare.summary_rows(compare.group_runs(compare.load_runs([plain])))
+    assert "inconsistency" not in row.estimates and "ece/kind" not in row.estimates
 
 
 def test_runs_with_other_levels_show_missing_values(

@@ -11,12 +11,15 @@ from torch.utils.data import TensorDataset
 from hl_lightning.data import (
     IGNORE_INDEX,
     SYNTHETIC_CLASSES,
+    SYNTHETIC_HARD_CLASSES,
     SYNTHETIC_MEAN,
     SYNTHETIC_STD,
     SegmentationDataModule,
     SyntheticDataModule,
     SyntheticShapes,
     synthetic_hierarchy,
+    synthetic_normalisation,
+    synthetic_variant_hierarchy,
 )
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.models import UNet
@@ -117,6 +120,72 @@ def test_leaves_of_a_family_look_alike(sample: SyntheticShapes) -> None:
     for k in range(K):
         if (family == family[k]).sum() > 1:
             assert family[distance[k].argmin()] == family[k], SYNTHETIC_CLASSES[k]
+
+
+@pytest.fixture(scope="module")
+def hard() -> SyntheticShapes:
+    return SyntheticShapes(48, image_size=64, seed=0, variant="hard")
+
+
+def _family_colours(data: SyntheticShapes, family: torch.Tensor) -> torch.Tensor:
+    """Return the mean standardised colour (F, 3) of each level-1 group's pixels."""
+    counted = data.masks != IGNORE_INDEX
+    pixels = data.images.permute(0, 2, 3, 1)[counted]
+    groups = family[data.masks[counted]]
+    return torch.stack([pixels[groups == f].mean(0) for f in range(int(family.max()) + 1)])
+
+
+def test_hard_variant_has_its_own_classes_tree_and_statistics(hard: SyntheticShapes) -> None:
+    h = synthetic_variant_hierarchy("hard").reorder(SYNTHETIC_HARD_CLASSES)
+    assert hard.class_names == SYNTHETIC_HARD_CLASSES == h.leaves
+    assert [h.num_groups(d) for d in range(3)] == [3, 6, 17]
+    assert synthetic_variant_hierarchy("default") == synthetic_hierarchy()
+    counts = torch.bincount(hard.masks[hard.masks != IGNORE_INDEX], minlength=17)
+    assert (counts > 0).all()
+    assert hard.images.mean((0, 2, 3)).abs().max() < 0.1  # its own mean and std
+    assert (hard.images.transpose(0, 1).flatten(1).std(1) - 1).abs().max() < 0.1
+    assert synthetic_normalisation("hard") != synthetic_normalisation("default")
+
+
+def test_hard_variant_thing_families_wear_the_hues_of_stuff_families(hard: SyntheticShapes) -> None:
+    """In the default data every family's nearest family by colour is of its own kind; in
+    the hard variant round things look nearest to water, angular things to vegetation."""
+    for data, classes, tree in (
+        (SyntheticShapes(48, image_size=64, seed=0), SYNTHETIC_CLASSES, "default"),
+        (hard, SYNTHETIC_HARD_CLASSES, "hard"),
+    ):
+        h = synthetic_variant_hierarchy(tree).reorder(classes)  # type: ignore[arg-type]
+        colours = _family_colours(data, h.level_index(1))
+        names = h.group_names(1)
+        distance = torch.cdist(colours, colours).fill_diagonal_(float("inf"))
+        nearest = {names[f]: names[int(distance[f].argmin())] for f in range(len(names))}
+        if tree == "default":
+            assert nearest["round"] == "angular" and nearest["water"] != "round"
+        else:
+            assert nearest["round"] == "water" and nearest["angular"] == "vegetation"
+
+
+def test_hard_variant_is_deterministic_and_apart_from_the_default() -> None:
+    a = SyntheticShapes(6, image_size=32, seed=2, variant="hard")
+    b = SyntheticShapes(6, image_size=32, seed=2, variant="hard")
+    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+    assert not torch.equal(a.images, SyntheticShapes(6, image_size=32, seed=2).images)
+
+
+def test_unknown_variant_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown synthetic data variant 'easy'.*'hard'"):
+        SyntheticShapes(2, variant="easy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'default', 'hard'"):
+        SyntheticDataModule(variant="easy")  # type: ignore[arg-type]
+
+
+def test_hard_datamodule_serves_its_classes_and_tree() -> None:
+    dm = SyntheticDataModule(num_train=8, num_val=4, num_test=4, batch_size=4, variant="hard")
+    dm.setup("fit")
+    assert dm.class_names == SYNTHETIC_HARD_CLASSES == dm.hierarchy.leaves
+    assert dm.train_dataset.class_names == SYNTHETIC_HARD_CLASSES  # type: ignore[union-attr]
+    _, masks = next(iter(dm.train_dataloader()))
+    assert masks[masks != IGNORE_INDEX].max() < 17
 
 
 def test_datamodule_splits_and_batches() -> None:

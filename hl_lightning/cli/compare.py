@@ -36,8 +36,9 @@ was tested, else the last validation); ``<metric>_auc/<level>``, the mean of the
 validation curve over epochs (its area over the number of epochs); ``epochs_to_95/<level>``,
 the epochs trained until the validation curve first reached 95% of the run's final
 validation value (for ``--metric loss``: fell to the final value / 0.95); then the mistake
-severity and the share of serious mistakes. Writes into ``--out`` (default: the first
-folder given):
+severity and the share of serious mistakes; and, where the runs logged them, ``ece/<level>``
+(the calibration error) and ``inconsistency`` (the share of pixels off a tree path).
+Writes into ``--out`` (default: the first folder given):
 
 - ``loss_curves.png``: per-level training and validation loss per epoch;
 - ``<metric>_curves.png``: per-level validation ``<metric>`` (default mIoU) per epoch; a line
@@ -312,11 +313,14 @@ def _epochs_to_95(curve: Sequence[float], metric: str) -> float:
 
 
 def _run_values(
-    run: Run, levels: Sequence[str], metric: str, stage: str
+    run: Run, levels: Sequence[str], metric: str, stage: str, reliability: bool
 ) -> dict[str, float | None]:
-    """Return the run's values per table column (None where not logged), in column order."""
+    """Return the run's values per table column (None where not logged), in column order.
+
+    With ``reliability``, the calibration error per level and the inconsistency too.
+    """
     curves = {level: run.series(f"val/{metric}/{level}")[1] for level in levels}
-    return {
+    values = {
         **{f"{metric}/{lv}": run.final(f"{stage}/{metric}/{lv}") for lv in levels},
         **{f"{metric}_auc/{lv}": statistics.fmean(c) if c else None for lv, c in curves.items()},
         **{
@@ -326,6 +330,10 @@ def _run_values(
         "severity": run.final(f"{stage}/severity"),
         "serious": run.final(f"{stage}/serious"),
     }
+    if reliability:
+        values.update({f"ece/{lv}": run.final(f"{stage}/ece/{lv}") for lv in levels})
+        values["inconsistency"] = run.final(f"{stage}/inconsistency")
+    return values
 
 
 @dataclass
@@ -344,7 +352,10 @@ class _Values:
         levels = _all_levels(runs)
         tested = all(any(run.final(f"test/loss/{lv}") is not None for lv in levels) for run in runs)
         self.stage = "test" if tested else "val"
-        self.of = {run.path: _run_values(run, levels, metric, self.stage) for run in runs}
+        reliability = any(run.final(f"{self.stage}/inconsistency") is not None for run in runs)
+        self.of = {
+            run.path: _run_values(run, levels, metric, self.stage, reliability) for run in runs
+        }
         self.columns = list(self.of[runs[0].path])
 
 

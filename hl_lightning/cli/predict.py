@@ -29,7 +29,7 @@ import yaml
 from PIL import Image
 from torch import Tensor
 
-from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD
+from hl_lightning.data import synthetic_normalisation
 from hl_lightning.decode import decode
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
 from hl_lightning.palette import colorize, level_palettes
@@ -147,8 +147,9 @@ def predict_folder(
     hierarchy = model.hierarchy
     levels = _levels(model, level)
     size = _size(size if size is not None else data.get("image_size"))
-    mean = _floats(mean if mean is not None else data.get("mean", SYNTHETIC_MEAN), "mean")
-    std = _floats(std if std is not None else data.get("std", SYNTHETIC_STD), "std")
+    fallback = synthetic_normalisation(data.get("variant", "default"))
+    mean = _floats(mean if mean is not None else data.get("mean", fallback[0]), "mean")
+    std = _floats(std if std is not None else data.get("std", fallback[1]), "std")
     channels = model.in_channels
     if {len(mean), len(std)} - {1, channels}:
         raise PredictError(f"mean and std need 1 or {channels} values, got {mean} and {std}")

@@ -27,10 +27,14 @@ from hl_lightning.data.pascal_person_part import (
 )
 from hl_lightning.data.synthetic import (
     SYNTHETIC_CLASSES,
+    SYNTHETIC_HARD_CLASSES,
     SYNTHETIC_MEAN,
     SYNTHETIC_STD,
     SyntheticShapes,
+    synthetic_classes,
     synthetic_hierarchy,
+    synthetic_normalisation,
+    synthetic_variant_hierarchy,
 )
 from hl_lightning.data.transforms import PairedTransform
 
@@ -46,6 +50,7 @@ __all__ = [
     "LIP_FLIP_PAIRS",
     "PASCAL_PERSON_PART_CLASSES",
     "SYNTHETIC_CLASSES",
+    "SYNTHETIC_HARD_CLASSES",
     "SYNTHETIC_MEAN",
     "SYNTHETIC_STD",
     "BadDataError",
@@ -64,5 +69,8 @@ __all__ = [
     "SyntheticShapes",
     "mapillary_class_names",
     "mapillary_hierarchy",
+    "synthetic_classes",
     "synthetic_hierarchy",
+    "synthetic_normalisation",
+    "synthetic_variant_hierarchy",
 ]

@@ -11,7 +11,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hl_lightning.data.io import IGNORE_INDEX
 from hl_lightning.data.seeds import derive_seed
-from hl_lightning.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes, synthetic_hierarchy
+from hl_lightning.data.synthetic import (
+    SyntheticShapes,
+    Variant,
+    synthetic_classes,
+    synthetic_variant_hierarchy,
+)
 from hl_lightning.hierarchy import Hierarchy
 
 __all__ = [
@@ -269,6 +274,8 @@ class SyntheticDataModule(SegmentationDataModule):
         image_size: side of the square images.
         batch_size, num_workers, seed, pin_memory: as in :class:`SegmentationDataModule`.
         ignore_edges: mark a one-pixel line on class boundaries as ``ignore_index``.
+        variant: ``"default"`` (13 classes), or ``"hard"`` (17 classes, kinds and families
+            not told by colour alone; its tree is the built-in ``synthetic_hard``).
 
     Example:
         >>> dm = SyntheticDataModule(num_train=8, num_val=4, num_test=4, batch_size=4)
@@ -291,10 +298,11 @@ class SyntheticDataModule(SegmentationDataModule):
         seed: int = 0,
         ignore_edges: bool = True,
         pin_memory: bool = False,
+        variant: Variant = "default",
     ) -> None:
         super().__init__(
-            SYNTHETIC_CLASSES,
-            synthetic_hierarchy(),
+            synthetic_classes(variant),
+            synthetic_variant_hierarchy(variant),
             batch_size=batch_size,
             num_workers=num_workers,
             seed=seed,
@@ -305,6 +313,7 @@ class SyntheticDataModule(SegmentationDataModule):
         self.split_sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.image_size = image_size
         self.ignore_edges = ignore_edges
+        self.variant: Variant = variant
 
     def setup(self, stage: str) -> None:
         """Generate the splits ``stage`` needs: fit: train and val; validate: val; test: test."""
@@ -320,4 +329,5 @@ class SyntheticDataModule(SegmentationDataModule):
             self.image_size,
             seed=derive_seed(self.seed, split),
             ignore_edges=self.ignore_edges,
+            variant=self.variant,
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +32,20 @@ from torch.utils.data import Dataset
 
 from hl_lightning.data.io import IGNORE_INDEX
 from hl_lightning.data.seeds import derive_seed
-from hl_lightning.hierarchies import synthetic_hierarchy
+from hl_lightning.hierarchies import builtin_hierarchy, synthetic_hierarchy
+from hl_lightning.hierarchy import Hierarchy
 
 __all__ = [
     "SYNTHETIC_CLASSES",
+    "SYNTHETIC_HARD_CLASSES",
     "SYNTHETIC_MEAN",
     "SYNTHETIC_STD",
     "SyntheticShapes",
+    "Variant",
+    "synthetic_classes",
     "synthetic_hierarchy",
+    "synthetic_normalisation",
+    "synthetic_variant_hierarchy",
 ]
 
 #: Label order of the dataset: label id ``i`` is ``SYNTHETIC_CLASSES[i]``.
@@ -62,6 +69,29 @@ SYNTHETIC_CLASSES: tuple[str, ...] = (
 SYNTHETIC_MEAN: tuple[float, float, float] = (0.45, 0.49, 0.43)
 SYNTHETIC_STD: tuple[float, float, float] = (0.23, 0.2, 0.24)
 
+#: Label order of the hard variant (``variant="hard"``), and its raw images' statistics.
+SYNTHETIC_HARD_CLASSES: tuple[str, ...] = (
+    "background",
+    "sky",
+    "calm_water",
+    "choppy_water",
+    "murky_water",
+    "grass",
+    "moss",
+    "shrub",
+    "forest",
+    "disc",
+    "ring",
+    "ellipse",
+    "crescent",
+    "square",
+    "triangle",
+    "diamond",
+    "hexagon",
+)
+SYNTHETIC_HARD_MEAN: tuple[float, float, float] = (0.4, 0.51, 0.47)
+SYNTHETIC_HARD_STD: tuple[float, float, float] = (0.18, 0.19, 0.22)
+
 _CHUNK = 64  # samples generated together; chunk c is drawn from its own seed
 _REFERENCE_SIZE = 64  # sizes and texture periods below are in pixels at 64 x 64
 
@@ -79,16 +109,6 @@ class _Region:
     spots: bool = False  # two crossed gratings instead of stripes
 
 
-_REGIONS: dict[str, _Region] = {
-    "sky": _Region(0.54, 0.35, 0.9, (24.0, 40.0), (0.0, math.pi), 0.05),
-    "calm_water": _Region(0.61, 0.7, 0.65, (8.0, 12.0), (1.27, 1.87), 0.2),
-    "choppy_water": _Region(0.61, 0.7, 0.65, (4.0, 6.5), (0.0, math.pi), 0.2),
-    "grass": _Region(0.3, 0.65, 0.72, (3.0, 5.0), (-0.3, 0.3), 0.2),
-    "shrub": _Region(0.3, 0.65, 0.58, (5.0, 8.0), (0.0, math.pi), 0.25, spots=True),
-    "forest": _Region(0.3, 0.65, 0.45, (8.0, 12.0), (0.0, math.pi), 0.25, spots=True),
-}
-
-
 @dataclass(frozen=True)
 class _Shape:
     """Look of a thing class: its family's hue and its own shade (the shape is by name)."""
@@ -97,15 +117,85 @@ class _Shape:
     value: float
 
 
-_SHAPES: dict[str, _Shape] = {
-    "disc": _Shape(0.0, 0.92),
-    "ring": _Shape(0.0, 0.74),
-    "ellipse": _Shape(0.0, 0.56),
-    "square": _Shape(0.12, 0.92),
-    "triangle": _Shape(0.12, 0.74),
-    "diamond": _Shape(0.12, 0.56),
-}
-_UPRIGHT = ("square", "diamond")  # shapes kept near axis-aligned (a turned square is a diamond)
+@dataclass(frozen=True)
+class _Look:
+    """Everything that tells one variant of the data from another: classes and their looks."""
+
+    classes: tuple[str, ...]  # label order
+    regions: dict[str, _Region]
+    shapes: dict[str, _Shape]
+    upright: tuple[str, ...]  # shapes kept near axis-aligned (a turned square is a diamond)
+    mean: tuple[float, float, float]  # per-channel mean and std of the raw [0, 1] images
+    std: tuple[float, float, float]
+    grey_saturation: float = 0.15  # the background's largest tint
+    shape_saturation: tuple[float, float] = (0.55, 0.9)
+    shape_radius: tuple[float, float] = (6.0, 13.0)  # pixels at 64 x 64
+    shape_texture: float = 0.0  # amplitude of a faint grating on the shapes (0: none)
+    noise: float = 0.08  # pixel noise
+
+
+_DEFAULT = _Look(
+    classes=SYNTHETIC_CLASSES,
+    regions={
+        "sky": _Region(0.54, 0.35, 0.9, (24.0, 40.0), (0.0, math.pi), 0.05),
+        "calm_water": _Region(0.61, 0.7, 0.65, (8.0, 12.0), (1.27, 1.87), 0.2),
+        "choppy_water": _Region(0.61, 0.7, 0.65, (4.0, 6.5), (0.0, math.pi), 0.2),
+        "grass": _Region(0.3, 0.65, 0.72, (3.0, 5.0), (-0.3, 0.3), 0.2),
+        "shrub": _Region(0.3, 0.65, 0.58, (5.0, 8.0), (0.0, math.pi), 0.25, spots=True),
+        "forest": _Region(0.3, 0.65, 0.45, (8.0, 12.0), (0.0, math.pi), 0.25, spots=True),
+    },
+    shapes={
+        "disc": _Shape(0.0, 0.92),
+        "ring": _Shape(0.0, 0.74),
+        "ellipse": _Shape(0.0, 0.56),
+        "square": _Shape(0.12, 0.92),
+        "triangle": _Shape(0.12, 0.74),
+        "diamond": _Shape(0.12, 0.56),
+    },
+    upright=("square", "diamond"),
+    mean=SYNTHETIC_MEAN,
+    std=SYNTHETIC_STD,
+)
+
+# The hard variant: four classes in most families, and every thing family wears the hue of
+# a stuff family (round things the water's blue, angular ones the vegetation's green), in
+# the same saturations and under a faint texture, so kind and family are no longer told by
+# colour alone; siblings share hue and differ in shade, texture or shape.
+_HARD = _Look(
+    classes=SYNTHETIC_HARD_CLASSES,
+    regions={
+        "sky": _Region(0.55, 0.3, 0.85, (24.0, 40.0), (0.0, math.pi), 0.05),
+        "calm_water": _Region(0.6, 0.55, 0.62, (8.0, 12.0), (1.27, 1.87), 0.2),
+        "choppy_water": _Region(0.6, 0.55, 0.62, (4.0, 6.5), (0.0, math.pi), 0.2),
+        "murky_water": _Region(0.6, 0.4, 0.5, (6.0, 9.0), (0.0, math.pi), 0.12),
+        "grass": _Region(0.31, 0.55, 0.7, (3.0, 5.0), (-0.3, 0.3), 0.2),
+        "moss": _Region(0.31, 0.55, 0.62, (3.0, 5.0), (0.0, math.pi), 0.2, spots=True),
+        "shrub": _Region(0.31, 0.55, 0.55, (5.0, 8.0), (0.0, math.pi), 0.25, spots=True),
+        "forest": _Region(0.31, 0.55, 0.45, (8.0, 12.0), (0.0, math.pi), 0.25, spots=True),
+    },
+    shapes={
+        "disc": _Shape(0.58, 0.88),
+        "ring": _Shape(0.58, 0.74),
+        "ellipse": _Shape(0.58, 0.6),
+        "crescent": _Shape(0.58, 0.46),
+        "square": _Shape(0.33, 0.88),
+        "triangle": _Shape(0.33, 0.74),
+        "diamond": _Shape(0.33, 0.6),
+        "hexagon": _Shape(0.33, 0.46),
+    },
+    upright=("square", "diamond"),
+    mean=SYNTHETIC_HARD_MEAN,
+    std=SYNTHETIC_HARD_STD,
+    grey_saturation=0.25,
+    shape_saturation=(0.4, 0.7),
+    shape_radius=(5.0, 11.0),
+    shape_texture=0.08,
+    noise=0.1,
+)
+
+#: The variants of the data: ``"default"`` and ``"hard"`` (see the module documentation).
+Variant = Literal["default", "hard"]
+_LOOKS: dict[str, _Look] = {"default": _DEFAULT, "hard": _HARD}
 
 
 def _hsv_to_rgb(hue: torch.Tensor, sat: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
@@ -146,6 +236,7 @@ def _shape_mask(name: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
     u, v (m, H, W) are pixel coordinates in the shape's rotated frame, divided by its size.
     """
+    s = math.sqrt(3) / 2
     if name == "disc":
         return u**2 + v**2 <= 0.85**2
     if name == "ring":
@@ -153,31 +244,61 @@ def _shape_mask(name: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (radius2 <= 1.0) & (radius2 >= 0.55**2)
     if name == "ellipse":
         return (u / 1.15) ** 2 + (v / 0.55) ** 2 <= 1.0
+    if name == "crescent":  # a disc less a disc shifted along u
+        return (u**2 + v**2 <= 1.0) & ((u - 0.55) ** 2 + v**2 > 0.75**2)
     if name == "square":
         return torch.maximum(u.abs(), v.abs()) <= 0.75
     if name == "triangle":
-        s = math.sqrt(3) / 2
         return torch.maximum(torch.maximum(u, -0.5 * u + s * v), -0.5 * u - s * v) <= 0.6
-    return u.abs() / 0.75 + v.abs() / 1.15 <= 1.0  # diamond
+    if name == "hexagon":
+        return (
+            torch.maximum(torch.maximum(v.abs(), (s * u + 0.5 * v).abs()), (s * u - 0.5 * v).abs())
+            <= 0.8
+        )
+    if name == "diamond":
+        return u.abs() / 0.75 + v.abs() / 1.15 <= 1.0
+    raise ValueError(f"no shape {name!r}")
 
 
-def _generate(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _grating(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    wavelength: torch.Tensor,
+    theta: torch.Tensor,
+    phase: torch.Tensor,
+    spots: torch.Tensor,
+) -> torch.Tensor:
+    """Return a texture (n, S, S) in [-1, 1]: stripes, or two crossed gratings where ``spots``.
+
+    x (1, 1, S), y (1, S, 1) are pixel coordinates; the other arguments are (n, 1, 1).
+    """
+    along = x * theta.cos() + y * theta.sin()
+    across = y * theta.cos() - x * theta.sin()
+    stripes = torch.sin(2 * math.pi * along / wavelength + phase)
+    return torch.where(
+        spots, stripes * torch.sin(2 * math.pi * across / wavelength + phase), stripes
+    )
+
+
+def _generate(n: int, size: int, seed: int, look: _Look) -> tuple[torch.Tensor, torch.Tensor]:
     """Return raw images (n, 3, S, S) in [0, 1] and leaf masks (n, S, S) int64 of one chunk."""
     draw = _Sampler(seed)
     scale = size / _REFERENCE_SIZE
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     y, x = coords[None, :, None], coords[None, None, :]  # (1, S, 1), (1, 1, S)
-    label_of = {name: i for i, name in enumerate(SYNTHETIC_CLASSES)}
+    label_of = {name: i for i, name in enumerate(look.classes)}
 
     # background: a faintly tinted grey under smooth illumination changes
-    grey = _hsv_to_rgb(draw.uniform(0, 1, n), draw.uniform(0, 0.15, n), draw.uniform(0.3, 0.7, n))
+    grey = _hsv_to_rgb(
+        draw.uniform(0, 1, n), draw.uniform(0, look.grey_saturation, n), draw.uniform(0.3, 0.7, n)
+    )
     light = 1 + 0.2 * draw.smooth(n, size, 3)
     images = grey[:, :, None, None] * light[:, None]
     masks = torch.full((n, size, size), label_of["background"], dtype=torch.long)
 
     # stuff: amorphous regions (thresholded smooth noise) with grating textures
-    regions = list(_REGIONS.values())
-    region_labels = torch.tensor([label_of[name] for name in _REGIONS])
+    regions = list(look.regions.values())
+    region_labels = torch.tensor([label_of[name] for name in look.regions])
     table = {
         field: torch.tensor([getattr(r, field) for r in regions], dtype=torch.float32)
         for field in ("hue", "saturation", "value", "contrast")
@@ -203,27 +324,21 @@ def _generate(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
         wavelength = draw.uniform(period[kind, 0], period[kind, 1], n)[:, None, None]
         theta = draw.uniform(angle[kind, 0], angle[kind, 1], n)[:, None, None]
         phase = draw.uniform(0, 2 * math.pi, n)[:, None, None]
-        along = x * theta.cos() + y * theta.sin()
-        across = y * theta.cos() - x * theta.sin()
-        stripes = torch.sin(2 * math.pi * along / wavelength + phase)
-        texture = torch.where(
-            spots[kind][:, None, None],
-            stripes * torch.sin(2 * math.pi * across / wavelength + phase),
-            stripes,
-        )
+        texture = _grating(x, y, wavelength, theta, phase, spots[kind][:, None, None])
         texture = 1 + table["contrast"][kind][:, None, None] * texture
         images = torch.where(inside[:, None], colour[:, :, None, None] * texture[:, None], images)
         masks = torch.where(inside, region_labels[kind][:, None, None], masks)
 
-    # things: compact shapes, red (round family) or orange (angular family), side-lit
-    shape_labels = torch.tensor([label_of[name] for name in _SHAPES])
-    hues = torch.tensor([shape.hue for shape in _SHAPES.values()])
-    values = torch.tensor([shape.value for shape in _SHAPES.values()])
-    upright = torch.tensor([name in _UPRIGHT for name in _SHAPES])
+    # things: compact shapes in their family's hue, side-lit
+    shape_labels = torch.tensor([label_of[name] for name in look.shapes])
+    hues = torch.tensor([shape.hue for shape in look.shapes.values()])
+    values = torch.tensor([shape.value for shape in look.shapes.values()])
+    upright = torch.tensor([name in look.upright for name in look.shapes])
     for _ in range(5):
         kind = draw.choice(len(hues), n)
         cx, cy = draw.uniform(0, size, n), draw.uniform(0, size, n)
-        radius = draw.uniform(6 * scale, 13 * scale, n)[:, None, None]
+        low, high = look.shape_radius
+        radius = draw.uniform(low * scale, high * scale, n)[:, None, None]
         theta = torch.where(
             upright[kind], draw.uniform(-0.25, 0.25, n), draw.uniform(0, 2 * math.pi, n)
         )[:, None, None]
@@ -232,22 +347,27 @@ def _generate(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
         v = (dy * theta.cos() - dx * theta.sin()) / radius
         present = draw.uniform(0, 1, n) < 0.8
         inside = torch.zeros(n, size, size, dtype=torch.bool)
-        for k, name in enumerate(_SHAPES):
+        for k, name in enumerate(look.shapes):
             chosen = (kind == k).nonzero()[:, 0]
             inside[chosen] = _shape_mask(name, u[chosen], v[chosen])
         inside &= present[:, None, None]
         colour = _hsv_to_rgb(
             hues[kind] + 0.03 * draw.normal(n),
-            draw.uniform(0.55, 0.9, n),
+            draw.uniform(*look.shape_saturation, n),
             values[kind] + draw.uniform(-0.08, 0.08, n),
         )
         shade = 1 + 0.15 * u.clamp(-1, 1)
+        if look.shape_texture:  # a faint grating, as on the stuff
+            wavelength = draw.uniform(3 * scale, 10 * scale, n)[:, None, None]
+            phase = draw.uniform(0, 2 * math.pi, n)[:, None, None]
+            cross = (draw.uniform(0, 1, n) < 0.5)[:, None, None]
+            shade = shade + look.shape_texture * _grating(x, y, wavelength, theta, phase, cross)
         images = torch.where(inside[:, None], colour[:, :, None, None] * shade[:, None], images)
         masks = torch.where(inside, shape_labels[kind][:, None, None], masks)
 
     # camera: exposure and pixel noise
     images = images * draw.uniform(0.85, 1.15, n)[:, None, None, None]
-    images = (images + 0.08 * draw.normal(n, 3, size, size)).clamp(0, 1)
+    images = (images + look.noise * draw.normal(n, 3, size, size)).clamp(0, 1)
     return images, masks
 
 
@@ -262,18 +382,22 @@ def _ignore_edges(masks: torch.Tensor) -> torch.Tensor:
 class SyntheticShapes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Procedural segmentation scenes, generated once at construction.
 
-    Items are ``(image, mask)``: image (3, S, S) float32, standardised with
-    :data:`SYNTHETIC_MEAN` and :data:`SYNTHETIC_STD`; mask (S, S) int64 leaf label ids
-    (:data:`SYNTHETIC_CLASSES` order), :data:`IGNORE_INDEX` on class edges when
-    ``ignore_edges``. Sample ``i`` depends only on ``seed``, ``i``, ``image_size`` and
-    ``ignore_edges``, not on ``num_samples`` nor on data-loader workers. It takes
-    N x S x S x 20 bytes (42 MB for 512 images of 64 x 64).
+    Items are ``(image, mask)``: image (3, S, S) float32, standardised with the variant's
+    mean and standard deviation (:data:`SYNTHETIC_MEAN`, :data:`SYNTHETIC_STD` for the
+    default); mask (S, S) int64 leaf label ids (:attr:`class_names` order:
+    :data:`SYNTHETIC_CLASSES`, or :data:`SYNTHETIC_HARD_CLASSES` for ``variant="hard"``),
+    :data:`IGNORE_INDEX` on class edges when ``ignore_edges``. Sample ``i`` depends only on
+    ``seed``, ``i``, ``image_size``, ``ignore_edges`` and ``variant``, not on
+    ``num_samples`` nor on data-loader workers. It takes N x S x S x 20 bytes (42 MB for
+    512 images of 64 x 64).
 
     Args:
         num_samples: N, the number of images.
         image_size: S, the side of the square images (sizes and textures scale with it).
         seed: seed of the scenes.
         ignore_edges: mark a one-pixel line on the boundaries between classes as ignored.
+        variant: ``"default"``, or ``"hard"``: more classes per family, and thing families
+            in the hues of stuff families (see the module documentation).
 
     Example:
         >>> data = SyntheticShapes(4, image_size=32, seed=1)
@@ -282,28 +406,36 @@ class SyntheticShapes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         (torch.Size([3, 32, 32]), torch.Size([32, 32]), torch.int64)
         >>> data.class_names[:3]
         ('background', 'sky', 'calm_water')
+        >>> len(SyntheticShapes(4, image_size=32, variant="hard").class_names)
+        17
     """
 
-    class_names: tuple[str, ...] = SYNTHETIC_CLASSES
-
     def __init__(
-        self, num_samples: int, image_size: int = 64, seed: int = 0, ignore_edges: bool = True
+        self,
+        num_samples: int,
+        image_size: int = 64,
+        seed: int = 0,
+        ignore_edges: bool = True,
+        variant: Variant = "default",
     ) -> None:
         if num_samples < 0 or image_size < 1:
             raise ValueError(
                 f"SyntheticShapes needs num_samples >= 0 and image_size >= 1, got "
                 f"num_samples={num_samples}, image_size={image_size}"
             )
+        look = _look(variant)
+        self.class_names: tuple[str, ...] = look.classes
         self.image_size = image_size
         self.seed = seed
+        self.variant = variant
         chunks = [
-            _generate(_CHUNK, image_size, derive_seed(seed, c))
+            _generate(_CHUNK, image_size, derive_seed(seed, c), look)
             for c in range(max(1, -(-num_samples // _CHUNK)))
         ]
         images = torch.cat([c[0] for c in chunks])[:num_samples]
         masks = torch.cat([c[1] for c in chunks])[:num_samples]
-        mean = torch.tensor(SYNTHETIC_MEAN)[:, None, None]
-        std = torch.tensor(SYNTHETIC_STD)[:, None, None]
+        mean = torch.tensor(look.mean)[:, None, None]
+        std = torch.tensor(look.std)[:, None, None]
         self.images = (images - mean) / std  # (N, 3, S, S) float32
         self.masks = _ignore_edges(masks) if ignore_edges else masks  # (N, S, S) int64
 
@@ -313,3 +445,47 @@ class SyntheticShapes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return image (3, S, S) and mask (S, S) number ``index``."""
         return self.images[index], self.masks[index]
+
+
+def _look(variant: str) -> _Look:
+    """Return the look of ``variant``; raise a ValueError naming the known ones."""
+    if variant not in _LOOKS:
+        raise ValueError(
+            f"unknown synthetic data variant {variant!r}; known: {', '.join(map(repr, _LOOKS))}"
+        )
+    return _LOOKS[variant]
+
+
+def synthetic_classes(variant: Variant = "default") -> tuple[str, ...]:
+    """Return the label order of the synthetic data's ``variant``.
+
+    Example:
+        >>> synthetic_classes("hard")[-2:]
+        ('diamond', 'hexagon')
+    """
+    return _look(variant).classes
+
+
+def synthetic_normalisation(
+    variant: Variant = "default",
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Return the per-channel (mean, std) the synthetic data's ``variant`` is standardised with.
+
+    Example:
+        >>> synthetic_normalisation() == (SYNTHETIC_MEAN, SYNTHETIC_STD)
+        True
+    """
+    look = _look(variant)
+    return look.mean, look.std
+
+
+def synthetic_variant_hierarchy(variant: Variant = "default") -> Hierarchy:
+    """Return the tree of the synthetic data's ``variant``, leaves in tree order.
+
+    Example:
+        >>> h = synthetic_variant_hierarchy("hard")
+        >>> [h.num_groups(d) for d in range(h.num_levels)]
+        [3, 6, 17]
+    """
+    _look(variant)
+    return builtin_hierarchy("synthetic" if variant == "default" else f"synthetic_{variant}")

@@ -3,6 +3,7 @@
 Shipped trees, one YAML file each, with their level names:
 
 - ``synthetic``: the embedded data's 3-level tree over its 13 classes;
+- ``synthetic_hard``: the same levels over the 17 classes of its hard variant;
 - ``helen``: the paper's 4-level faces tree over the 11 Helen labels;
 - ``mapillary_paper``: the paper's 3-level tree over the 66 Mapillary Vistas v1.2 labels;
 - ``cityscapes``: the 7 official Cityscapes categories over the 19 evaluated classes;
@@ -38,6 +39,7 @@ __all__ = [
 #: The level names (coarse to fine) of every shipped tree, by file name.
 LEVEL_NAMES: dict[str, tuple[str, ...]] = {
     "synthetic": ("kind", "family", "class"),
+    "synthetic_hard": ("kind", "family", "class"),
     "helen": ("figure", "region", "part", "class"),
     "mapillary_paper": ("category", "group", "class"),
     "cityscapes": ("category", "class"),
