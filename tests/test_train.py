@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.cli.train import ConfigError, build_model, make_loggers, train
-from hl_lightning.data import SYNTHETIC_CLASSES
+from hl_lightning.data import SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASSES
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
 
@@ -161,6 +161,8 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
         overrides += ["data=mapillary", f"data.root={tmp_path}"]
     if (group, option) == ("hierarchy", "file"):
         overrides.append(f"hierarchy.source={tree_file(tmp_path)}")
+    if (group, option) == ("hierarchy", "synthetic_hard"):  # the tree of the hard variant
+        overrides.append("data=synthetic_hard")
     if (group, option) == ("backbone", "custom"):  # the user's own _target_
         overrides.append("backbone._target_=hl_lightning.models.UNet")
     if (group, option) in COMPOSE_ONLY and group in ("data", "experiment"):
@@ -181,14 +183,20 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
         assert cfg.hydra.mode.name == "MULTIRUN"
         assert cfg.hydra.sweeper.params == {"loss": "hierarchical,flat"}
         assert cfg.seed == 0
+    if group == "experiment" and option == "evidence":  # 5 losses x 5 seeds, paired
+        assert cfg.hydra.mode.name == "MULTIRUN"
+        params = cfg.hydra.sweeper.params
+        assert len(params.loss.split(",")) == len(params.seed.split(",")) == 5
+        assert cfg.data.variant == "hard" and cfg.hierarchy.source == "synthetic_hard"
     if group == "experiment" and option == "quick":
         assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 4
     # the pieces build
     datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule)
     hierarchy = model.hierarchy
-    assert hierarchy.leaves == SYNTHETIC_CLASSES
-    expected_levels = {"flat": 1, "synthetic": 3, "file": 3}[
+    hard = "synthetic_hard" in option or option == "evidence"
+    assert hierarchy.leaves == (SYNTHETIC_HARD_CLASSES if hard else SYNTHETIC_CLASSES)
+    expected_levels = {"flat": 1, "synthetic": 3, "synthetic_hard": 3, "file": 3}[
         option if group == "hierarchy" else "synthetic"
     ]
     assert hierarchy.num_levels == expected_levels

@@ -17,6 +17,13 @@ changes and pixel noise, and shapes occlude each other, so the fine level is cle
 harder than the coarse ones: a small U-Net trained for a minute or two on a CPU reaches
 a leaf mIoU of about 0.6, and about 0.97 on the two coarse levels
 (``scripts/check_synthetic.py``).
+The default data is too easy at the coarse levels to tell losses apart there. The hard
+variant (``variant="hard"``, its tree the built-in ``synthetic_hard``) has 17 classes
+(three or four per family: murky water, moss, crescent and hexagon are added) and gives
+each thing family the hue of a stuff family (round: the water's blue; angular: the
+vegetation's green) at the same saturations, with a faint texture on the shapes, smaller
+shapes and more pixel noise: kind and family are told by shape and texture, not colour.
+A flat U-Net reaches about 0.69 / 0.66 / 0.33 (kind / family / class) in 8 epochs.
 Generation is vectorised and deterministic: sample ``i`` depends only on ``(seed, i)``.
 """
 
