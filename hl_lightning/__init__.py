@@ -10,6 +10,7 @@ from hl_lightning.losses import HierarchicalLoss, hierarchical_nll
 from hl_lightning.metrics import (
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
+    HierarchicalSegmentationMetrics,
     MistakeSeverity,
     hierarchical_jaccard_index,
     hierarchical_pixel_accuracy,
@@ -28,6 +29,7 @@ __all__ = [
     "HierarchicalJaccardIndex",
     "HierarchicalLoss",
     "HierarchicalPixelAccuracy",
+    "HierarchicalSegmentationMetrics",
     "HierarchicalSegmenter",
     "Hierarchy",
     "HierarchyError",

@@ -1,33 +1,38 @@
-"""Hierarchical torchmetrics: per-level IoU and pixel accuracy, and mistake severity.
+"""Hierarchical torchmetrics: per-level IoU and pixel accuracy, mistake severity, and all at once.
 
 Each also has a functional form for one batch (:func:`hierarchical_jaccard_index`, ...),
 as torchmetrics' ``multiclass_jaccard_index``; calibration and consistency are in
-:mod:`hl_lightning.reliability`.
+:mod:`hl_lightning.reliability` (their functional core is here).
 
 Each metric comes in two layers, as in torchmetrics: pure functions on tensors
-(``_..._update`` returns one batch's counts, ``_..._compute`` turns counts into values)
+(``_..._update`` returns one batch's counts from the per-pixel predictions of
+:func:`~hl_lightning.decode.level_outputs`, ``_..._compute`` turns counts into values)
 and a thin :class:`torchmetrics.Metric` that owns the summed states, so that DDP sync
 is exact. :class:`HierarchicalJaccardIndex` and :class:`HierarchicalPixelAccuracy`
 share their state (per-level confusion matrices), so a
 ``MetricCollection(..., compute_groups=True)`` updates it once for both.
+:class:`HierarchicalSegmentationMetrics` holds the states of all of them, calibration
+and consistency included, and fills them from one check and one pass per batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, get_args
+from functools import cached_property
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from hl_lightning.decode import Decode, check_method, decode_with_tables, leaf_argmax
+from hl_lightning.decode import Decode, LevelOutputs, _take, check_method, level_outputs
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = [
     "HierarchicalJaccardIndex",
     "HierarchicalPixelAccuracy",
+    "HierarchicalSegmentationMetrics",
     "MistakeSeverity",
     "hierarchical_jaccard_index",
     "hierarchical_pixel_accuracy",
@@ -37,6 +42,8 @@ __all__ = [
 #: How HierarchicalJaccardIndex reduces a level's IoUs: their mean, or none (one per group).
 Average = Literal["macro", "none"]
 AVERAGES: tuple[Average, ...] = get_args(Average)
+#: How a level's bins combine into one calibration error, as torchmetrics' ``norm``.
+Norm = Literal["l1", "l2", "max"]
 
 
 # ---------------------------------------------------------------------- validation
@@ -65,55 +72,56 @@ def _validate_args(
         raise ValueError(f"unknown average {average!r}; valid values are {valid}")
 
 
-def _check_update(
-    metric: _HierarchicalConfusionMatrix | MistakeSeverity, logits: Tensor, target: Tensor
-) -> bool:
-    """Return whether the batch has pixels to count, after checking it (see validate_inputs).
+def _validate_bins(n_bins: int) -> None:
+    """Raise a ValueError unless ``n_bins`` (calibration bins) is a positive int."""
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
 
-    Raises a ValueError naming the metric when logits are NaN or infinite: they would be
-    scored as if they were predictions. An empty batch (B, H or W of 0) counts nothing.
+
+class _Target:
+    """A target (B, *S) of leaf label ids as the metrics count it.
+
+    ``leaf``: the label ids as a LongTensor, 0 where ignored. ``ignored``: the mask of the
+    pixels not counted, or None when every pixel counts. ``levels`` (D, B, *S): the target
+    group id at every level (0's groups where ignored), computed once when first asked.
     """
-    validate_inputs(logits, target, metric.hierarchy, metric.ignore_index, metric.validate_args)
-    finite = torch.isfinite(logits)
-    if not finite.all():
-        count = finite.numel() - int(finite.sum())
-        raise ValueError(
-            f"{type(metric).__name__}.update: the logits have {count} non-finite values "
-            f"(NaN or inf) out of {finite.numel()}; they cannot be scored (a diverged model?)"
-        )
-    return target.numel() > 0
+
+    def __init__(self, target: Tensor, tables: LevelTables, ignore_index: int | None) -> None:
+        target = target.long()
+        self.ignored = None if ignore_index is None else target == ignore_index
+        self.leaf = target if self.ignored is None else target.masked_fill(self.ignored, 0)
+        self._matrix = tables.level_matrix
+
+    @cached_property
+    def levels(self) -> Tensor:
+        """(D, B, *S): the target group id at every level, coarse to fine."""
+        return _take(self._matrix, self.leaf)
 
 
 # ---------------------------------------------------------------------- functional core
 def _hierarchical_confusion_matrix_update(
-    logits: Tensor, target: Tensor, tables: LevelTables, decode: Decode, ignore_index: int | None
+    outputs: LevelOutputs, target: _Target, tables: LevelTables, decode: Decode
 ) -> Tensor:
     """Return one batch's confusion counts as a flat LongTensor.
 
-    ``decode="leaf"``: the (K, K) leaf matrix ``[target, prediction]``, flattened; every
-    level derives from it. Otherwise: level ``d``'s (G_d, G_d) matrix of the decoded
-    predictions, flattened, at offset ``sum(G_e**2 for e < d)``. Pixels whose target is
-    ``ignore_index`` are not counted.
+    ``decode="leaf"``: the (K, K) leaf matrix ``[target, prediction]`` of ``outputs.leaf``,
+    flattened; every level derives from it. Otherwise: level ``d``'s (G_d, G_d) matrix of
+    ``outputs.decoded``, flattened, at offset ``sum(G_e**2 for e < d)``. Ignored pixels
+    are not counted.
     """
-    target = target.long()
-    keep = None if ignore_index is None else target != ignore_index
-    safe = target if keep is None else target.masked_fill(~keep, 0)
     if decode == "leaf":
-        num_leaves = tables.level_matrix.shape[1]
-        sizes: Sequence[int] = (num_leaves,)
-        pairs = [(safe, leaf_argmax(logits))]
+        sizes: Sequence[int] = (tables.level_matrix.shape[1],)
+        truth, pred = target.leaf.unsqueeze(0), cast(Tensor, outputs.leaf).unsqueeze(0)
     else:
-        sizes = tables.sizes
-        preds = decode_with_tables(logits, tables, decode)
-        pairs = [(tables.level_matrix[d][safe], pred) for d, pred in enumerate(preds)]
-    offset, index = 0, []
-    for size, (truth, pred) in zip(sizes, pairs, strict=True):
-        index.append(truth.mul(size).add_(pred).add_(offset))
-        offset += size * size
-    flat = torch.stack(index)
-    if keep is not None:
-        flat.masked_fill_(~keep, offset)  # the extra bin ``offset`` collects ignored pixels
-    return torch.bincount(flat.flatten(), minlength=offset + 1)[:offset]
+        sizes, truth, pred = tables.sizes, target.levels, cast(Tensor, outputs.decoded)
+    shape = (-1, *[1] * (truth.ndim - 1))
+    size = torch.tensor(sizes, device=truth.device).view(shape)
+    offset = size.square().cumsum(0) - size.square()
+    index = truth.mul(size).add_(pred).add_(offset)  # (D, B, *S)
+    total = sum(g * g for g in sizes)
+    if target.ignored is not None:
+        index.masked_fill_(target.ignored, total)  # the extra bin ``total``: ignored pixels
+    return torch.bincount(index.flatten(), minlength=total + 1)[:total]
 
 
 def _level_confusion_matrices(confmat: Tensor, tables: LevelTables, decode: Decode) -> list[Tensor]:
@@ -157,22 +165,19 @@ def _pixel_accuracy_compute(confmats: Sequence[Tensor]) -> Tensor:
 
 
 def _mistake_severity_update(
-    logits: Tensor, target: Tensor, distance: Tensor, num_levels: int, ignore_index: int | None
+    leaf: Tensor, target: _Target, distance: Tensor, num_levels: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return (mistakes, summed distance, serious mistakes) of one batch, LongTensor scalars.
 
-    A mistake is a counted pixel whose argmax leaf differs from the target; its distance
-    is ``distance[target, prediction]`` (K, K); it is serious when that distance is
-    ``num_levels`` (a different level-0 group).
+    A mistake is a counted pixel whose argmax ``leaf`` differs from the target; its
+    distance is ``distance[target, prediction]`` (K, K); it is serious when that distance
+    is ``num_levels`` (a different level-0 group).
     """
-    target = target.long()
-    pred = leaf_argmax(logits)
-    wrong = pred != target
-    if ignore_index is not None:
-        wrong &= target != ignore_index
-        target = target.masked_fill(~wrong, 0)
-    num_leaves = distance.shape[0]
-    dist = distance.flatten()[target * num_leaves + pred] * wrong
+    wrong = leaf != target.leaf
+    dist = _take(distance.flatten(), target.leaf * distance.shape[0] + leaf)  # 0 where right
+    if target.ignored is not None:
+        wrong.masked_fill_(target.ignored, False)
+        dist.masked_fill_(target.ignored, 0)
     return wrong.sum(), dist.sum(), (dist == num_levels).sum()
 
 
@@ -187,22 +192,154 @@ def _mistake_severity_compute(
     return {"severity": distance / denominator, "serious": serious / denominator}
 
 
+def _confidence_bins(confidence: Tensor, n_bins: int) -> Tensor:
+    """Return the bin (long, same shape) of each confidence in [0, 1], exactly torchmetrics'
+    ``bucketize(confidence, linspace(0, 1, n_bins + 1), right=True) - 1``, clamped to
+    ``[0, n_bins)``: ``floor(confidence * n_bins)`` moved by one where it is off the bin
+    whose boundaries hold it (an ulp's rounding), several times faster than the search."""
+    boundaries = torch.linspace(0, 1, n_bins + 1, dtype=confidence.dtype, device=confidence.device)
+    bins = confidence.mul(n_bins).long().clamp_(0, n_bins - 1)
+    bins.sub_((confidence < _take(boundaries, bins)).long())
+    bins.add_((confidence >= _take(boundaries, bins + 1)).long())
+    return bins.clamp_(0, n_bins - 1)
+
+
+def _calibration_update(outputs: LevelOutputs, target: _Target, n_bins: int) -> Tensor:
+    """Return one batch's bin sums (3, D, n_bins) float64: pixel counts, summed confidences
+    and summed correct predictions, per level, in equal-width confidence bins.
+
+    The confidence of ``outputs.marginal`` is ``outputs.confidence``, binned as
+    torchmetrics does (:func:`_confidence_bins`). One ``bincount`` over
+    ``(level, bin, correct)`` counts the pixels and the correct ones exactly; ignored
+    pixels go to an extra bin.
+    """
+    confidence, pred = cast(Tensor, outputs.confidence), cast(Tensor, outputs.marginal)
+    num_levels = confidence.shape[0]
+    bins = _confidence_bins(confidence, n_bins)
+    slots = num_levels * n_bins
+    first = torch.arange(0, slots, n_bins, device=bins.device)
+    bins += first.view(-1, *[1] * (bins.ndim - 1))  # (level, bin) -> level * n_bins + bin
+    if target.ignored is not None:
+        bins.masked_fill_(target.ignored, slots)
+    correct = pred == target.levels
+    counts = torch.bincount(bins.mul(2).add_(correct).flatten(), minlength=2 * slots + 2)
+    counts = counts[: 2 * slots].view(num_levels, n_bins, 2)
+    weights = confidence.flatten().double()
+    summed = torch.bincount(bins.flatten(), weights, minlength=slots + 1)[:slots]
+    correct_counts = counts[..., 1].double()
+    return torch.stack([counts.sum(-1).double(), summed.view(num_levels, n_bins), correct_counts])
+
+
+def _calibration_compute(stats: Tensor, norm: Norm) -> Tensor:
+    """Return the per-level calibration error (D,) of bin sums (3, D, n_bins)."""
+    counts, confidence, correct = stats
+    total = counts.sum(-1, keepdim=True).clamp(min=1)
+    share = counts / total
+    gap = (correct - confidence).abs() / counts.clamp(min=1)  # |accuracy - confidence| per bin
+    if norm == "l1":
+        value = (gap * share).sum(-1)
+    elif norm == "l2":
+        value = (gap.square() * share).sum(-1).sqrt()
+    else:
+        value = gap.amax(-1)
+    return value.float()
+
+
+def _consistency_update(decoded: Tensor, target: _Target, parents: Sequence[Tensor]) -> Tensor:
+    """Return one batch's counts (2,) long: counted pixels whose ``decoded`` group ids
+    (D, B, *S) are off a tree path (``parents`` of :class:`LevelTables`), pixels counted."""
+    off_path = torch.zeros_like(target.leaf, dtype=torch.bool)
+    for d, parent in enumerate(parents):
+        off_path |= _take(parent, decoded[d + 1]) != decoded[d]
+    counted = torch.tensor(off_path.numel(), device=off_path.device)
+    if target.ignored is not None:
+        off_path.masked_fill_(target.ignored, False)
+        counted -= target.ignored.sum()
+    return torch.stack([off_path.sum(), counted])
+
+
+def _consistency_compute(counts: Tensor) -> Tensor:
+    """Return the share of inconsistent pixels of counts (2,) (0 when nothing was counted)."""
+    return counts[0] / counts[1].clamp(min=1)
+
+
 # ---------------------------------------------------------------------- Metric classes
-class _HierarchicalConfusionMatrix(Metric):
+class _HierarchicalMetric(Metric):
+    """What every metric here shares: its arguments, the hierarchy's index tables as
+    buffers (they follow the metric's device) and the checks and pass of each update."""
+
+    is_differentiable = False
+    full_state_update = False
+
+    level_matrix: Tensor
+    parents: Tensor
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        ignore_index: int | None,
+        validate_args: bool,
+        decode: Decode | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _validate_args(hierarchy, ignore_index, decode)
+        self.hierarchy = hierarchy
+        self.ignore_index = ignore_index
+        self.validate_args = validate_args
+        tables = LevelTables.of(hierarchy, torch.device("cpu"))
+        self.sizes = tables.sizes
+        self.register_buffer("level_matrix", tables.level_matrix.clone(), persistent=False)
+        self.register_buffer(
+            "parents",
+            torch.cat([tables.level_matrix.new_empty(0), *tables.parents]),
+            persistent=False,
+        )
+
+    def _tables(self) -> LevelTables:
+        """Return the index tables on the metric's device, as views of the buffers."""
+        parents = tuple(self.parents.split(self.sizes[1:]))
+        return LevelTables(self.level_matrix, parents, self.sizes)
+
+    def _batch(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        method: Decode | None = None,
+        leaf: bool = False,
+        marginal: bool = False,
+    ) -> tuple[LevelOutputs, _Target] | None:
+        """Return a batch's :func:`level_outputs` (as asked) and target, None if it is empty.
+
+        Checks the batch (see :func:`validate_inputs`) and raises a ValueError naming the
+        metric when logits are NaN or infinite: they would be scored as if they were
+        predictions. An empty batch (B, H or W of 0) counts nothing.
+        """
+        validate_inputs(logits, target, self.hierarchy, self.ignore_index, self.validate_args)
+        if target.numel() == 0:
+            return None
+        tables = self._tables()
+        outputs = level_outputs(logits, tables, method, leaf, marginal)
+        if not outputs.finite:
+            count = int((~torch.isfinite(logits)).sum())
+            raise ValueError(
+                f"{type(self).__name__}.update: the logits have {count} non-finite values "
+                f"(NaN or inf) out of {logits.numel()}; they cannot be scored (a diverged model?)"
+            )
+        return outputs, _Target(target, tables, self.ignore_index)
+
+
+class _HierarchicalConfusionMatrix(_HierarchicalMetric):
     """Per-level confusion matrices of decoded predictions: the state the IoU and accuracy share.
 
     State ``confmat``: a flat LongTensor, see :func:`_hierarchical_confusion_matrix_update`.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-    plot_lower_bound = 0.0
-    plot_upper_bound = 1.0
+    higher_is_better: bool | None = True
+    plot_lower_bound: float | None = 0.0
+    plot_upper_bound: float | None = 1.0
 
     confmat: Tensor
-    level_matrix: Tensor
-    parents: Tensor
 
     def __init__(
         self,
@@ -212,37 +349,20 @@ class _HierarchicalConfusionMatrix(Metric):
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        _validate_args(hierarchy, ignore_index, decode)
-        self.hierarchy = hierarchy
-        self.ignore_index = ignore_index
+        super().__init__(hierarchy, ignore_index, validate_args, decode, **kwargs)
         self.decode = decode
-        self.validate_args = validate_args
-        # The tables as buffers follow the metric's device; parents concatenated in one.
-        tables = LevelTables.of(hierarchy, torch.device("cpu"))
-        self.sizes = tables.sizes
-        self.register_buffer("level_matrix", tables.level_matrix.clone(), persistent=False)
-        self.register_buffer(
-            "parents",
-            torch.cat([tables.level_matrix.new_empty(0), *tables.parents]),
-            persistent=False,
-        )
         k = hierarchy.num_leaves
         size = k * k if decode == "leaf" else sum(g * g for g in self.sizes)
         self.add_state("confmat", torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
 
-    def _tables(self) -> LevelTables:
-        """Return the index tables on the metric's device, as views of the buffers."""
-        parents = tuple(self.parents.split(self.sizes[1:]))
-        return LevelTables(self.level_matrix, parents, self.sizes)
-
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        if not _check_update(self, logits, target):
-            return
-        self.confmat += _hierarchical_confusion_matrix_update(
-            logits, target, self._tables(), self.decode, self.ignore_index
-        )
+        leaf = self.decode == "leaf"
+        batch = self._batch(logits, target, None if leaf else self.decode, leaf=leaf)
+        if batch is not None:
+            self.confmat += _hierarchical_confusion_matrix_update(
+                *batch, self._tables(), self.decode
+            )
 
     def confusion_matrices(self) -> list[Tensor]:
         """Return D LongTensors (G_d, G_d), rows target, columns prediction, coarse to fine."""
@@ -310,7 +430,7 @@ class HierarchicalPixelAccuracy(_HierarchicalConfusionMatrix):
         return _pixel_accuracy_compute(self.confusion_matrices())
 
 
-class MistakeSeverity(Metric):
+class MistakeSeverity(_HierarchicalMetric):
     """How bad the leaf mistakes are: their mean tree distance and share of serious ones.
 
     Among pixels whose argmax leaf differs from the target (``ignore_index`` not counted),
@@ -328,9 +448,7 @@ class MistakeSeverity(Metric):
         {'severity': tensor(1.5000), 'serious': tensor(0.5000)}
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
 
     mistakes: Tensor
     distance: Tensor
@@ -344,21 +462,19 @@ class MistakeSeverity(Metric):
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        _validate_args(hierarchy, ignore_index)
-        self.hierarchy = hierarchy
-        self.ignore_index = ignore_index
-        self.validate_args = validate_args
+        super().__init__(hierarchy, ignore_index, validate_args, **kwargs)
         self.register_buffer("leaf_distance", hierarchy.leaf_distance(), persistent=False)
         for name in ("mistakes", "distance", "serious"):
             self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        if not _check_update(self, logits, target):
+        batch = self._batch(logits, target, leaf=True)
+        if batch is None:
             return
+        outputs, counted = batch
         mistakes, distance, serious = _mistake_severity_update(
-            logits, target, self.leaf_distance, self.hierarchy.num_levels, self.ignore_index
+            cast(Tensor, outputs.leaf), counted, self.leaf_distance, self.hierarchy.num_levels
         )
         self.mistakes += mistakes
         self.distance += distance
@@ -367,6 +483,104 @@ class MistakeSeverity(Metric):
     def compute(self) -> dict[str, Tensor]:
         """Return {"severity": Tensor (), "serious": Tensor ()}."""
         return _mistake_severity_compute(self.mistakes, self.distance, self.serious)
+
+
+class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
+    """Every metric of a segmentation run, from one check and one pass over each batch.
+
+    ``compute()`` returns a dict: ``"miou"`` (D,) and ``"acc"`` (D,) as
+    :class:`HierarchicalJaccardIndex` and :class:`HierarchicalPixelAccuracy` with the same
+    ``decode``, ``"severity"`` and ``"serious"`` as :class:`MistakeSeverity`, and with
+    ``reliability`` ``"ece"`` (D,) as
+    :class:`~hl_lightning.reliability.HierarchicalCalibrationError` (``n_bins``, norm l1)
+    and ``"inconsistency"`` as :class:`~hl_lightning.reliability.HierarchicalConsistency`.
+    The values equal those metrics' on the same batches, for a fraction of their summed
+    cost: the inputs are checked once and the logits read once
+    (:func:`~hl_lightning.decode.level_outputs`). Every state is a sum, so DDP sync is
+    exact. :class:`~hl_lightning.lightning.HierarchicalSegmenter` logs one per stage.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> logits = 5.0 * F.one_hot(torch.tensor([[[2, 0, 2, 0]]]), 3).permute(0, 3, 1, 2).float()
+        >>> target = torch.tensor([[[1, 1, 2, 255]]])  # car as truck, car as sky, right, ignored
+        >>> for name, value in HierarchicalSegmentationMetrics(h)(logits, target).items():
+        ...     print(name, value)
+        miou tensor([0.3333, 0.1667])
+        acc tensor([0.6667, 0.3333])
+        severity tensor(1.5000)
+        serious tensor(0.5000)
+        ece tensor([0.3245, 0.6534])
+        inconsistency tensor(0.)
+    """
+
+    higher_is_better = None
+    plot_lower_bound = None
+    plot_upper_bound = None
+
+    mistakes: Tensor
+    distance: Tensor
+    serious: Tensor
+    calibration: Tensor
+    consistency: Tensor
+    leaf_distance: Tensor
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        ignore_index: int | None = 255,
+        decode: Decode = "marginal",
+        n_bins: int = 15,
+        reliability: bool = True,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(hierarchy, ignore_index, decode, validate_args, **kwargs)
+        _validate_bins(n_bins)
+        self.n_bins = n_bins
+        self.reliability = reliability
+        self.register_buffer("leaf_distance", hierarchy.leaf_distance(), persistent=False)
+        for name in ("mistakes", "distance", "serious"):
+            self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        if reliability:
+            size = (3, hierarchy.num_levels, n_bins)
+            stats = torch.zeros(size, dtype=torch.float64)
+            self.add_state("calibration", stats, dist_reduce_fx="sum")
+            self.add_state("consistency", torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
+        method = None if self.decode == "leaf" and not self.reliability else self.decode
+        batch = self._batch(logits, target, method, leaf=True, marginal=self.reliability)
+        if batch is None:
+            return
+        outputs, counted = batch
+        tables = self._tables()
+        self.confmat += _hierarchical_confusion_matrix_update(outputs, counted, tables, self.decode)
+        mistakes, distance, serious = _mistake_severity_update(
+            cast(Tensor, outputs.leaf), counted, self.leaf_distance, tables.num_levels
+        )
+        self.mistakes += mistakes
+        self.distance += distance
+        self.serious += serious
+        if self.reliability:
+            self.calibration += _calibration_update(outputs, counted, self.n_bins)
+            decoded = cast(Tensor, outputs.decoded)
+            self.consistency += _consistency_update(decoded, counted, tables.parents)
+
+    def compute(self) -> dict[str, Tensor]:
+        """Return {"miou": (D,), "acc": (D,), "severity": (), "serious": ()}, with
+        ``reliability`` also {"ece": (D,), "inconsistency": ()}."""
+        confmats = self.confusion_matrices()
+        values = {
+            "miou": cast(Tensor, _jaccard_index_compute(confmats, "macro")),
+            "acc": _pixel_accuracy_compute(confmats),
+            **_mistake_severity_compute(self.mistakes, self.distance, self.serious),
+        }
+        if self.reliability:
+            values["ece"] = _calibration_compute(self.calibration, "l1")
+            values["inconsistency"] = _consistency_compute(self.consistency)
+        return values
 
 
 # ---------------------------------------------------------------------- functional forms
@@ -387,11 +601,8 @@ def hierarchical_jaccard_index(
         tensor([1.0000, 0.3333])
     """
     metric = HierarchicalJaccardIndex(hierarchy, ignore_index, decode, average)
-    if not _check_update(metric, logits, target):
-        return _jaccard_index_compute(metric.confusion_matrices(), average)
-    tables = LevelTables.of(hierarchy, logits.device)
-    counts = _hierarchical_confusion_matrix_update(logits, target, tables, decode, ignore_index)
-    return _jaccard_index_compute(_level_confusion_matrices(counts, tables, decode), average)
+    metric.update(logits, target)
+    return _jaccard_index_compute(metric.confusion_matrices(), average)
 
 
 def hierarchical_pixel_accuracy(
@@ -410,11 +621,8 @@ def hierarchical_pixel_accuracy(
         tensor([1.0000, 0.5000])
     """
     metric = HierarchicalPixelAccuracy(hierarchy, ignore_index, decode)
-    if not _check_update(metric, logits, target):
-        return _pixel_accuracy_compute(metric.confusion_matrices())
-    tables = LevelTables.of(hierarchy, logits.device)
-    counts = _hierarchical_confusion_matrix_update(logits, target, tables, decode, ignore_index)
-    return _pixel_accuracy_compute(_level_confusion_matrices(counts, tables, decode))
+    metric.update(logits, target)
+    return _pixel_accuracy_compute(metric.confusion_matrices())
 
 
 def mistake_severity(

@@ -4,21 +4,29 @@ Two torchmetrics, each with its functional form, as :mod:`hl_lightning.metrics`:
 :class:`HierarchicalCalibrationError` (per level, the expected calibration error of the
 level's marginal probabilities) and :class:`HierarchicalConsistency` (the share of pixels
 whose per-level predictions do not form a path of the tree). Their states are sums, so
-DDP sync is exact.
+DDP sync is exact. Their functional core is in :mod:`hl_lightning.metrics`, whose
+:class:`~hl_lightning.metrics.HierarchicalSegmentationMetrics` computes them together
+with the IoU, accuracy and severity from one pass over the logits.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, cast, get_args
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
-from hl_lightning.decode import Decode, _group_sums, decode_with_tables
+from hl_lightning.decode import Decode
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.metrics import _check_update, _validate_args
-from hl_lightning.tables import LevelTables
+from hl_lightning.metrics import (
+    Norm,
+    _calibration_compute,
+    _calibration_update,
+    _consistency_compute,
+    _consistency_update,
+    _HierarchicalMetric,
+    _validate_bins,
+)
 
 __all__ = [
     "HierarchicalCalibrationError",
@@ -27,71 +35,8 @@ __all__ = [
     "hierarchical_consistency",
 ]
 
-#: How a level's bins combine into one calibration error, as torchmetrics' ``norm``.
-Norm = Literal["l1", "l2", "max"]
 
-
-def _valid(target: Tensor, ignore_index: int | None) -> Tensor:
-    """Return the mask (B, *S) of pixels that count."""
-    if ignore_index is None:
-        return torch.ones_like(target, dtype=torch.bool)
-    return target != ignore_index
-
-
-def _calibration_update(
-    logits: Tensor, target: Tensor, hierarchy: Hierarchy, n_bins: int, ignore_index: int | None
-) -> Tensor:
-    """Return one batch's bin sums (3, D, n_bins) float64: pixel counts, summed confidences
-    and summed correct predictions, per level, in equal-width confidence bins."""
-    valid = _valid(target, ignore_index)
-    leaf = target.long().clamp(0, hierarchy.num_leaves - 1)[valid]
-    tables = LevelTables.of(hierarchy, logits.device)
-    boundaries = torch.linspace(0, 1, n_bins + 1, device=logits.device)
-    stats = torch.zeros(3, hierarchy.num_levels, n_bins, dtype=torch.float64, device=logits.device)
-    with torch.no_grad():
-        p = logits.detach().float().softmax(1)
-        for d, probs in enumerate([*_group_sums(p, tables), p]):  # the leaves in label order
-            best, pred = probs.max(1)
-            confidence = best[valid]
-            groups = leaf if d == tables.num_levels - 1 else tables.level_matrix[d][leaf]
-            correct = (pred[valid] == groups).double()
-            bins = (torch.bucketize(confidence, boundaries, right=True) - 1).clamp(0, n_bins - 1)
-            stats[0, d].index_add_(0, bins, torch.ones_like(correct))
-            stats[1, d].index_add_(0, bins, confidence.double())
-            stats[2, d].index_add_(0, bins, correct)
-    return stats
-
-
-def _calibration_compute(stats: Tensor, norm: Norm) -> Tensor:
-    """Return the per-level calibration error (D,) of bin sums (3, D, n_bins)."""
-    counts, confidence, correct = stats
-    total = counts.sum(-1, keepdim=True).clamp(min=1)
-    share = counts / total
-    gap = (correct - confidence).abs() / counts.clamp(min=1)  # |accuracy - confidence| per bin
-    if norm == "l1":
-        value = (gap * share).sum(-1)
-    elif norm == "l2":
-        value = (gap.square() * share).sum(-1).sqrt()
-    else:
-        value = gap.amax(-1)
-    return value.float()
-
-
-def _consistency_update(
-    logits: Tensor, target: Tensor, hierarchy: Hierarchy, decode: Decode, ignore_index: int | None
-) -> Tensor:
-    """Return one batch's counts (2,) long: pixels off a tree path, and pixels counted."""
-    valid = _valid(target, ignore_index)
-    tables = LevelTables.of(hierarchy, logits.device)
-    with torch.no_grad():
-        maps = decode_with_tables(logits.detach(), tables, decode)
-        off_path = torch.zeros_like(valid)
-        for d, parent in enumerate(tables.parents):
-            off_path |= parent[maps[d + 1]] != maps[d]
-    return torch.stack([(off_path & valid).sum(), valid.sum()])
-
-
-class HierarchicalCalibrationError(Metric):
+class HierarchicalCalibrationError(_HierarchicalMetric):
     """Per level, the expected calibration error of the level's marginal probabilities (D,).
 
     At level ``d`` a pixel's confidence is its largest group probability (the sum of the
@@ -108,9 +53,7 @@ class HierarchicalCalibrationError(Metric):
         tensor([0.0353, 0.0353])
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
 
@@ -125,35 +68,26 @@ class HierarchicalCalibrationError(Metric):
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        _validate_args(hierarchy, ignore_index)
-        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-            raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+        super().__init__(hierarchy, ignore_index, validate_args, **kwargs)
+        _validate_bins(n_bins)
         if norm not in get_args(Norm):
             raise ValueError(f"norm must be one of {', '.join(get_args(Norm))}, got {norm!r}")
-        self.hierarchy, self.ignore_index, self.n_bins, self.norm = (
-            hierarchy,
-            ignore_index,
-            n_bins,
-            norm,
-        )
-        self.validate_args = validate_args
+        self.n_bins, self.norm = n_bins, norm
         size = (3, hierarchy.num_levels, n_bins)
         self.add_state("stats", torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        if _check_update(self, logits, target):  # type: ignore[arg-type]
-            self.stats += _calibration_update(
-                logits, target, self.hierarchy, self.n_bins, self.ignore_index
-            )
+        batch = self._batch(logits, target, marginal=True)
+        if batch is not None:
+            self.stats += _calibration_update(*batch, self.n_bins)
 
     def compute(self) -> Tensor:
         """Return the per-level calibration error (D,), coarse to fine."""
         return _calibration_compute(self.stats, self.norm)
 
 
-class HierarchicalConsistency(Metric):
+class HierarchicalConsistency(_HierarchicalMetric):
     """The share of counted pixels whose per-level predictions are not a path of the tree.
 
     A pixel is inconsistent when, at some level, its predicted group is not inside its
@@ -170,9 +104,7 @@ class HierarchicalConsistency(Metric):
         tensor(0.)
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
 
@@ -186,22 +118,21 @@ class HierarchicalConsistency(Metric):
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        _validate_args(hierarchy, ignore_index, decode)
-        self.hierarchy, self.ignore_index, self.decode = hierarchy, ignore_index, decode
-        self.validate_args = validate_args
+        super().__init__(hierarchy, ignore_index, validate_args, decode, **kwargs)
+        self.decode = decode
         self.add_state("counts", torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
-        if _check_update(self, logits, target):  # type: ignore[arg-type]
-            self.counts += _consistency_update(
-                logits, target, self.hierarchy, self.decode, self.ignore_index
-            )
+        batch = self._batch(logits, target, self.decode)
+        if batch is not None:
+            outputs, counted = batch
+            decoded = cast(Tensor, outputs.decoded)
+            self.counts += _consistency_update(decoded, counted, self._tables().parents)
 
     def compute(self) -> Tensor:
         """Return the share of inconsistent pixels (0 when nothing was counted)."""
-        return self.counts[0] / self.counts[1].clamp(min=1)
+        return _consistency_compute(self.counts)
 
 
 def hierarchical_calibration_error(
@@ -220,11 +151,8 @@ def hierarchical_calibration_error(
         tensor([0.3333, 0.3333])
     """
     metric = HierarchicalCalibrationError(hierarchy, ignore_index, n_bins, norm)
-    if not _check_update(metric, logits, target):  # type: ignore[arg-type]
-        return torch.zeros(hierarchy.num_levels)
-    return _calibration_compute(
-        _calibration_update(logits, target, hierarchy, n_bins, ignore_index), norm
-    )
+    metric.update(logits, target)
+    return _calibration_compute(metric.stats, norm)
 
 
 def hierarchical_consistency(
@@ -243,7 +171,5 @@ def hierarchical_consistency(
         tensor(1.)
     """
     metric = HierarchicalConsistency(hierarchy, ignore_index, decode)
-    if not _check_update(metric, logits, target):  # type: ignore[arg-type]
-        return torch.tensor(0.0)
-    counts = _consistency_update(logits, target, hierarchy, decode, ignore_index)
-    return counts[0] / counts[1].clamp(min=1)
+    metric.update(logits, target)
+    return _consistency_compute(metric.counts)

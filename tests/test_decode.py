@@ -16,9 +16,11 @@ from hl_lightning.decode import (
     decode,
     leaf_argmax,
     level_log_probs,
+    level_outputs,
     level_parents,
 )
 from hl_lightning.hierarchies.random import random_hierarchy
+from hl_lightning.tables import LevelTables
 
 RANDOM_TREES = [(2, 1), (3, 2), (11, 4), (30, 3), (40, 5), (66, 3)]
 
@@ -240,6 +242,50 @@ def test_decoding_in_cpu_blocks_equals_one_pass(
     for method in METHODS:
         got = decode(logits, h, method)
         assert all(torch.equal(a, b) for a, b in zip(got, whole[method], strict=True))
+
+
+@pytest.mark.parametrize("block", [100, 10**6])
+@pytest.mark.parametrize("method", [None, *METHODS])
+def test_level_outputs_equal_decode_argmax_and_level_probabilities(
+    monkeypatch: pytest.MonkeyPatch, tree: Hierarchy, method: str | None, block: int
+) -> None:
+    logits = torch.randint(-3, 4, (3, tree.num_leaves, 5, 7)).float()  # many ties
+    tables = LevelTables.of(tree, torch.device("cpu"))
+    probs = [p.exp() for p in level_log_probs(logits, tree)]
+    monkeypatch.setattr(decode_module, "_BLOCK", block)  # several blocks, then one
+    for leaf, marginal in [(False, False), (True, False), (False, True), (True, True)]:
+        out = level_outputs(logits, tables, method, leaf=leaf, marginal=marginal)  # type: ignore[arg-type]
+        assert out.finite.item() is True
+        assert (out.leaf is None) == (not leaf) and (out.decoded is None) == (method is None)
+        if leaf:
+            assert torch.equal(out.leaf, logits.argmax(1))
+        if method is not None:
+            assert torch.equal(out.decoded, torch.stack(decode(logits, tree, method)))
+        if not marginal:
+            assert out.marginal is None and out.confidence is None
+            continue
+        assert torch.equal(out.marginal, torch.stack(decode(logits, tree, "marginal")))
+        if method == "marginal":
+            assert out.marginal is out.decoded  # computed once
+        for d, p in enumerate(probs):
+            torch.testing.assert_close(out.confidence[d], p.amax(1))
+            chosen = p.gather(1, out.marginal[d].unsqueeze(1)).squeeze(1)
+            torch.testing.assert_close(chosen, p.amax(1))  # the group of largest probability
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_level_outputs_tell_non_finite_logits_in_any_block(
+    monkeypatch: pytest.MonkeyPatch, bad: float
+) -> None:
+    h = random_hierarchy(30, 4, seed=9, shuffle_leaves=True)
+    tables = LevelTables.of(h, torch.device("cpu"))
+    logits = torch.randn(2, 30, 6, 6)
+    monkeypatch.setattr(decode_module, "_BLOCK", 200)
+    for method, marginal in [(None, False), ("top_down", False), ("marginal", True)]:
+        assert level_outputs(logits, tables, method, marginal=marginal).finite  # type: ignore[arg-type]
+    logits[1, 7, 5, 4] = bad  # in the last block, one of 30 logits of a pixel
+    for method, marginal in [(None, False), ("top_down", False), ("marginal", True)]:
+        assert not level_outputs(logits, tables, method, marginal=marginal).finite  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("channels", [3, 300, 40000])

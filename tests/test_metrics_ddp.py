@@ -1,4 +1,5 @@
-"""Tests for hl_lightning/metrics.py under DDP: two CPU processes, gloo, half the data each."""
+"""Tests for hl_lightning/metrics.py and reliability.py under DDP: two CPU processes, gloo,
+half the data each."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from hl_lightning import Hierarchy
 from hl_lightning.metrics import (
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
+    HierarchicalSegmentationMetrics,
     MistakeSeverity,
 )
+from hl_lightning.reliability import HierarchicalCalibrationError, HierarchicalConsistency
 
 WORLD_SIZE = 2
 TREE = {
@@ -36,6 +39,12 @@ def make_metrics(hierarchy: Hierarchy) -> dict[str, torch.nn.Module]:
         "iou_leaf": HierarchicalJaccardIndex(hierarchy, decode="leaf"),
         "accuracy_top_down": HierarchicalPixelAccuracy(hierarchy, decode="top_down"),
         "severity": MistakeSeverity(hierarchy),
+        "calibration": HierarchicalCalibrationError(hierarchy, n_bins=5),
+        "consistency": HierarchicalConsistency(hierarchy),
+        "all": HierarchicalSegmentationMetrics(hierarchy),
+        "all_leaf_train": HierarchicalSegmentationMetrics(
+            hierarchy, decode="leaf", reliability=False
+        ),
     }
 
 

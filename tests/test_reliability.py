@@ -20,7 +20,7 @@ from hl_lightning.data import SyntheticDataModule
 from hl_lightning.decode import decode, level_log_probs, level_parents
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.lightning import HierarchicalSegmenter
-from hl_lightning.metrics import HierarchicalJaccardIndex
+from hl_lightning.metrics import HierarchicalJaccardIndex, _confidence_bins
 
 H = random_hierarchy(12, 3, seed=1, shuffle_leaves=True)
 
@@ -52,6 +52,21 @@ def test_the_leaf_level_equals_torchmetrics_on_the_softmax() -> None:
     reference = MulticlassCalibrationError(H.num_leaves, n_bins=15, ignore_index=255)
     expected = reference(logits.softmax(1), target)
     torch.testing.assert_close(HierarchicalCalibrationError(H)(logits, target)[-1], expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_bins", [1, 3, 7, 10, 15, 100, 1000])
+def test_confidence_bins_are_exactly_torchmetrics_bucketize(
+    n_bins: int, dtype: torch.dtype
+) -> None:
+    boundaries = torch.linspace(0, 1, n_bins + 1, dtype=dtype)  # as MulticlassCalibrationError
+    exact = torch.arange(n_bins + 1, dtype=dtype) / n_bins
+    up, down = torch.tensor(2.0, dtype=dtype), torch.tensor(-1.0, dtype=dtype)
+    edges = torch.cat([boundaries, exact])  # and their neighbours, where rounding decides
+    conf = torch.cat([edges, edges.nextafter(up), edges.nextafter(down), torch.rand(10**4)])
+    conf = conf.to(dtype).clamp(0, 1)
+    want = (torch.bucketize(conf, boundaries, right=True) - 1).clamp(0, n_bins - 1)
+    assert torch.equal(_confidence_bins(conf, n_bins), want)
 
 
 def test_two_updates_sum_like_one_and_the_functional_form_agrees() -> None:

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import Metric, MetricCollection
+from torchmetrics import MetricCollection
 
 from hl_lightning.decode import Decode, check_method, decode
 from hl_lightning.hierarchy import Hierarchy
@@ -20,12 +20,7 @@ from hl_lightning.lightning.backbones import build_backbone, with_class_count
 from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
 from hl_lightning.losses import LOSSES as LOSS_CLASSES
 from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
-from hl_lightning.metrics import (
-    HierarchicalJaccardIndex,
-    HierarchicalPixelAccuracy,
-    MistakeSeverity,
-)
-from hl_lightning.reliability import HierarchicalCalibrationError, HierarchicalConsistency
+from hl_lightning.metrics import HierarchicalSegmentationMetrics
 
 __all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
 
@@ -297,19 +292,12 @@ class HierarchicalSegmenter(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _make_metrics(self, stage: str) -> MetricCollection:
-        """Return the stage's metrics; validation and test add calibration and consistency."""
-        h, ignore = self.hierarchy, self.ignore_index
-        metrics: dict[str, Metric | MetricCollection] = {
-            "miou": HierarchicalJaccardIndex(h, ignore, decode=self.decode),
-            "acc": HierarchicalPixelAccuracy(h, ignore, decode=self.decode),
-            "severity": MistakeSeverity(h, ignore),
-        }
-        groups = [["miou", "acc"], ["severity"]]
-        if stage != "train":
-            metrics["ece"] = HierarchicalCalibrationError(h, ignore)
-            metrics["inconsistency"] = HierarchicalConsistency(h, ignore, decode=self.decode)
-            groups += [["ece"], ["inconsistency"]]
-        return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=groups)
+        """Return the stage's metrics, keyed ``<stage>/miou``, ... (one pass per batch for all):
+        mIoU, accuracy and severity; validation and test add calibration and consistency."""
+        metric = HierarchicalSegmentationMetrics(
+            self.hierarchy, self.ignore_index, decode=self.decode, reliability=stage != "train"
+        )
+        return MetricCollection({"all": metric}, prefix=f"{stage}/", compute_groups=False)
 
     def _metrics(self, stage: str) -> MetricCollection:
         return getattr(self, f"{stage}_metrics")
