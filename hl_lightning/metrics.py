@@ -166,8 +166,8 @@ def _pixel_accuracy_compute(confmats: Sequence[Tensor]) -> Tensor:
 
 def _mistake_severity_update(
     leaf: Tensor, target: _Target, distance: Tensor, num_levels: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Return (mistakes, summed distance, serious mistakes) of one batch, LongTensor scalars.
+) -> Tensor:
+    """Return one batch's counts (3,) long: mistakes, their summed distance, serious ones.
 
     A mistake is a counted pixel whose argmax ``leaf`` differs from the target; its
     distance is ``distance[target, prediction]`` (K, K); it is serious when that distance
@@ -178,16 +178,13 @@ def _mistake_severity_update(
     if target.ignored is not None:
         wrong.masked_fill_(target.ignored, False)
         dist.masked_fill_(target.ignored, 0)
-    return wrong.sum(), dist.sum(), (dist == num_levels).sum()
+    return torch.stack([wrong.sum(), dist.sum(), (dist == num_levels).sum()])
 
 
-def _mistake_severity_compute(
-    mistakes: Tensor, distance: Tensor, serious: Tensor
-) -> dict[str, Tensor]:
-    """Return {"severity": mean distance of a mistake, "serious": share of serious ones}.
-
-    Both are 0 when there was no mistake.
-    """
+def _mistake_severity_compute(counts: Tensor) -> dict[str, Tensor]:
+    """Return {"severity": mean distance of a mistake, "serious": share of serious ones} of
+    counts (3,) (see :func:`_mistake_severity_update`); both are 0 without mistakes."""
+    mistakes, distance, serious = counts
     denominator = mistakes.clamp(min=1).float()
     return {"severity": distance / denominator, "serious": serious / denominator}
 
@@ -450,9 +447,7 @@ class MistakeSeverity(_HierarchicalMetric):
 
     higher_is_better = False
 
-    mistakes: Tensor
-    distance: Tensor
-    serious: Tensor
+    mistake_counts: Tensor
     leaf_distance: Tensor
 
     def __init__(
@@ -463,26 +458,28 @@ class MistakeSeverity(_HierarchicalMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(hierarchy, ignore_index, validate_args, **kwargs)
-        self.register_buffer("leaf_distance", hierarchy.leaf_distance(), persistent=False)
-        for name in ("mistakes", "distance", "serious"):
-            self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        _add_mistake_states(self, hierarchy)
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
         batch = self._batch(logits, target, leaf=True)
-        if batch is None:
-            return
-        outputs, counted = batch
-        mistakes, distance, serious = _mistake_severity_update(
-            cast(Tensor, outputs.leaf), counted, self.leaf_distance, self.hierarchy.num_levels
-        )
-        self.mistakes += mistakes
-        self.distance += distance
-        self.serious += serious
+        if batch is not None:
+            outputs, counted = batch
+            self.mistake_counts += _mistake_severity_update(
+                cast(Tensor, outputs.leaf), counted, self.leaf_distance, len(self.sizes)
+            )
 
     def compute(self) -> dict[str, Tensor]:
         """Return {"severity": Tensor (), "serious": Tensor ()}."""
-        return _mistake_severity_compute(self.mistakes, self.distance, self.serious)
+        return _mistake_severity_compute(self.mistake_counts)
+
+
+def _add_mistake_states(metric: Metric, hierarchy: Hierarchy) -> None:
+    """Give ``metric`` the buffer and state of :class:`MistakeSeverity`: ``leaf_distance``
+    (K, K) and ``mistake_counts`` (3,), see :func:`_mistake_severity_update`."""
+    metric.register_buffer("leaf_distance", hierarchy.leaf_distance(), persistent=False)
+    counts = torch.zeros(3, dtype=torch.long)
+    metric.add_state("mistake_counts", counts, dist_reduce_fx="sum")
 
 
 class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
@@ -518,9 +515,7 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
     plot_lower_bound = None
     plot_upper_bound = None
 
-    mistakes: Tensor
-    distance: Tensor
-    serious: Tensor
+    mistake_counts: Tensor
     calibration: Tensor
     consistency: Tensor
     leaf_distance: Tensor
@@ -539,9 +534,7 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
         _validate_bins(n_bins)
         self.n_bins = n_bins
         self.reliability = reliability
-        self.register_buffer("leaf_distance", hierarchy.leaf_distance(), persistent=False)
-        for name in ("mistakes", "distance", "serious"):
-            self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        _add_mistake_states(self, hierarchy)
         if reliability:
             size = (3, hierarchy.num_levels, n_bins)
             stats = torch.zeros(size, dtype=torch.float64)
@@ -557,12 +550,9 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
         outputs, counted = batch
         tables = self._tables()
         self.confmat += _hierarchical_confusion_matrix_update(outputs, counted, tables, self.decode)
-        mistakes, distance, serious = _mistake_severity_update(
+        self.mistake_counts += _mistake_severity_update(
             cast(Tensor, outputs.leaf), counted, self.leaf_distance, tables.num_levels
         )
-        self.mistakes += mistakes
-        self.distance += distance
-        self.serious += serious
         if self.reliability:
             self.calibration += _calibration_update(outputs, counted, self.n_bins)
             decoded = cast(Tensor, outputs.decoded)
@@ -575,7 +565,7 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
         values = {
             "miou": cast(Tensor, _jaccard_index_compute(confmats, "macro")),
             "acc": _pixel_accuracy_compute(confmats),
-            **_mistake_severity_compute(self.mistakes, self.distance, self.serious),
+            **_mistake_severity_compute(self.mistake_counts),
         }
         if self.reliability:
             values["ece"] = _calibration_compute(self.calibration, "l1")

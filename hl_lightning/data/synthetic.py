@@ -129,6 +129,7 @@ class _Look:
     """Everything that tells one variant of the data from another: classes and their looks."""
 
     classes: tuple[str, ...]  # label order
+    tree: str  # the built-in hierarchy over the classes
     regions: dict[str, _Region]
     shapes: dict[str, _Shape]
     upright: tuple[str, ...]  # shapes kept near axis-aligned (a turned square is a diamond)
@@ -143,6 +144,7 @@ class _Look:
 
 _DEFAULT = _Look(
     classes=SYNTHETIC_CLASSES,
+    tree="synthetic",
     regions={
         "sky": _Region(0.54, 0.35, 0.9, (24.0, 40.0), (0.0, math.pi), 0.05),
         "calm_water": _Region(0.61, 0.7, 0.65, (8.0, 12.0), (1.27, 1.87), 0.2),
@@ -170,6 +172,7 @@ _DEFAULT = _Look(
 # colour alone; siblings share hue and differ in shade, texture or shape.
 _HARD = _Look(
     classes=SYNTHETIC_HARD_CLASSES,
+    tree="synthetic_hard",
     regions={
         "sky": _Region(0.55, 0.3, 0.85, (24.0, 40.0), (0.0, math.pi), 0.05),
         "calm_water": _Region(0.6, 0.55, 0.62, (8.0, 12.0), (1.27, 1.87), 0.2),
@@ -494,5 +497,4 @@ def synthetic_variant_hierarchy(variant: Variant = "default") -> Hierarchy:
         >>> [h.num_groups(d) for d in range(h.num_levels)]
         [3, 6, 17]
     """
-    _look(variant)
-    return builtin_hierarchy("synthetic" if variant == "default" else f"synthetic_{variant}")
+    return builtin_hierarchy(_look(variant).tree)
