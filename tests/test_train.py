@@ -527,7 +527,7 @@ def test_wheel_ships_its_configs_and_runs_from_another_directory(
     assert Path(conf_dir).is_relative_to(site_dir)
 
     out = elsewhere / "run"
-    args = [sys.executable, "-S", "-m", "hl_lightning.train", *tiny_run, f"hydra.run.dir={out}"]
+    args = [sys.executable, "-S", "-m", "hl_lightning.cli.train", *tiny_run, f"hydra.run.dir={out}"]
     result = run(args, elsewhere, **env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test per level:" in result.stdout

@@ -5,10 +5,9 @@ The core (:mod:`hl_lightning.hierarchy`, :mod:`hl_lightning.losses`,
 """
 
 from hl_lightning.lightning.module import (
-    LOSSES,
     HierarchicalSegmenter,
     MissingBackboneError,
     NonFiniteLossError,
 )
 
-__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
+__all__ = ["HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]

@@ -18,15 +18,13 @@ from hl_lightning.decode import Decode, check_method, decode
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.backbones import build_backbone, with_class_count
 from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
-from hl_lightning.losses import LOSSES as LOSS_CLASSES
 from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
 from hl_lightning.metrics import HierarchicalSegmentationMetrics
 
-__all__ = ["LOSSES", "HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
+__all__ = ["HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-LOSSES = tuple(LOSS_CLASSES)  # hierarchical, flat, hxe, soft_labels, tree_min
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,7 +61,7 @@ class HierarchicalSegmenter(L.LightningModule):
             the tree's nodes for ``tree_min``).
         hierarchy: the class tree (a :class:`Hierarchy` or its :meth:`~Hierarchy.to_config`).
             Leaf ``i`` must be label id ``i``; pass ``class_names`` to reorder it.
-        loss: the training loss, a name of :data:`LOSSES` (built by
+        loss: the training loss, a name of :data:`hl_lightning.losses.LOSSES` (built by
             :func:`hl_lightning.losses.build_loss`): ``"hierarchical"`` (the paper's loss),
             ``"flat"`` (cross-entropy), ``"hxe"``, ``"soft_labels"`` or ``"tree_min"``.
             Every level's NLL (the paper's level losses) is logged whatever the loss. With
