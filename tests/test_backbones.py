@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from hl_lightning.cli import predict
-from hl_lightning.cli.train import build_model
+from hl_lightning.cli.build import build_model
 from hl_lightning.data import SyntheticDataModule
 from hl_lightning.lightning import HierarchicalSegmenter, MissingBackboneError
 from hl_lightning.lightning.backbones import CLASS_COUNT_KEYS, build_backbone, with_class_count

@@ -320,7 +320,6 @@ def test_hydra_containers_are_saved_as_plain_data(tmp_path: Path) -> None:
         level_weights=OmegaConf.create([1, 0.5, 0.25]),
         optimizer=OmegaConf.create({"_target_": "torch.optim.SGD", "lr": 0.1}),
         input_shape=OmegaConf.create([3, 32, 32]),
-        class_names=OmegaConf.create(list(SYNTHETIC_CLASSES)),
     )
     make_trainer(tmp_path, fast_dev_run=True).fit(model, datamodule=dm)
     path = tmp_path / "model.ckpt"
@@ -404,9 +403,9 @@ def test_data_class_names_in_another_order_say_how_to_reorder(tmp_path: Path) ->
     names = ["truck", "sky", "car"]
     with pytest.raises(ValueError, match="another order") as info:
         make_trainer(tmp_path, max_epochs=1).fit(model, datamodule=segmentation_data(names))
-    assert "class_names=datamodule.class_names" in str(info.value)
+    assert "hierarchy.reorder(datamodule.class_names)" in str(info.value)
     # the remedy works
-    model = HierarchicalSegmenter(nn.Conv2d(3, 3, 1), h, class_names=names)
+    model = HierarchicalSegmenter(nn.Conv2d(3, 3, 1), h.reorder(names))
     assert model.hierarchy.leaves == tuple(names)
     make_trainer(tmp_path, fast_dev_run=True).fit(model, datamodule=segmentation_data(names))
 

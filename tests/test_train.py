@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_module
+from _compose import make_config
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from hl_lightning.cli.train import ConfigError, build_model, make_loggers, train
+from hl_lightning.cli.build import ConfigError, build_model, check_config, make_loggers
+from hl_lightning.cli.train import train
 from hl_lightning.data import SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASSES
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
@@ -57,15 +58,6 @@ stuff
 \tsky
 background
 """
-
-
-def make_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """Return the composed ``train`` config (with its ``hydra`` node), outputs in output_dir."""
-    paths = [] if output_dir is None else [f"paths.output_dir={output_dir}"]
-    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
-        return compose(
-            config_name="train", overrides=[*overrides, *paths], return_hydra_config=True
-        )
 
 
 def tree_file(tmp_path: Path) -> Path:
@@ -190,7 +182,8 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
         assert cfg.data.variant == "hard" and cfg.hierarchy.source == "synthetic_hard"
     if group == "experiment" and option == "quick":
         assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 4
-    # the pieces build
+    # the config passes the checks of every key, and the pieces build
+    check_config(cfg)
     datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule)
     hierarchy = model.hierarchy

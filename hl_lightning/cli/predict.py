@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 from torch import Tensor
 
+from hl_lightning.cli._launch import importable_launch_directory
 from hl_lightning.data import synthetic_normalisation
 from hl_lightning.decode import decode
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
@@ -220,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hl-predict``; return the exit status (2 for bad arguments, 1 for bad inputs)."""
     args = _parser().parse_args(argv)
+    importable_launch_directory()  # a backbone class of the launch directory (mynets.MyNet)
     try:
         written = predict_folder(**vars(args))
     except (PredictError, MissingBackboneError, OSError) as err:

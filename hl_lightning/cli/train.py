@@ -6,7 +6,6 @@ callbacks and trainer, fit, test with the best checkpoint, and return the final 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -15,13 +14,12 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from hl_lightning.cli._launch import importable_launch_directory, user_message
 from hl_lightning.cli._quiet import quiet_third_party
+from hl_lightning.cli.build import ConfigError, build_run
 from hl_lightning.cli.resume import (
     ResumeError,
     check_checkpoint_fits,
@@ -31,20 +29,19 @@ from hl_lightning.cli.resume import (
 )
 from hl_lightning.cli.sweep_dirname import sweep_argv, sweep_dirname
 from hl_lightning.data.io import BadDataError
-from hl_lightning.hierarchies import load_hierarchy
 from hl_lightning.hierarchy import HierarchyError
-from hl_lightning.lightning.module import MissingBackboneError, NonFiniteLossError
+from hl_lightning.lightning.module import (
+    ChannelCountError,
+    MissingBackboneError,
+    NonFiniteLossError,
+)
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names its key."""
-
 
 #: Problems of the user's input that end a run with their message alone (no traceback).
 _USER_ERRORS = (
     BadDataError,
+    ChannelCountError,
     ConfigError,
     HierarchyError,
     MissingBackboneError,
@@ -65,66 +62,10 @@ OmegaConf.register_new_resolver("hl_run_dir", resume_run_dir, replace=True)
 OmegaConf.register_new_resolver("hl_output_subdir", second_output_subdir, replace=True)
 
 
-def make_loggers(cfg: DictConfig | None) -> list[Logger]:
-    """Return the configured loggers; TensorBoard only when its package is installed."""
-    loggers = []
-    for name, spec in (cfg or {}).items():
-        if "TensorBoard" in spec.get("_target_", "") and not _tensorboard_installed():
-            log.info("logger %s skipped: the tensorboard package is not installed", name)
-            continue
-        loggers.append(instantiate(spec))
-    return loggers
-
-
-def _tensorboard_installed() -> bool:
-    return any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
-
-
-def make_callbacks(cfg: DictConfig | None, interactive: bool) -> list[Callback]:
-    """Return the configured callbacks, plus a Rich progress bar on a terminal."""
-    callbacks = [instantiate(spec) for spec in (cfg or {}).values() if spec is not None]
-    if interactive:
-        callbacks.append(RichProgressBar())
-    return callbacks
-
-
-def build_model(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
-    """Return the configured model (``cfg.model`` around ``cfg.backbone``) for
-    ``datamodule``'s classes and ``cfg.hierarchy``."""
-    hierarchy = load_hierarchy(
-        cfg.hierarchy.source, datamodule.class_names, cfg.hierarchy.get("level_names")
-    )
-    log.info("hierarchy %r", hierarchy)
-    try:
-        return instantiate(
-            cfg.model,
-            backbone=cfg.backbone,
-            hierarchy=hierarchy.to_config(),
-            loss=cfg.loss.name,
-            level_weights=cfg.loss.get("level_weights"),
-            loss_options={k: v for k, v in cfg.loss.items() if k not in ("name", "level_weights")},
-            ignore_index=datamodule.ignore_index,
-        )
-    except InstantiationException as error:  # a bad loss option: name its config key
-        cause, text = error.__cause__, str(error.__cause__)
-        keys = [k for k in cfg.loss if k != "name" and (k in text or k.replace("_", " ") in text)]
-        if isinstance(cause, ValueError) and keys:
-            raise ConfigError(f"config key loss.{keys[0]}: {cause}") from cause
-        raise
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as ``cfg`` says; return the final logged metrics as floats."""
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    model = build_model(cfg, datamodule)
-    interactive = sys.stdout.isatty()
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        logger=make_loggers(cfg.get("logger")),
-        callbacks=make_callbacks(cfg.get("callbacks"), interactive),
-        enable_progress_bar=interactive,
-    )
+    run = build_run(cfg, interactive=sys.stdout.isatty())
+    datamodule, model, trainer = run.datamodule, run.model, run.trainer
     if cfg.fit:
         ckpt_path = cfg.get("ckpt_path")
         found = _checkpoint_file(trainer, ckpt_path)
@@ -165,6 +106,7 @@ def main(cfg: DictConfig) -> Any:
     non-finite loss, ...) ends the run with its message on stderr and exit status 1.
     """
     quiet_third_party()
+    importable_launch_directory()
     hydra_cfg = HydraConfig.get()
     out = hydra_cfg.runtime.output_dir
     log.info("run directory: %s", out)
@@ -176,8 +118,9 @@ def main(cfg: DictConfig) -> Any:
             log.info("resuming %s from %s (its saved config)", cfg.paths.output_dir, cfg.ckpt_path)
         metrics = train(cfg)
     except _USER_ERRORS as error:
-        log.error("%s: %s", type(error).__name__, error)
-        print(f"hl-train: error: {error}", file=sys.stderr)
+        message = user_message(error)
+        log.error("%s: %s", type(error).__name__, message)
+        print(f"hl-train: error: {message}", file=sys.stderr)
         raise SystemExit(1) from None
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None

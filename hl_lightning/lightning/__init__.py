@@ -5,9 +5,15 @@ The core (:mod:`hl_lightning.hierarchy`, :mod:`hl_lightning.losses`,
 """
 
 from hl_lightning.lightning.module import (
+    ChannelCountError,
     HierarchicalSegmenter,
     MissingBackboneError,
     NonFiniteLossError,
 )
 
-__all__ = ["HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
+__all__ = [
+    "ChannelCountError",
+    "HierarchicalSegmenter",
+    "MissingBackboneError",
+    "NonFiniteLossError",
+]

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-__all__ = ["CLASS_COUNT_KEYS", "build_backbone", "with_class_count"]
+__all__ = ["CLASS_COUNT_KEYS", "BackboneConfigError", "build_backbone", "with_class_count"]
+
+
+class BackboneConfigError(ValueError):
+    """A backbone config that builds no network: the message says what its library refused."""
+
 
 #: The keys under which libraries take the number of output channels, tried in this order.
 CLASS_COUNT_KEYS = ("num_classes", "classes", "num_labels", "n_classes", "out_channels")
@@ -28,7 +34,7 @@ def with_class_count(config: Mapping[str, Any], count: int) -> dict[str, Any]:
     keys = [key for key in CLASS_COUNT_KEYS if key in config]
     if not keys:
         target = config.get("_target_", "?")
-        raise ValueError(
+        raise BackboneConfigError(
             f"the backbone config (_target_: {target}) has no class-count key: add the key its "
             f"library takes the number of output classes by, set to null (one of "
             f"{', '.join(CLASS_COUNT_KEYS)}; on the command line e.g. '+backbone.classes=null'), "
@@ -47,11 +53,17 @@ def build_backbone(config: Mapping[str, Any], count: int) -> nn.Module:
         5
     """
     if "_target_" not in config:
-        raise ValueError(
+        raise BackboneConfigError(
             f"the backbone config has no _target_ (keys: {sorted(config)}): choose a preset "
             "(backbone=unet, smp, torchvision, timm, hf) or give the class to build"
         )
-    module = instantiate(with_class_count(config, count), _convert_="all")
+    try:
+        module = instantiate(with_class_count(config, count), _convert_="all")
+    except InstantiationException as error:  # a value the library refuses: its own words
+        if isinstance(error.__cause__, ValueError | KeyError):
+            target = config["_target_"]
+            raise BackboneConfigError(f"{target}: {error.__cause__}") from error.__cause__
+        raise
     if not isinstance(module, nn.Module):
         raise TypeError(
             f"the backbone config (_target_: {config['_target_']}) built a "

@@ -21,7 +21,12 @@ from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, 
 from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
 from hl_lightning.metrics import HierarchicalSegmentationMetrics
 
-__all__ = ["HierarchicalSegmenter", "MissingBackboneError", "NonFiniteLossError"]
+__all__ = [
+    "ChannelCountError",
+    "HierarchicalSegmenter",
+    "MissingBackboneError",
+    "NonFiniteLossError",
+]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -29,6 +34,10 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 class NonFiniteLossError(RuntimeError):
     """A loss that went NaN or infinite; the message names the step, stage and cause."""
+
+
+class ChannelCountError(ValueError):
+    """A backbone whose outputs have another channel count than the loss needs."""
 
 
 class MissingBackboneError(TypeError):
@@ -59,8 +68,9 @@ class HierarchicalSegmenter(L.LightningModule):
             ``num_labels``, ...: :data:`~hl_lightning.lightning.backbones.CLASS_COUNT_KEYS`)
             becomes the channel count the loss needs (:attr:`num_channels`: the leaves, or
             the tree's nodes for ``tree_min``).
-        hierarchy: the class tree (a :class:`Hierarchy` or its :meth:`~Hierarchy.to_config`).
-            Leaf ``i`` must be label id ``i``; pass ``class_names`` to reorder it.
+        hierarchy: the class tree (a :class:`Hierarchy`, or its :meth:`~Hierarchy.to_config`
+            as a checkpoint holds it). Leaf ``i`` must be label id ``i``: a data module's
+            ``hierarchy``, or ``Hierarchy.reorder(class_names)``.
         loss: the training loss, a name of :data:`hl_lightning.losses.LOSSES` (built by
             :func:`hl_lightning.losses.build_loss`): ``"hierarchical"`` (the paper's loss),
             ``"flat"`` (cross-entropy), ``"hxe"``, ``"soft_labels"`` or ``"tree_min"``.
@@ -80,8 +90,6 @@ class HierarchicalSegmenter(L.LightningModule):
         ignore_index: target value of unlabelled pixels.
         decode: how per-level predictions are made for metrics and ``predict_step``:
             ``"marginal"``, ``"leaf"`` or ``"top_down"``.
-        class_names: the dataset's class names in label-id order; the hierarchy is
-            reordered to them (a mismatch raises, naming the missing and extra names).
         input_shape: (C, H, W) of the dry forward run in :meth:`setup` that checks the
             backbone's channel count; default: 3 channels at the data module's
             ``image_size`` when it has one, else (3, 64, 64). Set it for a backbone that
@@ -119,7 +127,6 @@ class HierarchicalSegmenter(L.LightningModule):
         scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
         ignore_index: int = 255,
         decode: Decode = "marginal",
-        class_names: Sequence[str] | None = None,
         input_shape: Sequence[int] | None = None,
         aux_weight: float = 0.5,
         compile: bool | Mapping[str, Any] = False,
@@ -133,8 +140,6 @@ class HierarchicalSegmenter(L.LightningModule):
             raise TypeError("HierarchicalSegmenter needs a hierarchy (a Hierarchy or its config)")
         if not isinstance(hierarchy, Hierarchy):
             hierarchy = Hierarchy.from_config(_plain(hierarchy))
-        if class_names is not None:
-            hierarchy = hierarchy.reorder(list(_plain(class_names)))
         self.hierarchy = hierarchy
         backbone, optimizer, scheduler = _plain(backbone), _plain(optimizer), _plain(scheduler)
         # Plain data only (save_hyperparameters reads these locals), so that the checkpoint
@@ -158,9 +163,7 @@ class HierarchicalSegmenter(L.LightningModule):
             raise ValueError(f"on_nonfinite must be 'error' or 'skip', got {on_nonfinite!r}")
         if isinstance(backbone, nn.Module):
             backbone_class = f"{type(backbone).__module__}.{type(backbone).__qualname__}"
-        self.save_hyperparameters(
-            ignore=["backbone", "hierarchy", "optimizer", "scheduler", "class_names"]
-        )
+        self.save_hyperparameters(ignore=["backbone", "hierarchy", "optimizer", "scheduler"])
         self.hparams["hierarchy"] = hierarchy.to_config()
         for key, value in (("optimizer", optimizer), ("scheduler", scheduler)):
             if isinstance(value, Mapping):
@@ -229,8 +232,9 @@ class HierarchicalSegmenter(L.LightningModule):
         if names is not None and tuple(names) != self.hierarchy.leaves:
             self.hierarchy.reorder(list(names))  # raises, listing missing and extra names
             raise ValueError(
-                "the data's label ids follow another order than the hierarchy's leaves: pass "
-                "class_names=datamodule.class_names (or hierarchy.reorder(...)) to the model"
+                "the data's label ids follow another order than the hierarchy's leaves: give "
+                "the model the data module's hierarchy (datamodule.hierarchy), or "
+                "hierarchy.reorder(datamodule.class_names)"
             )
         self.check_backbone(self.input_shape or _data_input_shape(datamodule))
         if self.compile_options is not False and not self._compiled:
@@ -282,7 +286,7 @@ class HierarchicalSegmenter(L.LightningModule):
                     " (auxiliary outputs are logits too; for other extra outputs override "
                     "HierarchicalSegmenter.compute_logits to return the logits only)"
                 )
-            raise ValueError(
+            raise ChannelCountError(
                 f"{what} {channels} channels (logits of shape "
                 f"{tuple(logits.shape)} for input {shape}), but {has}: "
                 f"it must return (B, {k}, H, W); {hint}"

@@ -1,0 +1,17 @@
+"""Compose hl-train's config in-process, as the tests of the app need it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+
+def make_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """Return the composed ``train`` config (with its ``hydra`` node), outputs in output_dir."""
+    paths = [] if output_dir is None else [f"paths.output_dir={output_dir}"]
+    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
+        return compose(
+            config_name="train", overrides=[*overrides, *paths], return_hydra_config=True
+        )
