@@ -2,7 +2,7 @@
 # The evidence study (experiment=evidence): the loss family over seeds 0-4, paired, on the
 # hard variant of the synthetic data; then hl-compare (per level mean ± 95% CI over seeds,
 # convergence, calibration, consistency, the paired differences against the flat loss) and
-# the results table of the README (evidence.md). Further arguments are Hydra overrides:
+# the results tables of docs/results.md (evidence.md). Further arguments are Hydra overrides:
 #   bash scripts/evidence.sh                        # about 45 min on 2 CPU cores
 #   bash scripts/evidence.sh trainer=gpu            # on a GPU
 #   OUT=multirun/evidence bash scripts/evidence.sh  # where the sweep goes
