@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 
 from hl_lightning.decode import Decode, check_method, decode
 from hl_lightning.hierarchy import Hierarchy
@@ -184,6 +184,7 @@ class HierarchicalSegmenter(L.LightningModule):
         self.on_nonfinite = on_nonfinite
         self._skipped: dict[str, int] = {}  # non-finite batches skipped this epoch, per stage
         self.compile_options = compile
+        self.train_loss = MeanMetric()  # train/loss_epoch: the mean over every process
         self.train_metrics = self._make_metrics("train")
         self.val_metrics = self._make_metrics("val")
         self.test_metrics = self._make_metrics("test")
@@ -317,7 +318,6 @@ class HierarchicalSegmenter(L.LightningModule):
         else:
             loss = self.criterion(outputs, target)
         levels = levels.detach()
-        on_step, sync = stage == "train", stage != "train"
         batch_size = images.shape[0]
         aux_loss = None
         if raw.aux and stage == "train":
@@ -328,24 +328,30 @@ class HierarchicalSegmenter(L.LightningModule):
         if not torch.isfinite(loss):  # one check of the scalar the step computed anyway
             self._non_finite(stage, batch_idx, loss, levels, images, outputs, aux_loss)
             return None
+        # Epoch values are means over every process: the per-step training loss through
+        # a MeanMetric (synced once, at the epoch's end, by torchmetrics), the others with
+        # sync_dist (Lightning reduces them once, at the epoch's end: they are not per-step).
         if aux_loss is not None:
-            self.log("train/aux_loss", aux_loss, on_epoch=True, batch_size=batch_size)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=sync,
-            batch_size=batch_size,
-        )
+            self.log(
+                "train/aux_loss",
+                aux_loss,
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+                batch_size=batch_size,
+            )
+        if stage == "train":
+            self.train_loss(loss.detach(), batch_size)
+            self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        else:
+            self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch_size)
         for name, value in zip(self.hierarchy.level_names, levels, strict=True):
             self.log(
                 f"{stage}/loss/{name}",
                 value,
                 on_step=False,
                 on_epoch=True,
-                sync_dist=sync,
+                sync_dist=True,
                 batch_size=batch_size,
             )
         self._metrics(stage).update(logits.detach(), target)
@@ -417,9 +423,12 @@ class HierarchicalSegmenter(L.LightningModule):
             else:
                 logged[key] = value
         logged[f"{stage}/miou"] = logged[f"{stage}/miou/{names[-1]}"]  # the finest level's
-        if self.on_nonfinite == "skip":
-            logged[f"{stage}/skipped_batches"] = torch.tensor(float(self._skipped.pop(stage, 0)))
-        self.log_dict(logged)
+        # equal on every process (torchmetrics synced the states): a mean over processes
+        # leaves them as they are and tells Lightning they are global values
+        self.log_dict(logged, sync_dist=True)
+        if self.on_nonfinite == "skip":  # each process counts its own: their sum
+            skipped = torch.tensor(float(self._skipped.pop(stage, 0)), device=self.device)
+            self.log(f"{stage}/skipped_batches", skipped, sync_dist=True, reduce_fx="sum")
         self._metrics(stage).reset()
 
     def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, Tensor]:
