@@ -8,19 +8,17 @@ torchmetrics) and :class:`HierarchicalSegmenter` (the LightningModule).
 from hl_lightning.hierarchy import Hierarchy, HierarchyError
 from hl_lightning.losses import HierarchicalLoss, hierarchical_nll
 from hl_lightning.metrics import (
+    HierarchicalCalibrationError,
+    HierarchicalConsistency,
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
     HierarchicalSegmentationMetrics,
     MistakeSeverity,
+    hierarchical_calibration_error,
+    hierarchical_consistency,
     hierarchical_jaccard_index,
     hierarchical_pixel_accuracy,
     mistake_severity,
-)
-from hl_lightning.reliability import (
-    HierarchicalCalibrationError,
-    HierarchicalConsistency,
-    hierarchical_calibration_error,
-    hierarchical_consistency,
 )
 
 __all__ = [

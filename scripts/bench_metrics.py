@@ -32,11 +32,12 @@ from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.lightning import HierarchicalSegmenter
 from hl_lightning.metrics import (
+    HierarchicalCalibrationError,
+    HierarchicalConsistency,
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
     MistakeSeverity,
 )
-from hl_lightning.reliability import HierarchicalCalibrationError, HierarchicalConsistency
 
 MAPILLARY = (
     Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies" / "mapillary_tree.txt"

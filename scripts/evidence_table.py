@@ -1,4 +1,4 @@
-"""Write the results tables of docs/results.md from a compared sweep: a row per value, a column per run.
+"""Write the tables of docs/results.md from a compared sweep: a row per value, a column per run.
 
 Reads ``comparison.csv`` and ``differences.csv`` (written by ``hl-compare SWEEP``) and writes
 ``SWEEP/evidence.md``, also printed: the mean ± 95% CI over seeds of every value (per level:

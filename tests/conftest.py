@@ -11,6 +11,7 @@ import torch
 
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies import helen_hierarchy, mapillary_paper_hierarchy
+from hl_lightning.hierarchies.random import random_hierarchy
 
 
 def write_indented(hierarchy: Hierarchy, path: Path) -> Path:
@@ -67,3 +68,16 @@ def hl_train() -> str:
     if not script.exists():
         pytest.skip(f"the hl-train console script is not installed next to {sys.executable}")
     return str(script)
+
+
+@pytest.fixture(params=[(5, 2), (11, 4), (30, 3), (40, 5)], ids=lambda p: f"K{p[0]}-D{p[1]}")
+def random_tree(request: pytest.FixtureRequest) -> Hierarchy:
+    """Return a random tree with shuffled leaves, for each (leaves, levels) of the params."""
+    num_leaves, num_levels = request.param
+    return random_hierarchy(num_leaves, num_levels, seed=num_leaves, shuffle_leaves=True)
+
+
+@pytest.fixture(params=["faces_tree.txt", "mapillary_tree.txt"])
+def seed_tree(request: pytest.FixtureRequest, paper_trees: Path) -> Hierarchy:
+    """Return each of the paper's two trees, read from its indented text file."""
+    return Hierarchy.from_file(paper_trees / request.param)

@@ -1,24 +1,24 @@
-"""Tests for hl_lightning/decode.py: level log-probabilities and the three decoders."""
+"""Tests for the hl_lightning/decode/ package: level log-probabilities, the three decoders and
+the one pass that the metrics read."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 
 from hl_lightning import Hierarchy
-from hl_lightning import decode as decode_module
 from hl_lightning.decode import (
     METHODS,
-    _argmax,
     check_method,
-    decode,
+    decode_levels,
     leaf_argmax,
     level_log_probs,
     level_outputs,
     level_parents,
 )
+from hl_lightning.decode import blocks as blocks_module
+from hl_lightning.decode._ops import _argmax
+from hl_lightning.decode.levels import _level_block
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.tables import LevelTables
 
@@ -29,11 +29,6 @@ RANDOM_TREES = [(2, 1), (3, 2), (11, 4), (30, 3), (40, 5), (66, 3)]
 def tree(request: pytest.FixtureRequest) -> Hierarchy:
     num_leaves, num_levels = request.param
     return random_hierarchy(num_leaves, num_levels, seed=num_leaves, shuffle_leaves=True)
-
-
-@pytest.fixture(params=["faces_tree.txt", "mapillary_tree.txt"])
-def seed_tree(request: pytest.FixtureRequest, paper_trees: Path) -> Hierarchy:
-    return Hierarchy.from_file(paper_trees / request.param)
 
 
 def reference_level_probs(logits: torch.Tensor, hierarchy: Hierarchy) -> list[torch.Tensor]:
@@ -147,7 +142,7 @@ def probabilities_by_level(logits: torch.Tensor, hierarchy: Hierarchy) -> list[t
 
 def test_marginal_is_argmax_of_float64_group_probabilities(tree: Hierarchy) -> None:
     logits = 3 * torch.randn(2, tree.num_leaves, 6, 5)
-    got = decode(logits, tree, "marginal")
+    got = decode_levels(logits, tree, "marginal")
     for d, (pred, probs) in enumerate(zip(got, probabilities_by_level(logits, tree), strict=True)):
         assert pred.dtype == torch.long and pred.shape == (2, 6, 5)
         assert torch.equal(pred, probs.argmax(1)), f"level {d}"
@@ -155,7 +150,7 @@ def test_marginal_is_argmax_of_float64_group_probabilities(tree: Hierarchy) -> N
 
 def test_marginal_on_seed_trees(seed_tree: Hierarchy) -> None:
     logits = 2 * torch.randn(2, seed_tree.num_leaves, 8, 8)
-    got = decode(logits, seed_tree)
+    got = decode_levels(logits, seed_tree)
     for pred, probs in zip(got, probabilities_by_level(logits, seed_tree), strict=True):
         assert torch.equal(pred, probs.argmax(1))
 
@@ -163,11 +158,11 @@ def test_marginal_on_seed_trees(seed_tree: Hierarchy) -> None:
 def test_leaf_decoding_is_argmax_leaf_mapped_up(tree: Hierarchy) -> None:
     logits = torch.randn(2, tree.num_leaves, 4, 4)
     leaf = logits.argmax(1)
-    got = decode(logits, tree, "leaf")
+    got = decode_levels(logits, tree, "leaf")
     assert [p.tolist() for p in got] == [
         tree.level_index(d)[leaf].tolist() for d in range(tree.num_levels)
     ]
-    assert torch.equal(got[-1], decode(logits, tree, "marginal")[-1])
+    assert torch.equal(got[-1], decode_levels(logits, tree, "marginal")[-1])
 
 
 def test_top_down_path_is_consistent(tree: Hierarchy) -> None:
@@ -176,7 +171,7 @@ def test_top_down_path_is_consistent(tree: Hierarchy) -> None:
         logits = 4 * torch.randn(
             3, tree.num_leaves, 7, 7, generator=torch.Generator().manual_seed(seed)
         )
-        preds = decode(logits, tree, "top_down")
+        preds = decode_levels(logits, tree, "top_down")
         for d, parent in enumerate(parents):
             assert torch.equal(parent[preds[d + 1]], preds[d])
 
@@ -194,7 +189,7 @@ def test_top_down_matches_greedy_descent_per_pixel(tree: Hierarchy) -> None:
             masked = torch.where(parent == path[-1], probs[d + 1][pixel], -1.0)
             path.append(int(masked.argmax()))
         want.append(path)
-    got = torch.stack([p.flatten() for p in decode(logits, tree, "top_down")], 1)
+    got = torch.stack([p.flatten() for p in decode_levels(logits, tree, "top_down")], 1)
     assert got.tolist() == want
 
 
@@ -203,20 +198,19 @@ def test_decoders_agree_on_a_one_hot_leaf(tree: Hierarchy) -> None:
     logits = 20 * torch.nn.functional.one_hot(leaf, tree.num_leaves).permute(0, 3, 1, 2).float()
     want = [tree.labels_at_level(leaf, d) for d in range(tree.num_levels)]
     for method in METHODS:
-        assert all(
-            torch.equal(a, b) for a, b in zip(decode(logits, tree, method), want, strict=True)
-        )
+        got = decode_levels(logits, tree, method)
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def test_decode_keeps_ties_like_argmax_and_accepts_any_spatial_rank() -> None:
     h = random_hierarchy(12, 3, seed=6, shuffle_leaves=True)
     flat_logits = torch.zeros(4, 12)  # every leaf ties
-    assert [p.tolist() for p in decode(flat_logits, h, "leaf")] == [
+    assert [p.tolist() for p in decode_levels(flat_logits, h, "leaf")] == [
         [h.level_index(d)[0].item()] * 4 for d in range(3)
     ]
     volume = torch.randn(2, 12, 3, 4, 5)
     for method in METHODS:
-        assert all(p.shape == (2, 3, 4, 5) for p in decode(volume, h, method))
+        assert all(p.shape == (2, 3, 4, 5) for p in decode_levels(volume, h, method))
 
 
 def test_decode_under_bf16_autocast_matches_fp32() -> None:
@@ -224,8 +218,8 @@ def test_decode_under_bf16_autocast_matches_fp32() -> None:
     logits = torch.randn(2, 30, 6, 6).bfloat16()
     for method in METHODS:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            got = decode(logits, h, method)
-        want = decode(logits.float(), h, method)
+            got = decode_levels(logits, h, method)
+        want = decode_levels(logits.float(), h, method)
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
 
@@ -235,12 +229,12 @@ def test_decoding_in_cpu_blocks_equals_one_pass(
 ) -> None:
     h = random_hierarchy(30, 4, seed=8, shuffle_leaves=True)
     logits = torch.randn(3, 30, 7, 9).contiguous(memory_format=torch.channels_last)
-    whole = {m: decode(logits, h, m) for m in METHODS}
+    whole = {m: decode_levels(logits, h, m) for m in METHODS}
     leaf = leaf_argmax(logits)
-    monkeypatch.setattr(decode_module, "_BLOCK", block)  # cut samples, then pixels, in blocks
+    monkeypatch.setattr(blocks_module, "_BLOCK", block)  # cut samples, then pixels, in blocks
     assert torch.equal(leaf_argmax(logits), leaf)
     for method in METHODS:
-        got = decode(logits, h, method)
+        got = decode_levels(logits, h, method)
         assert all(torch.equal(a, b) for a, b in zip(got, whole[method], strict=True))
 
 
@@ -252,7 +246,7 @@ def test_level_outputs_equal_decode_argmax_and_level_probabilities(
     logits = torch.randint(-3, 4, (3, tree.num_leaves, 5, 7)).float()  # many ties
     tables = LevelTables.of(tree, torch.device("cpu"))
     probs = [p.exp() for p in level_log_probs(logits, tree)]
-    monkeypatch.setattr(decode_module, "_BLOCK", block)  # several blocks, then one
+    monkeypatch.setattr(blocks_module, "_BLOCK", block)  # several blocks, then one
     for leaf, marginal in [(False, False), (True, False), (False, True), (True, True)]:
         out = level_outputs(logits, tables, method, leaf=leaf, marginal=marginal)  # type: ignore[arg-type]
         assert out.finite.item() is True
@@ -260,17 +254,39 @@ def test_level_outputs_equal_decode_argmax_and_level_probabilities(
         if leaf:
             assert torch.equal(out.leaf, logits.argmax(1))
         if method is not None:
-            assert torch.equal(out.decoded, torch.stack(decode(logits, tree, method)))
+            assert torch.equal(out.decoded, torch.stack(decode_levels(logits, tree, method)))
         if not marginal:
             assert out.marginal is None and out.confidence is None
             continue
-        assert torch.equal(out.marginal, torch.stack(decode(logits, tree, "marginal")))
+        assert torch.equal(out.marginal, torch.stack(decode_levels(logits, tree, "marginal")))
         if method == "marginal":
             assert out.marginal is out.decoded  # computed once
         for d, p in enumerate(probs):
             torch.testing.assert_close(out.confidence[d], p.amax(1))
             chosen = p.gather(1, out.marginal[d].unsqueeze(1)).squeeze(1)
             torch.testing.assert_close(chosen, p.amax(1))  # the group of largest probability
+
+
+@pytest.mark.parametrize("method", [None, *METHODS])
+def test_the_block_pass_returns_exactly_the_fields_asked_for_by_name(
+    tree: Hierarchy, method: str | None
+) -> None:
+    logits = torch.randn(2, tree.num_leaves, 6)
+    tables = LevelTables.of(tree, torch.device("cpu"))
+    for leaf, marginal in [(False, False), (True, False), (False, True), (True, True)]:
+        fields = _level_block(logits, tables, method, leaf, marginal, None)  # type: ignore[arg-type]
+        want = {"finite"} | ({"leaf"} if leaf else set())
+        want |= {"decoded"} if method is not None else set()
+        want |= {"confidence"} if marginal else set()
+        want |= {"marginal"} if marginal and method != "marginal" else set()  # else: decoded
+        assert set(fields) == want, (leaf, marginal)
+        assert fields["finite"].shape == (2, 6)
+        for name in want - {"finite", "leaf"}:
+            assert fields[name].shape == (tree.num_levels, 2, 6), name
+        out = level_outputs(logits, tables, method, leaf=leaf, marginal=marginal)  # type: ignore[arg-type]
+        for name, value in fields.items():
+            if name != "finite":
+                assert torch.equal(getattr(out, name), value), name
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
@@ -280,7 +296,7 @@ def test_level_outputs_tell_non_finite_logits_in_any_block(
     h = random_hierarchy(30, 4, seed=9, shuffle_leaves=True)
     tables = LevelTables.of(h, torch.device("cpu"))
     logits = torch.randn(2, 30, 6, 6)
-    monkeypatch.setattr(decode_module, "_BLOCK", 200)
+    monkeypatch.setattr(blocks_module, "_BLOCK", 200)
     for method, marginal in [(None, False), ("top_down", False), ("marginal", True)]:
         assert level_outputs(logits, tables, method, marginal=marginal).finite  # type: ignore[arg-type]
     logits[1, 7, 5, 4] = bad  # in the last block, one of 30 logits of a pixel
@@ -299,13 +315,13 @@ def test_fast_argmax_equals_torch_argmax_with_ties(channels: int) -> None:
 def test_unknown_method_lists_the_valid_ones() -> None:
     h = random_hierarchy(5, 2, shuffle_leaves=True)
     with pytest.raises(ValueError, match="'marginal', 'leaf', 'top_down'"):
-        decode(torch.randn(1, 5, 2, 2), h, "argmax")
+        decode_levels(torch.randn(1, 5, 2, 2), h, "argmax")
     assert check_method("top_down") == "top_down"
 
 
 def test_wrong_channel_count_is_named() -> None:
     h = random_hierarchy(11, 3, shuffle_leaves=True)
     with pytest.raises(ValueError, match="logits have 5 channels but the hierarchy has 11 leaves"):
-        decode(torch.randn(1, 5, 2, 2), h)
+        decode_levels(torch.randn(1, 5, 2, 2), h)
     with pytest.raises(ValueError, match="floating point"):
         level_log_probs(torch.zeros(1, 11, 2, 2, dtype=torch.long), h)

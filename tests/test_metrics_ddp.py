@@ -1,5 +1,5 @@
-"""Tests for hl_lightning/metrics.py and reliability.py under DDP: two CPU processes, gloo,
-half the data each."""
+"""Tests for the hl_lightning/metrics/ classes under DDP: two CPU processes, gloo, half the
+data each."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import torch.multiprocessing as mp
 
 from hl_lightning import Hierarchy
 from hl_lightning.metrics import (
+    HierarchicalCalibrationError,
+    HierarchicalConsistency,
     HierarchicalJaccardIndex,
     HierarchicalPixelAccuracy,
     HierarchicalSegmentationMetrics,
     MistakeSeverity,
 )
-from hl_lightning.reliability import HierarchicalCalibrationError, HierarchicalConsistency
 
 WORLD_SIZE = 2
 TREE = {

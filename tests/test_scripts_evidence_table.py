@@ -1,4 +1,4 @@
-"""Tests for scripts/evidence_table.py (the results tables of docs/results.md from hl-compare's CSVs)."""
+"""Tests for scripts/evidence_table.py (docs/results.md's tables from hl-compare's CSVs)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from hl_lightning.cli._launch import importable_launch_directory
 from hl_lightning.data import synthetic_normalisation
-from hl_lightning.decode import decode
+from hl_lightning.decode import decode_levels
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
 from hl_lightning.palette import colorize, level_palettes
 
@@ -164,7 +164,7 @@ def predict_folder(
             logits = model(inputs.to(model.device))
             if logits.shape[-2:] != original:
                 logits = F.interpolate(logits, size=original, mode="bilinear")
-            maps = decode(logits, hierarchy, model.decode)
+            maps = decode_levels(logits, hierarchy, model.decode)
         for d in levels:
             target = folder / f"{path.stem}_{hierarchy.level_names[d]}.png"
             Image.fromarray(colorize(maps[d][0].cpu(), palettes[d]).numpy()).save(target)

@@ -14,7 +14,7 @@ from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from hl_lightning.decode import Decode, check_method, decode
+from hl_lightning.decode import DecodeMethod, check_method, decode_levels
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.backbones import build_backbone, with_class_count
 from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
@@ -126,7 +126,7 @@ class HierarchicalSegmenter(L.LightningModule):
         optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
         scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
         ignore_index: int = 255,
-        decode: Decode = "marginal",
+        decode: DecodeMethod = "marginal",
         input_shape: Sequence[int] | None = None,
         aux_weight: float = 0.5,
         compile: bool | Mapping[str, Any] = False,
@@ -435,7 +435,7 @@ class HierarchicalSegmenter(L.LightningModule):
         """Return one label map (B, H, W) per level, keyed by level name, coarse to fine."""
         images = batch[0] if isinstance(batch, list | tuple) else batch
         images = images["image"] if isinstance(images, Mapping) else images
-        maps = decode(self.leaf_logits(self(images)), self.hierarchy, self.decode)
+        maps = decode_levels(self.leaf_logits(self(images)), self.hierarchy, self.decode)
         return dict(zip(self.hierarchy.level_names, maps, strict=True))
 
     # ------------------------------------------------------------------ optimisation

@@ -1,0 +1,54 @@
+"""Hierarchical torchmetrics: per-level IoU and pixel accuracy, mistake severity, calibration
+error, tree consistency, and all of them from one pass.
+
+Each metric comes in two layers, as in torchmetrics: a functional core of pure functions
+on tensors in :mod:`hl_lightning.metrics.functional` (``_..._update`` returns one batch's
+counts from the per-pixel predictions of :func:`~hl_lightning.decode.level_outputs`,
+``_..._compute`` turns counts into values; the public functional forms such as
+:func:`hierarchical_jaccard_index` call it on one batch), and a thin
+:class:`torchmetrics.Metric` class beside it that owns the summed states, so that DDP
+sync is exact. Arguments are checked by one helper,
+:func:`~hl_lightning.metrics.functional.arguments._validate_args`.
+
+:class:`HierarchicalJaccardIndex` and :class:`HierarchicalPixelAccuracy` share their state
+(per-level confusion matrices), so a ``MetricCollection(..., compute_groups=True)``
+updates it once for both. :class:`HierarchicalSegmentationMetrics` holds the states of
+all of them, calibration and consistency included, and fills them from one check and
+one pass per batch.
+
+One file per metric in each layer: ``confusion`` (mIoU, accuracy), ``severity``,
+``calibration``, ``consistency``; ``segmentation`` (all in one), ``base`` (what the
+classes share), ``functional/batch`` (the checks and the one pass of an update) and
+``functional/arguments`` (the argument types and their check).
+"""
+
+from hl_lightning.metrics.calibration import HierarchicalCalibrationError
+from hl_lightning.metrics.confusion import HierarchicalJaccardIndex, HierarchicalPixelAccuracy
+from hl_lightning.metrics.consistency import HierarchicalConsistency
+from hl_lightning.metrics.functional import (
+    Average,
+    Norm,
+    hierarchical_calibration_error,
+    hierarchical_consistency,
+    hierarchical_jaccard_index,
+    hierarchical_pixel_accuracy,
+    mistake_severity,
+)
+from hl_lightning.metrics.segmentation import HierarchicalSegmentationMetrics
+from hl_lightning.metrics.severity import MistakeSeverity
+
+__all__ = [
+    "Average",
+    "HierarchicalCalibrationError",
+    "HierarchicalConsistency",
+    "HierarchicalJaccardIndex",
+    "HierarchicalPixelAccuracy",
+    "HierarchicalSegmentationMetrics",
+    "MistakeSeverity",
+    "Norm",
+    "hierarchical_calibration_error",
+    "hierarchical_consistency",
+    "hierarchical_jaccard_index",
+    "hierarchical_pixel_accuracy",
+    "mistake_severity",
+]

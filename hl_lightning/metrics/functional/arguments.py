@@ -1,0 +1,62 @@
+"""The arguments of the metrics and their one check, :func:`_validate_args`."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from hl_lightning.decode import check_method
+from hl_lightning.hierarchy import Hierarchy
+
+__all__ = ["AVERAGES", "NORMS", "Average", "Norm"]
+
+#: How the Jaccard index reduces a level's IoUs: their mean, or none (one per group).
+Average = Literal["macro", "none"]
+AVERAGES: tuple[Average, ...] = get_args(Average)
+#: How a level's bins combine into one calibration error, as torchmetrics' ``norm``.
+Norm = Literal["l1", "l2", "max"]
+NORMS: tuple[Norm, ...] = get_args(Norm)
+
+
+def _validate_args(
+    hierarchy: Hierarchy,
+    ignore_index: int | None,
+    decode: str | None = None,
+    average: str | None = None,
+    n_bins: int | None = None,
+    norm: str | None = None,
+) -> None:
+    """Raise a ValueError naming the first argument of a metric that cannot be used.
+
+    ``hierarchy`` and ``ignore_index`` are always checked; ``decode``, ``average``,
+    ``n_bins`` and ``norm`` where given (None: the metric has no such argument).
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> _validate_args(h, 255, decode="marginal", n_bins=15)
+        >>> _validate_args(h, 1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: ignore_index=1 is the label id of leaf 'car'; use a value outside 0..2 ...
+    """
+    if not isinstance(hierarchy, Hierarchy):
+        raise ValueError(f"hierarchy must be a Hierarchy, got {type(hierarchy).__name__}")
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
+        if 0 <= ignore_index < hierarchy.num_leaves:
+            raise ValueError(
+                f"ignore_index={ignore_index} is the label id of leaf "
+                f"{hierarchy.leaves[ignore_index]!r}; use a value outside "
+                f"0..{hierarchy.num_leaves - 1} (e.g. 255), or None"
+            )
+    if decode is not None:
+        check_method(decode)
+    if average is not None and average not in AVERAGES:
+        valid = ", ".join(repr(a) for a in AVERAGES)
+        raise ValueError(f"unknown average {average!r}; valid values are {valid}")
+    if n_bins is not None and (
+        isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1
+    ):
+        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+    if norm is not None and norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
