@@ -253,6 +253,28 @@ def test_train_quick_in_process(tmp_path: Path, tiny_run: list[str]) -> None:
     ],
     ids=["loss-flat", "hierarchy-flat", "hierarchy-file", "file-level-names", "level-weights"],
 )
+def documented_keys(stages: tuple[str, ...], levels: tuple[str, ...]) -> set[str]:
+    """Return the metric keys of the README's table of logged keys, placeholders expanded."""
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| key | what |") :].split("\n\n")[0]
+    keys: set[str] = set()
+    for row in table.splitlines()[2:]:
+        for pattern in row.split("|")[1].replace("`", "").split(","):
+            for stage in stages if "<stage>" in pattern else ("",):
+                for level in levels if "<level>" in pattern else ("",):
+                    key = pattern.strip().replace("<stage>", stage).replace("<level>", level)
+                    keys.add(key)
+    return keys
+
+
+def test_the_readme_table_of_logged_keys_is_what_a_run_logs(
+    tmp_path: Path, tiny_run: list[str]
+) -> None:
+    train(make_config(tiny_run, tmp_path))
+    logged = metrics_columns(tmp_path / "csv" / "metrics.csv") - {"epoch", "step"}
+    assert documented_keys(("train", "val", "test"), LEVELS) == logged
+
+
 def test_train_overrides(
     tmp_path: Path, overrides: list[str], levels: tuple[str, ...], tiny_run: list[str]
 ) -> None:
@@ -461,6 +483,9 @@ def test_ddp_ranks_share_the_run_directory(
     assert per_level_columns() <= metrics_columns(out / "csv" / "metrics.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert result.stdout.count("test per level:") == 1  # printed by rank 0 only
+    output = result.stdout + result.stderr
+    assert "sync_dist" not in output  # the logged values are global: no warning
+    assert "/None/" not in output  # rank 1 names no config file it has not written
 
 
 # ---------------------------------------------------------------------------- packaging

@@ -111,7 +111,8 @@ def main(cfg: DictConfig) -> Any:
     out = hydra_cfg.runtime.output_dir
     log.info("run directory: %s", out)
     log.info("overrides: %s", " ".join(hydra_cfg.overrides.task) or "(none)")
-    log.info("the resolved config: %s/%s/config.yaml", out, hydra_cfg.output_subdir)
+    if hydra_cfg.output_subdir is not None:  # None in the processes Lightning's DDP starts
+        log.info("the resolved config: %s/%s/config.yaml", out, hydra_cfg.output_subdir)
     try:
         if cfg.get("resume"):
             cfg = resume_config(cfg.resume, list(hydra_cfg.overrides.task))

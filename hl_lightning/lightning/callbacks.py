@@ -87,11 +87,11 @@ class LevelSummary(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         validated, self._validated = self._validated, False
-        if not trainer.is_global_zero:
+        metrics = trainer.callback_metrics  # read by every process: computing the epoch's
+        if not trainer.is_global_zero:  # values reduces them over the processes
             return
         keys = ["train/loss_epoch", *(("val/loss", "val/miou") if validated else ())]
-        head = f"epoch {trainer.current_epoch}"
-        print(_line(trainer.callback_metrics, head, keys), flush=True)
+        print(_line(metrics, f"epoch {trainer.current_epoch}", keys), flush=True)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print_table(trainer, pl_module, "val")
