@@ -1,0 +1,66 @@
+"""Hierarchies written as plain data: nested mappings and lists (a dict, or parsed JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hl_lightning.hierarchy.node import Entry, HierarchyError, Node, build_tree
+
+__all__ = ["parse_data"]
+
+
+def parse_data(data: Any, source: str) -> list[Node]:
+    """Return the root nodes of nested mappings/lists; a leaf maps to ``None`` or is a list item.
+
+    A mapping or list met twice is refused before it is expanded again: one that contains
+    itself (a cycle) would never end, and a sub-tree shared by two groups repeats its names.
+
+    Example:
+        >>> [node.name for node in parse_data({"sky": None, "vehicle": ["car"]}, "<dict>")]
+        ['sky', 'vehicle']
+    """
+
+    def where(path: list[Entry], name: str | None = None) -> str:
+        names = [entry[0] for entry in path] + ([] if name is None else [name])
+        return f"{source}: under {'/'.join(names)}: " if names else f"{source}: "
+
+    seen: dict[int, tuple[Any, str | None]] = {id(data): (data, None)}  # keeps them alive
+
+    def children(path: list[Entry], entry: Entry) -> list[Entry]:
+        name, _, value = entry
+        entries = _entries(value, where(path, name))
+        if not entries:
+            raise HierarchyError(f"{where(path)}{name!r} has an empty list of children")
+        first = seen.get(id(value))
+        if first is not None:
+            if value is data or any(value is parent[2] for parent in path):
+                raise HierarchyError(
+                    f"{where(path)}{name!r} contains one of its ancestors (a cycle); a "
+                    "hierarchy must be a tree: give every group its own mapping or list"
+                )
+            raise HierarchyError(
+                f"{where(path)}{name!r} has the same mapping or list of children as "
+                f"{first[1]!r}; a sub-tree shared by two groups repeats its names"
+            )
+        seen[id(value)] = (value, name)
+        return entries
+
+    return build_tree(_entries(data, where([])), children)
+
+
+def _entries(data: Any, where: str) -> list[Entry]:
+    """Return the entries of a mapping (key: children or None) or a list (names, mappings)."""
+    if isinstance(data, Mapping):
+        return [(str(key), None, value) for key, value in data.items()]
+    if isinstance(data, Sequence) and not isinstance(data, str):
+        entries: list[Entry] = []
+        for item in data:
+            if isinstance(item, Mapping):
+                entries.extend((str(key), None, value) for key, value in item.items())
+            elif isinstance(item, str | int):
+                entries.append((str(item), None, None))
+            else:
+                raise HierarchyError(f"{where}expected a class name or a mapping, got {item!r}")
+        return entries
+    raise HierarchyError(f"{where}expected a mapping or a list, got {data!r}")
