@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,34 @@ def test_new_builtin_trees_print_with_their_level_tables(
     assert table[0].split() == ["level", "name", "groups", "leaves"]
     assert [row.split() for row in table[1:-1]] == rows
     assert table[-1] == f"{leaves} leaves (classes), depth {len(rows)} (levels)"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("tree.json", b'{"labels": 5}', r"tree\.json: expected"),
+        ("tree.json", b'{"a": ["b", "c"]', r"tree\.json:1: not valid JSON"),
+        ("tree.txt", b'{"a": ["b", "c"]}', r"tree\.txt:1: this is JSON"),
+        ("tree.txt", b"\x89PNG\r\n\x1a\n\x00\x00", r"tree\.txt:1: not UTF-8 text"),
+        ("tree.yaml", b"a:\n\tb:\n", r"tree\.yaml:2: not valid YAML"),
+        ("tree.txt", "a\n\u200bb\n".encode(), r"tree\.txt:2: the invisible character U\+200B"),
+    ],
+)
+def test_unreadable_tree_files_exit_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes, match: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert tree.main([str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"hl-tree: error: {path}")
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert re.search(match, captured.err), captured.err
+
+
+def test_json_tree_file_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "tree.json"
+    path.write_text('{"vehicle": ["car", "truck"], "sky": null}')
+    assert tree.main([str(path)]) == 0
+    assert "|   |-- car" in capsys.readouterr().out

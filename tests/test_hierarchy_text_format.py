@@ -149,3 +149,26 @@ def test_random_tree_round_trips_through_text(scratch: Path, tree: dict[str, Any
     h = Hierarchy.from_dict(tree)
     assert Hierarchy.from_file(write(scratch, "tree.txt", to_text(h.to_dict(), "\t"))) == h
     assert Hierarchy.from_text(to_text(h.to_dict(), "  ")) == h
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "match"),
+    [
+        ('{"a": ["b", "c"]}\n', 1, r"this is JSON, not the indented text format"),
+        ('[\n  "a",\n  "b"\n]\n', 1, r"this is JSON, not the indented text format"),
+        ("# a tree\na:\n  b:\n  c:\n", 2, r"'a:' ends with a colon: this looks like YAML"),
+        ("a\n\tb:\n\tc\n", 2, r"'b:' ends with a colon: this looks like YAML"),
+        ("- a\n- b\n", 1, r"'- a' starts with a dash: this looks like YAML"),
+    ],
+)
+def test_json_or_yaml_in_a_text_file_is_named(
+    tmp_path: Path, text: str, line: int, match: str
+) -> None:
+    error_at(write(tmp_path, "tree.txt", text), line, match)
+    with pytest.raises(HierarchyError, match=rf"<text>:{line}: .*{match}"):
+        Hierarchy.from_text(text)
+
+
+def test_brackets_and_colons_inside_names_are_kept() -> None:
+    h = Hierarchy.from_text("[unlabeled]\nratio 1:2\n{x}\n")
+    assert h.leaves == ("[unlabeled]", "ratio 1:2", "{x}")

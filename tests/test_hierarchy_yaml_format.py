@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,43 @@ def test_random_tree_round_trips_through_yaml(scratch: Path, tree: dict[str, Any
     h = Hierarchy.from_dict(tree)
     text = yaml.safe_dump(h.to_dict(), sort_keys=False)
     assert Hierarchy.from_file(write(scratch, "tree.yaml", text)) == h
+
+
+# ------------------------------------------------------------------ JSON tree files (read as YAML)
+def test_json_tree_file_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "tree.json", '{"a": ["b", "c"], "d": null}')
+    assert Hierarchy.from_file(path) == Hierarchy.from_dict({"a": ["b", "c"], "d": None})
+    assert Hierarchy.from_file(path).source == str(path)
+
+
+@pytest.mark.parametrize("indent", [None, 2, "\t"])
+def test_json_tree_file_in_any_layout_is_read(tmp_path: Path, indent: int | str | None) -> None:
+    path = write(tmp_path, "zoo.JSON", json.dumps(ZOO_DICT, indent=indent))
+    assert Hierarchy.from_file(path) == Hierarchy.from_dict(ZOO_DICT)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "match"),
+    [
+        ('{\n\t"a": ["x", "y"],\n\t"b": ["x"]\n}\n', 3, r"duplicate leaf name 'x' \(lines 2 and 3"),
+        ('{"a": ["b", "c"]', 1, r"not valid JSON: Expecting ',' delimiter"),
+        ('[\n  "a",\n  "b",\n]\n', 4, r"not valid JSON"),
+        ("", 1, r"not valid JSON"),
+        ("{'a': null}", 1, r"not valid JSON"),
+        ('{\n  "a": "b",\n  "c": null\n}', 2, r"'a' maps to 'b'"),
+        ('{\n  "a": [],\n  "c": null\n}', 2, r"'a' has no children"),
+        ('"just a name"', 1, r"expected a mapping or a list of class names"),
+    ],
+)
+def test_bad_json_tree_files_name_file_and_line(
+    tmp_path: Path, text: str, line: int, match: str
+) -> None:
+    error_at(write(tmp_path, "tree.json", text), line, match)
+
+
+def test_json_tree_deeper_than_the_recursion_limit_is_read(tmp_path: Path) -> None:
+    depth = 1100
+    text = "".join(f'{{"l{d}": null, "g{d}": ' for d in range(depth))
+    text += '["last", "end"]' + "}" * depth
+    h = Hierarchy.from_file(write(tmp_path, "deep.json", text))
+    assert h.num_levels == depth + 1 and h.leaves[-2:] == ("last", "end")

@@ -2,7 +2,7 @@
 
 Usage::
 
-    hl-tree path/to/tree.txt          # a text or YAML tree file
+    hl-tree path/to/tree.txt          # a text, YAML or JSON tree file
     hl-tree synthetic --png tree.png  # a built-in name; also draw it (needs matplotlib)
 
 A bad file exits with status 1 and its ``file:line: problem`` on stderr.
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "source",
         metavar="PATH_OR_NAME",
-        help="a tree file (.txt indented, or .yaml/.yml) or a built-in name: "
+        help="a tree file (indented text, .yaml/.yml or .json) or a built-in name: "
         + ", ".join(BUILTIN_HIERARCHIES),
     )
     parser.add_argument(

@@ -7,9 +7,10 @@ Everything else in the package (losses, decoders, metrics) derives from the tens
 :meth:`Hierarchy.level_index` returns.
 
 One module per idea: :mod:`~hl_lightning.hierarchy.tree` (the :class:`Hierarchy`),
-:mod:`~hl_lightning.hierarchy.node` (:class:`Node`, :class:`HierarchyError`), and one
-parser per format: :mod:`~hl_lightning.hierarchy.text_format` (the paper's indented
-text), :mod:`~hl_lightning.hierarchy.yaml_format` (YAML) and
+:mod:`~hl_lightning.hierarchy.node` (:class:`Node`, :class:`HierarchyError`),
+:mod:`~hl_lightning.hierarchy.names` (what a class name may be), and one parser per format:
+:mod:`~hl_lightning.hierarchy.text_format` (the paper's indented text),
+:mod:`~hl_lightning.hierarchy.yaml_format` (YAML and JSON) and
 :mod:`~hl_lightning.hierarchy.data_format` (nested mappings and lists).
 """
 

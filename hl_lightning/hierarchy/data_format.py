@@ -52,15 +52,23 @@ def parse_data(data: Any, source: str) -> list[Node]:
 def _entries(data: Any, where: str) -> list[Entry]:
     """Return the entries of a mapping (key: children or None) or a list (names, mappings)."""
     if isinstance(data, Mapping):
-        return [(str(key), None, value) for key, value in data.items()]
+        return _mapping_entries(data, where)
     if isinstance(data, Sequence) and not isinstance(data, str):
         entries: list[Entry] = []
         for item in data:
             if isinstance(item, Mapping):
-                entries.extend((str(key), None, value) for key, value in item.items())
+                entries.extend(_mapping_entries(item, where))
             elif isinstance(item, str | int):
                 entries.append((str(item), None, None))
             else:
                 raise HierarchyError(f"{where}expected a class name or a mapping, got {item!r}")
         return entries
     raise HierarchyError(f"{where}expected a mapping or a list, got {data!r}")
+
+
+def _mapping_entries(data: Mapping[Any, Any], where: str) -> list[Entry]:
+    """Return the entries of a mapping; a key must be a name (a string, or an integer)."""
+    for key in data:
+        if not isinstance(key, str | int):
+            raise HierarchyError(f"{where}expected a class name, got the key {key!r}")
+    return [(str(key), None, value) for key, value in data.items()]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+from hl_lightning.hierarchy.names import check_invisible
 from hl_lightning.hierarchy.node import HierarchyError, Node
 
 __all__ = ["parse_text"]
@@ -17,12 +19,14 @@ def parse_text(text: str, source: str) -> list[Node]:
     """Return the root nodes of the tab- or space-indented text format.
 
     Blank lines and ``#`` comments (at a line's start or after whitespace) are ignored;
-    errors name ``source`` and the line.
+    errors name ``source`` and the line. JSON, and names that look like YAML (ending with
+    a colon, starting with a dash and a space), are refused with a hint to use that format.
 
     Example:
         >>> [(node.name, len(node.children)) for node in parse_text("a\\n\\tb\\nc\\n", "<text>")]
         [('a', 1), ('c', 0)]
     """
+    check_invisible(text, source)
     entries: list[tuple[int, str, int]] = []  # (line number, name, depth)
     indent_char: str | None = None
     indent_line = 0
@@ -34,6 +38,17 @@ def parse_text(text: str, source: str) -> list[Node]:
         name = content.strip()
         indent = content[: len(content) - len(content.lstrip())]
         where = f"{source}:{number}: "
+        if not entries and name[0] in "[{" and _is_json(text):
+            raise HierarchyError(
+                f"{where}this is JSON, not the indented text format (one class name a line): "
+                "give the file a .json suffix"
+            )
+        if name.endswith(":") or name.startswith("- "):
+            what = "ends with a colon" if name.endswith(":") else "starts with a dash"
+            raise HierarchyError(
+                f"{where}{name!r} {what}: this looks like YAML, not the indented text format "
+                "(one class name a line): give the file a .yaml suffix"
+            )
         if indent:
             chars = set(indent)
             if chars - {"\t", " "}:
@@ -86,3 +101,11 @@ def _close_group(open_groups: list[tuple[int, str, list[Node]]], roots: list[Nod
     """Pop the innermost open group and add its node to its parent's children (or the roots)."""
     number, name, children = open_groups.pop()
     (open_groups[-1][2] if open_groups else roots).append(Node(name, tuple(children), number))
+
+
+def _is_json(text: str) -> bool:
+    """Whether the text is a JSON object or array."""
+    try:
+        return isinstance(json.loads(text), dict | list)
+    except ValueError:
+        return False

@@ -11,18 +11,19 @@ from typing import Any
 import torch
 
 from hl_lightning.hierarchy.data_format import parse_data
+from hl_lightning.hierarchy.names import name_list, name_problem
 from hl_lightning.hierarchy.node import HierarchyError, Node, preorder, where
 from hl_lightning.hierarchy.text_format import parse_text
-from hl_lightning.hierarchy.yaml_format import parse_yaml
+from hl_lightning.hierarchy.yaml_format import parse_json, parse_yaml
 
 __all__ = ["Hierarchy"]
 
+_PARSERS = {".yaml": parse_yaml, ".yml": parse_yaml, ".json": parse_json}
 
-def _names(names: Sequence[str], what: str) -> list[str]:
-    """Return the names as strings; a bare string is refused (it is not a list of names)."""
-    if isinstance(names, str):
-        raise HierarchyError(f"{what} must be a list of names, not the string {names!r}")
-    return [str(n) for n in names]
+
+def _shown(names: Iterable[str]) -> str:
+    """Return the names joined by commas, quoted where they hold something hard to see."""
+    return ", ".join(name if name_problem(name) is None else repr(name) for name in names)
 
 
 class Hierarchy:
@@ -54,7 +55,7 @@ class Hierarchy:
         self._source = source
         self._check_tree()
         tree_leaves = tuple(node.name for node, _ in self.walk() if node.is_leaf)
-        self._leaves = tree_leaves if leaves is None else tuple(leaves)
+        self._leaves = tree_leaves if leaves is None else tuple(name_list(leaves, "leaf order"))
         if sorted(self._leaves) != sorted(tree_leaves):
             raise HierarchyError("leaf order must be a permutation of the tree's leaves")
         depth = max(d for node, d in self.walk() if node.is_leaf) + 1
@@ -64,11 +65,13 @@ class Hierarchy:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_file(cls, path: str | Path, level_names: Sequence[str] | None = None) -> Hierarchy:
-        """Return the hierarchy read from an indented text file or a YAML file.
+        """Return the hierarchy read from an indented text file, a YAML or a JSON file.
 
-        Text: one class name a line, one tab (or a consistent number of spaces) per depth,
-        blank lines and ``#`` comments ignored. YAML (``.yaml``/``.yml``): nested mappings,
-        where a leaf is a key with an empty value or an item of a list.
+        Text (any other suffix): one class name a line, one tab (or a consistent number of
+        spaces) per depth, blank lines and ``#`` comments ignored. YAML (``.yaml``/``.yml``)
+        and JSON (``.json``): nested mappings, where a leaf is a key with an empty value
+        (``null``) or an item of a list. Every error is a :class:`HierarchyError` naming
+        the file, and the line where there is one.
         """
         path = Path(path)
         try:
@@ -80,11 +83,8 @@ class Hierarchy:
         except UnicodeDecodeError as err:
             line = err.object[: err.start].count(b"\n") + 1
             raise HierarchyError(f"{path}:{line}: not UTF-8 text ({err.reason})") from err
-        if path.suffix.lower() in {".yaml", ".yml"}:
-            roots = parse_yaml(text, str(path))
-        else:
-            roots = parse_text(text, str(path))
-        return cls(roots, level_names=level_names, source=str(path))
+        parse = _PARSERS.get(path.suffix.lower(), parse_text)
+        return cls(parse(text, str(path)), level_names=level_names, source=str(path))
 
     @classmethod
     def from_text(cls, text: str, level_names: Sequence[str] | None = None) -> Hierarchy:
@@ -94,7 +94,7 @@ class Hierarchy:
             >>> Hierarchy.from_text("animal\\n\\tcat\\n\\tdog\\nplant\\n").num_levels
             2
         """
-        return cls(parse_text(text.lstrip("\ufeff"), "<text>"), level_names=level_names)
+        return cls(parse_text(text.removeprefix("\ufeff"), "<text>"), level_names=level_names)
 
     @classmethod
     def from_dict(
@@ -116,14 +116,14 @@ class Hierarchy:
             >>> Hierarchy.flat(["a", "b", "c"]).num_levels
             1
         """
-        return cls([Node(str(name)) for name in names])
+        return cls([Node(name) for name in name_list(names, "class names")])
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Hierarchy:
         """Return the hierarchy saved by :meth:`to_config` (tree, leaf order, level names)."""
         h = cls.from_dict(config["tree"], level_names=config.get("level_names"))
         leaves = config.get("leaves")
-        return h if leaves is None else h.reorder(list(leaves))
+        return h if leaves is None else h.reorder(leaves)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the tree as a nested mapping (leaves map to ``None``), inverse of from_dict."""
@@ -151,18 +151,18 @@ class Hierarchy:
 
         Raises one :class:`HierarchyError` listing every missing, extra and duplicate name.
         """
-        names = _names(class_names, "class names")
+        names = name_list(class_names, "class names")
         given, known = set(names), set(self._leaves)
         duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
         missing = [n for n in self._leaves if n not in given]
         extra = [n for n in dict.fromkeys(names) if n not in known]
         problems = []
         if missing:
-            problems.append(f"missing from the class names: {', '.join(missing)}")
+            problems.append(f"missing from the class names: {_shown(missing)}")
         if extra:
-            problems.append(f"not leaves of the hierarchy: {', '.join(extra)}")
+            problems.append(f"not leaves of the hierarchy: {_shown(extra)}")
         if duplicates:
-            problems.append(f"duplicated in the class names: {', '.join(duplicates)}")
+            problems.append(f"duplicated in the class names: {_shown(duplicates)}")
         if problems:
             where = f" ({self._source})" if self._source else ""
             raise HierarchyError(
@@ -333,7 +333,7 @@ class Hierarchy:
         return level % self.num_levels
 
     def _check_level_names(self, names: Sequence[str], depth: int) -> tuple[str, ...]:
-        names = tuple(_names(names, "level names"))
+        names = tuple(name_list(names, "level names"))
         if len(names) != depth:
             raise HierarchyError(
                 f"{len(names)} level names given for a hierarchy with {depth} levels: {names}"
@@ -346,9 +346,14 @@ class Hierarchy:
         if not self._roots:
             raise HierarchyError(f"{where(self._source, None)}the hierarchy is empty")
         seen: dict[str, Node] = {}
-        for node, _ in self.walk():
-            if not node.name:
-                raise HierarchyError(f"{where(self._source, node.line)}empty class name")
+        path: list[str] = []  # the names of the node's ancestors
+        for node, depth in self.walk():
+            del path[depth:]
+            problem = name_problem(node.name)
+            if problem is not None:
+                under = f"under {'/'.join(path)}: " if path and node.line is None else ""
+                raise HierarchyError(f"{where(self._source, node.line)}{under}{problem}")
+            path.append(node.name)
             first = seen.get(node.name)
             if first is None:
                 seen[node.name] = node

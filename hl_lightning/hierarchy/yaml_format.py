@@ -1,4 +1,4 @@
-"""The YAML hierarchy format: nested mappings and lists, read with the line of every name.
+"""The YAML (and JSON) hierarchy format: nested mappings and lists, with the line of every name.
 
 The file is composed into YAML nodes (which keep their lines) by :class:`TreeLoader`,
 PyYAML's ``SafeLoader`` with two changes:
@@ -9,17 +9,22 @@ PyYAML's ``SafeLoader`` with two changes:
 - the composer does not recurse. PyYAML's ``compose_node`` calls itself once per nesting
   level (two Python frames a level), so a tree about 500 levels deep would end in a
   ``RecursionError``; every other part of the tree's handling works at any depth.
+
+A JSON tree file is read by the same loader (:func:`parse_json`): JSON is YAML but for
+tabs, which JSON allows between tokens and YAML does not.
 """
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import yaml
 
+from hl_lightning.hierarchy.names import check_invisible
 from hl_lightning.hierarchy.node import Entry, HierarchyError, Node, build_tree
 
-__all__ = ["TreeLoader", "parse_yaml"]
+__all__ = ["TreeLoader", "parse_json", "parse_yaml"]
 
 _NULL = "tag:yaml.org,2002:null"
 
@@ -101,6 +106,7 @@ def parse_yaml(text: str, source: str) -> list[Node]:
         >>> [node.line for node in parse_yaml("a: [x, y]\\nb:\\n", "tree.yaml")]
         [1, 2]
     """
+    check_invisible(text, source)
     loader = TreeLoader(text, source)
     try:
         document = loader.get_single_node()
@@ -124,6 +130,26 @@ def parse_yaml(text: str, source: str) -> list[Node]:
         return entries
 
     return build_tree(_entries(document, source), children)
+
+
+def parse_json(text: str, source: str) -> list[Node]:
+    """Return the root nodes of a JSON hierarchy (the YAML format's mappings and lists).
+
+    The text must be JSON (errors name the line); it is then read as YAML, with every tab
+    (in valid JSON, only ever whitespace between tokens) read as a space, so that the
+    tree's errors name their lines too.
+
+    Example:
+        >>> [node.name for node in parse_json('{"a": ["x", "y"],\t"b": null}', "tree.json")]
+        ['a', 'b']
+    """
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as err:
+        raise HierarchyError(f"{source}:{err.lineno}: not valid JSON: {err.msg}") from err
+    except RecursionError:  # deeper than the json module reads: the YAML loader has no limit
+        pass
+    return parse_yaml(text.replace("\t", " "), source)
 
 
 def _scalar(node: yaml.Node) -> str | None:
