@@ -395,9 +395,9 @@ def test_to_dict_round_trips() -> None:
     assert Hierarchy.from_dict(h.to_dict()) == h
 
 
-def test_str_prints_the_tree_with_label_ids() -> None:
+def test_str_prints_the_tree_with_node_ids() -> None:
     h = Hierarchy.from_dict(UNBALANCED).reorder(["f", "a", "e", "c"])
-    assert str(h) == "a  [1]\nb\n  c  [3]\n  d\n    e  [2]\n    f  [0]"
+    assert str(h) == "a  [1]\nb  [4]\n  c  [3]\n  d  [5]\n    e  [2]\n    f  [0]"
 
 
 def test_repr_shows_group_counts(paper_trees: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from hl_lightning.hierarchy.node import Entry, HierarchyError, Node, build_tree
 
-__all__ = ["parse_data"]
+__all__ = ["parse_data", "tree_data"]
 
 
 def parse_data(data: Any, source: str) -> list[Node]:
@@ -72,3 +72,21 @@ def _mapping_entries(data: Mapping[Any, Any], where: str) -> list[Entry]:
         if not isinstance(key, str | int):
             raise HierarchyError(f"{where}expected a class name, got the key {key!r}")
     return [(str(key), None, value) for key, value in data.items()]
+
+
+def tree_data(roots: Sequence[Node]) -> dict[str, Any]:
+    """Return the tree as nested mappings, leaves mapping to ``None``: :func:`parse_data`'s inverse.
+
+    Example:
+        >>> tree_data(parse_data({"sky": None, "vehicle": ["car"]}, "<dict>"))
+        {'sky': None, 'vehicle': {'car': None}}
+    """
+    tree: dict[str, Any] = {}
+    stack: list[tuple[Sequence[Node], dict[str, Any]]] = [(roots, tree)]
+    while stack:  # each group's mapping is filled in after its parent's keys are in order
+        nodes, mapping = stack.pop()
+        for node in nodes:
+            mapping[node.name] = {} if node.children else None
+            if node.children:
+                stack.append((node.children, mapping[node.name]))
+    return tree

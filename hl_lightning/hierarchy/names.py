@@ -1,4 +1,4 @@
-"""What a class name may be: visible text that cannot pass for another name.
+"""The names of a tree: what a class name may be, and each name used once.
 
 Names are matched to data set classes and to each other by their text, so a name that
 looks like another one but differs is refused, in every format: a tab or another control
@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
-from hl_lightning.hierarchy.node import HierarchyError
+from hl_lightning.hierarchy.node import HierarchyError, Node, preorder, where
 
-__all__ = ["check_invisible", "name_list", "name_problem"]
+__all__ = [
+    "check_class_names",
+    "check_invisible",
+    "check_level_names",
+    "check_tree",
+    "name_list",
+    "name_problem",
+]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _BOM = "\ufeff"
@@ -111,3 +119,98 @@ not the string 'sky'
             raise HierarchyError(f"{what}[{i}] is None, not a name")
         out.append(str(name))
     return out
+
+
+def check_tree(roots: Sequence[Node], source: str | None) -> None:
+    """Raise a HierarchyError, at the file and line where known, unless the names are usable.
+
+    Every name passes :func:`name_problem`, no name is used twice, and there are at least
+    two leaves.
+
+    Example:
+        >>> check_tree([Node("x", (), 1), Node("x", (), 2)], "t")
+        Traceback (most recent call last):
+            ...
+        hl_lightning.hierarchy.node.HierarchyError: t:2: duplicate leaf name 'x' (lines 1 and 2)
+    """
+    if not roots:
+        raise HierarchyError(f"{where(source, None)}the hierarchy is empty")
+    seen: dict[str, Node] = {}
+    path: list[str] = []  # the names of the node's ancestors
+    for node, depth in preorder(roots):
+        del path[depth:]
+        problem = name_problem(node.name)
+        if problem is not None:
+            under = f"under {'/'.join(path)}: " if path and node.line is None else ""
+            raise HierarchyError(f"{where(source, node.line)}{under}{problem}")
+        path.append(node.name)
+        first = seen.get(node.name)
+        if first is None:
+            seen[node.name] = node
+            continue
+        lines = f" (lines {first.line} and {node.line})" if node.line is not None else ""
+        if first.is_leaf and node.is_leaf:
+            what = "duplicate leaf name"
+        elif first.is_leaf or node.is_leaf:
+            what = "node is both a leaf and a parent"
+        else:
+            what = "duplicate group name"
+        raise HierarchyError(f"{where(source, node.line)}{what} {node.name!r}{lines}")
+    leaves = [node for node in seen.values() if node.is_leaf]
+    if len(leaves) < 2:
+        raise HierarchyError(
+            f"{where(source, leaves[0].line)}a hierarchy needs at least two leaves "
+            f"(classes), found only {leaves[0].name!r}"
+        )
+
+
+def _shown(names: Iterable[str]) -> str:
+    """Return the names joined by commas, quoted where they hold something hard to see."""
+    return ", ".join(name if name_problem(name) is None else repr(name) for name in names)
+
+
+def check_class_names(names: Sequence[str], leaves: Sequence[str], source: str | None) -> None:
+    """Raise one HierarchyError listing every missing, extra and duplicate class name.
+
+    Example:
+        >>> check_class_names(["b", "a"], ["a", "b"], None)
+        >>> check_class_names(["a", "a", "c"], ["a", "b"], "tree.txt")
+        Traceback (most recent call last):
+            ...
+        hl_lightning.hierarchy.node.HierarchyError: class names do not match the hierarchy's \
+leaves (tree.txt): missing from the class names: b; not leaves of the hierarchy: c; \
+duplicated in the class names: a
+    """
+    given, known = set(names), set(leaves)
+    duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
+    missing = [n for n in leaves if n not in given]
+    extra = [n for n in dict.fromkeys(names) if n not in known]
+    problems = []
+    if missing:
+        problems.append(f"missing from the class names: {_shown(missing)}")
+    if extra:
+        problems.append(f"not leaves of the hierarchy: {_shown(extra)}")
+    if duplicates:
+        problems.append(f"duplicated in the class names: {_shown(duplicates)}")
+    if problems:
+        where = f" ({source})" if source else ""
+        raise HierarchyError(
+            f"class names do not match the hierarchy's leaves{where}: " + "; ".join(problems)
+        )
+
+
+def check_level_names(names: Iterable[str], depth: int) -> tuple[str, ...]:
+    """Return the level names as a tuple, checked to be ``depth`` unique names.
+
+    Example:
+        >>> check_level_names(["coarse", "fine"], 2)
+        ('coarse', 'fine')
+    """
+    names = tuple(name_list(names, "level names"))
+    if len(names) != depth:
+        raise HierarchyError(
+            f"{len(names)} level names given for a hierarchy with {depth} levels: {names}"
+        )
+    if len(set(names)) != len(names):
+        raise HierarchyError(f"level names must be unique: {names}")
+    return names

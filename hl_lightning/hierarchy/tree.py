@@ -1,8 +1,8 @@
-"""The class tree: :class:`Hierarchy`, its leaf order, per-level group maps and distances."""
+"""The class tree: :class:`Hierarchy`, its leaf order, node ids, per-level group maps, distances."""
 
 from __future__ import annotations
 
-from collections import Counter
+import difflib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -10,9 +10,15 @@ from typing import Any
 
 import torch
 
-from hl_lightning.hierarchy.data_format import parse_data
-from hl_lightning.hierarchy.names import name_list, name_problem
-from hl_lightning.hierarchy.node import HierarchyError, Node, preorder, where
+from hl_lightning.hierarchy.data_format import parse_data, tree_data
+from hl_lightning.hierarchy.levels import (
+    InternalNode,
+    internal_nodes,
+    level_groups,
+    node_level_matrix,
+)
+from hl_lightning.hierarchy.names import check_class_names, check_level_names, check_tree, name_list
+from hl_lightning.hierarchy.node import HierarchyError, Node, preorder
 from hl_lightning.hierarchy.text_format import parse_text
 from hl_lightning.hierarchy.yaml_format import parse_json, parse_yaml
 
@@ -21,16 +27,12 @@ __all__ = ["Hierarchy"]
 _PARSERS = {".yaml": parse_yaml, ".yml": parse_yaml, ".json": parse_json}
 
 
-def _shown(names: Iterable[str]) -> str:
-    """Return the names joined by commas, quoted where they hold something hard to see."""
-    return ", ".join(name if name_problem(name) is None else repr(name) for name in names)
-
-
 class Hierarchy:
     """A class hierarchy whose leaves are the K classes of a segmentation network.
 
     Build it with :meth:`from_file`, :meth:`from_dict` or :meth:`flat`; then
-    :meth:`reorder` it so that leaf ``i`` is dataset label id ``i``.
+    :meth:`reorder` it so that leaf ``i`` is dataset label id ``i``. Every node has a label
+    id (:attr:`node_names`): the leaves ``0..K-1``, then the internal nodes (coarse labels).
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
@@ -53,14 +55,14 @@ class Hierarchy:
     ) -> None:
         self._roots = tuple(roots)
         self._source = source
-        self._check_tree()
+        check_tree(self._roots, source)
         tree_leaves = tuple(node.name for node, _ in self.walk() if node.is_leaf)
         self._leaves = tree_leaves if leaves is None else tuple(name_list(leaves, "leaf order"))
         if sorted(self._leaves) != sorted(tree_leaves):
             raise HierarchyError("leaf order must be a permutation of the tree's leaves")
         depth = max(d for node, d in self.walk() if node.is_leaf) + 1
         names = tuple(f"level{d}" for d in range(depth)) if level_names is None else level_names
-        self._level_names = self._check_level_names(names, depth)
+        self._level_names = check_level_names(names, depth)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -127,15 +129,7 @@ class Hierarchy:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the tree as a nested mapping (leaves map to ``None``), inverse of from_dict."""
-        tree: dict[str, Any] = {}
-        stack: list[tuple[Sequence[Node], dict[str, Any]]] = [(self._roots, tree)]
-        while stack:  # each group's mapping is filled in after its parent's keys are in order
-            nodes, mapping = stack.pop()
-            for node in nodes:
-                mapping[node.name] = {} if node.children else None
-                if node.children:
-                    stack.append((node.children, mapping[node.name]))
-        return tree
+        return tree_data(self._roots)
 
     def to_config(self) -> dict[str, Any]:
         """Return plain data that :meth:`from_config` turns back into this hierarchy."""
@@ -152,22 +146,7 @@ class Hierarchy:
         Raises one :class:`HierarchyError` listing every missing, extra and duplicate name.
         """
         names = name_list(class_names, "class names")
-        given, known = set(names), set(self._leaves)
-        duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
-        missing = [n for n in self._leaves if n not in given]
-        extra = [n for n in dict.fromkeys(names) if n not in known]
-        problems = []
-        if missing:
-            problems.append(f"missing from the class names: {_shown(missing)}")
-        if extra:
-            problems.append(f"not leaves of the hierarchy: {_shown(extra)}")
-        if duplicates:
-            problems.append(f"duplicated in the class names: {_shown(duplicates)}")
-        if problems:
-            where = f" ({self._source})" if self._source else ""
-            raise HierarchyError(
-                f"class names do not match the hierarchy's leaves{where}: " + "; ".join(problems)
-            )
+        check_class_names(names, self._leaves, self._source)
         return Hierarchy(self._roots, names, self._level_names, self._source)
 
     def with_level_names(self, level_names: Sequence[str]) -> Hierarchy:
@@ -220,25 +199,105 @@ class Hierarchy:
         """Return a LongTensor (D, K): row ``d`` is :meth:`level_index` ``(d)``."""
         return self._level_matrix.clone()
 
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """Every node's name by node id: the K leaves in leaf order, then the internal nodes.
+
+        Leaf ``i`` keeps label id ``i``; the internal nodes follow coarse to fine (by depth,
+        in tree order within a depth). A mask may hold any node id: an internal node's id
+        is a coarse label, known at its own and every coarser level, unknown below.
+
+        Example:
+            >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
+            >>> h.node_names, h.num_nodes
+            (('sky', 'car', 'truck', 'vehicle'), 4)
+        """
+        return self._node_names
+
+    @property
+    def num_nodes(self) -> int:
+        """N, the number of node ids: the K leaves and the internal nodes."""
+        return len(self._node_names)
+
+    def label_id(self, name: str) -> int:
+        """Return the node id (the label id in a mask) of the leaf or internal node ``name``.
+
+        An unknown name raises a :class:`HierarchyError` that names the closest node names.
+
+        Example:
+            >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
+            >>> h.label_id("truck"), h.label_id("vehicle")
+            (2, 3)
+        """
+        node_id = self._node_ids.get(name)
+        if node_id is None:
+            close = difflib.get_close_matches(str(name), self._node_names, n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            where = f" {self._source}" if self._source else ""
+            raise HierarchyError(f"{name!r} is not a node of the hierarchy{where}{hint}")
+        return node_id
+
+    def node_level(self, node_id: int) -> int:
+        """Return the finest level at which node ``node_id`` is a group (its label is known).
+
+        An internal node's depth; ``D - 1`` for every leaf, a shallow one included (it
+        stands for itself at the deeper levels).
+
+        Example:
+            >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
+            >>> [h.node_level(i) for i in range(h.num_nodes)]
+            [1, 1, 1, 0]
+        """
+        if isinstance(node_id, bool) or not 0 <= node_id < self.num_nodes:
+            raise IndexError(f"node id {node_id!r} out of range for {self.num_nodes} nodes")
+        if node_id < self.num_leaves:
+            return self.num_levels - 1
+        return self._internal[node_id - self.num_leaves].depth
+
+    def node_level_matrix(self) -> torch.Tensor:
+        """Return a LongTensor (D, N): row ``d`` holds the group id at level ``d`` of every node.
+
+        The first K columns are :meth:`level_matrix`; an internal node's column holds its
+        group at its own and every coarser level, and ``-1`` (never a group id) at the
+        levels below its own, where its label says nothing.
+
+        Example:
+            >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
+            >>> h.node_level_matrix().tolist()
+            [[0, 1, 1, 1], [0, 1, 2, -1]]
+        """
+        return self._node_matrix.clone()
+
     def labels_at_level(
         self, labels: torch.Tensor, level: int, ignore_index: int | None = None
     ) -> torch.Tensor:
-        """Return leaf label ids of any shape mapped to group ids at ``level``.
+        """Return label ids (node ids) of any shape mapped to group ids at ``level``.
 
-        ``labels`` is any integer tensor (uint8 masks included); pixels equal to
-        ``ignore_index`` keep that value. The result is a LongTensor of the same shape.
+        ``labels`` is any integer tensor (uint8 masks included). A leaf id maps to its
+        group; an internal node's id (a coarse label) maps to its group at its own and
+        every coarser level, and to ``ignore_index`` at the levels below. Pixels equal to
+        ``ignore_index`` keep that value (even where it is also a node id). Without an
+        ``ignore_index``, a coarse label below its level is a ValueError. The result is a
+        LongTensor of the same shape: one table lookup.
 
         Example:
             >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
             >>> h.labels_at_level(torch.tensor([2, 0, 255]), 0, ignore_index=255).tolist()
             [1, 0, 255]
+            >>> h.labels_at_level(torch.tensor([3, 1]), 1, ignore_index=255).tolist()
+            [255, 1]
         """
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise TypeError(f"labels must be integer label ids, got dtype {labels.dtype}")
         labels = labels.long()  # uint8 would index as a mask; compare ignore_index in int64
-        index = self._level_matrix[self._check_level(level)].to(labels.device)
+        level = self._check_level(level)
+        row = self._node_matrix[level]
         if ignore_index is None:
-            return index[labels]
+            mapped = row.to(labels.device)[labels]
+            if bool(row.lt(0).any()) and mapped.numel() and int(mapped.min()) < 0:
+                self._raise_coarse_below(labels[mapped < 0], level)
+            return mapped
+        index = row.masked_fill(row < 0, ignore_index).to(labels.device)
         ignored = labels == ignore_index
         mapped = index[labels.masked_fill(ignored, 0)]
         return mapped.masked_fill(ignored, ignore_index)
@@ -284,12 +343,10 @@ class Hierarchy:
         )
 
     def __str__(self) -> str:
-        label = {name: i for i, name in enumerate(self._leaves)}
-        lines = [
-            "  " * depth + node.name + ("" if node.children else f"  [{label[node.name]}]")
-            for node, depth in self.walk()
-        ]
-        return "\n".join(lines)
+        ids = self._node_ids
+        return "\n".join(
+            f"{'  ' * depth}{node.name}  [{ids[node.name]}]" for node, depth in self.walk()
+        )
 
     def walk(self) -> Iterator[tuple[Node, int]]:
         """Yield ``(node, depth)`` of every node, depth-first in tree order (the file's lines).
@@ -305,70 +362,42 @@ class Hierarchy:
     @cached_property
     def _levels(self) -> list[tuple[tuple[str, ...], dict[str, int]]]:
         """Per level: group names in tree order, and each leaf's group id."""
-        depth = self.num_levels
-        groups: list[list[str]] = [[] for _ in range(depth)]
-        leaf_group: list[dict[str, int]] = [{} for _ in range(depth)]
-        path: list[int] = []  # group ids of the current node and its ancestors
-        for node, level in self.walk():
-            del path[level:]
-            path.append(len(groups[level]))
-            groups[level].append(node.name)
-            if node.children:
-                continue
-            for d in range(level + 1, depth):  # a shallow leaf stands for itself below
-                path.append(len(groups[d]))
-                groups[d].append(node.name)
-            for d in range(depth):
-                leaf_group[d][node.name] = path[d]
-        return [(tuple(g), m) for g, m in zip(groups, leaf_group, strict=True)]
+        return level_groups(self._roots, self.num_levels)
 
     @cached_property
     def _level_matrix(self) -> torch.Tensor:
         rows = [[ids[name] for name in self._leaves] for _, ids in self._levels]
         return torch.tensor(rows, dtype=torch.long)
 
+    @cached_property
+    def _internal(self) -> list[InternalNode]:
+        """The internal nodes in node-id order (ids ``K``, ``K + 1``, ...)."""
+        return internal_nodes(self._roots)
+
+    @cached_property
+    def _node_names(self) -> tuple[str, ...]:
+        return self._leaves + tuple(node.name for node in self._internal)
+
+    @cached_property
+    def _node_ids(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self._node_names)}
+
+    @cached_property
+    def _node_matrix(self) -> torch.Tensor:
+        return node_level_matrix(self._level_matrix, self._leaves, self._internal)
+
+    def _raise_coarse_below(self, coarse: torch.Tensor, level: int) -> None:
+        """Raise the ValueError for coarse labels mapped below their level without ignore_index."""
+        found = ", ".join(
+            f"{i} ({self._node_names[i]!r}, known down to level {self.node_level(i)})"
+            for i in coarse.unique()[:5].tolist()
+        )
+        raise ValueError(
+            f"labels_at_level: label ids {found} are internal nodes that say nothing at level "
+            f"{level}; pass an ignore_index to map them to it"
+        )
+
     def _check_level(self, level: int) -> int:
         if not -self.num_levels <= level < self.num_levels:
             raise IndexError(f"level {level} out of range for {self.num_levels} levels")
         return level % self.num_levels
-
-    def _check_level_names(self, names: Sequence[str], depth: int) -> tuple[str, ...]:
-        names = tuple(name_list(names, "level names"))
-        if len(names) != depth:
-            raise HierarchyError(
-                f"{len(names)} level names given for a hierarchy with {depth} levels: {names}"
-            )
-        if len(set(names)) != len(names):
-            raise HierarchyError(f"level names must be unique: {names}")
-        return names
-
-    def _check_tree(self) -> None:
-        if not self._roots:
-            raise HierarchyError(f"{where(self._source, None)}the hierarchy is empty")
-        seen: dict[str, Node] = {}
-        path: list[str] = []  # the names of the node's ancestors
-        for node, depth in self.walk():
-            del path[depth:]
-            problem = name_problem(node.name)
-            if problem is not None:
-                under = f"under {'/'.join(path)}: " if path and node.line is None else ""
-                raise HierarchyError(f"{where(self._source, node.line)}{under}{problem}")
-            path.append(node.name)
-            first = seen.get(node.name)
-            if first is None:
-                seen[node.name] = node
-                continue
-            lines = f" (lines {first.line} and {node.line})" if node.line is not None else ""
-            if first.is_leaf and node.is_leaf:
-                what = "duplicate leaf name"
-            elif first.is_leaf or node.is_leaf:
-                what = "node is both a leaf and a parent"
-            else:
-                what = "duplicate group name"
-            raise HierarchyError(f"{where(self._source, node.line)}{what} {node.name!r}{lines}")
-        leaves = [node for node in seen.values() if node.is_leaf]
-        if len(leaves) < 2:
-            raise HierarchyError(
-                f"{where(self._source, leaves[0].line)}a hierarchy needs at least two leaves "
-                f"(classes), found only {leaves[0].name!r}"
-            )
