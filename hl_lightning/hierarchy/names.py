@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _BOM = "\ufeff"
 
 
@@ -88,7 +89,8 @@ def check_invisible(text: str, source: str) -> None:
         hl_lightning.hierarchy.node.HierarchyError: tree.txt:2: the invisible character \
 U+200B (ZERO WIDTH SPACE) at column 2; delete it
     """
-    for index, char in enumerate(text):
+    for match in _NON_ASCII.finditer(text):  # every format character is outside ASCII
+        char, index = match.group(), match.start()
         if unicodedata.category(char) != "Cf":
             continue
         before = _NEWLINE.split(text[:index])
