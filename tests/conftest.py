@@ -36,6 +36,12 @@ def paper_trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a folder that outlives the examples of one property test (tmp_path does not)."""
+    return tmp_path_factory.mktemp("trees")
+
+
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     """Run on one torch thread, then restore the previous count: for tests of tiny tensors,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,10 @@ def test_seed_file_prints_tree_and_level_table(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == str(path)
     assert "|-- background  [0]" in out
-    assert "`-- foreground" in out
+    assert "`-- foreground  [11]" in out
     assert any(line.endswith("`-- right_eyebrow  [10]") for line in out)
+    assert any(line.endswith("`-- eyebrows  [16]") for line in out)
+    assert "node ids: leaves (classes) 0-10, internal nodes (coarse labels) 11-16" in out
     table = out[out.index("") + 1 :]
     assert table[0].split() == ["level", "name", "groups", "leaves"]
     assert [row.split() for row in table[1:5]] == [
@@ -40,8 +43,8 @@ def test_seed_file_prints_tree_and_level_table(
 def test_builtin_name_prints_named_levels(capsys: pytest.CaptureFixture[str]) -> None:
     assert tree.main(["synthetic"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("synthetic\n|-- background  [0]\n|-- stuff\n|   |-- sky  [1]\n")
-    assert out.count("  [") == 13
+    assert out.startswith("synthetic\n|-- background  [0]\n|-- stuff  [13]\n|   |-- sky  [1]\n")
+    assert out.count("  [") == 19  # 13 leaves, 6 internal nodes
     assert "0      kind          3       1" in out
     assert "13 leaves (classes), depth 3 (levels)" in out
 
@@ -107,15 +110,30 @@ def test_png_without_matplotlib_says_what_to_install(
     assert not (tmp_path / "tree.png").exists()
 
 
-def test_render_tree_marks_every_leaf_with_its_label_id() -> None:
-    h = synthetic_hierarchy()
-    lines = tree.render_tree(h).splitlines()
-    ids = [int(line.rsplit("[", 1)[1].rstrip("]")) for line in lines if line.endswith("]")]
-    assert ids == list(range(h.num_leaves))
+def test_render_tree_marks_every_node_with_its_node_id() -> None:
+    h = synthetic_hierarchy().reorder(list(reversed(synthetic_hierarchy().leaves)))
+    lines = tree.render_tree(h).splitlines()[1:]
+    assert len(lines) == h.num_nodes
+    for line, (node, _) in zip(lines, h.walk(), strict=True):
+        name, node_id = line.split("-- ", 1)[1].rsplit("  [", 1)
+        assert name == node.name
+        assert int(node_id.rstrip("]")) == h.label_id(node.name)
+        assert h.node_names[int(node_id.rstrip("]"))] == node.name
+    leaf_lines = [line for line, (node, _) in zip(lines, h.walk(), strict=True) if node.is_leaf]
+    assert sorted(int(line.rsplit("[", 1)[1].rstrip("]")) for line in leaf_lines) == list(
+        range(h.num_leaves)
+    )
+
+
+def test_flat_tree_has_no_coarse_ids(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "flat.txt"
+    path.write_text("a\nb\n")
+    assert tree.main([str(path)]) == 0
+    assert "node ids: leaves (classes) 0-1\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
-    ("name", "rows", "leaves"),
+    ("name", "rows", "leaves", "nodes"),
     [
         (
             "coco_stuff",
@@ -126,27 +144,61 @@ def test_render_tree_marks_every_leaf_with_its_label_id() -> None:
                 ["3", "class", "171", "171"],
             ],
             171,
+            171 + 2 + 4 + 27,
         ),
         (
             "pascal_person_part",
             [["0", "figure", "2", "1"], ["1", "body", "3", "0"], ["2", "part", "7", "6"]],
             7,
+            7 + 1 + 2,
         ),
         (
             "lip",
             [["0", "figure", "2", "1"], ["1", "body", "3", "0"], ["2", "part", "20", "19"]],
             20,
+            20 + 1 + 2,
         ),
     ],
 )
 def test_new_builtin_trees_print_with_their_level_tables(
-    name: str, rows: list[list[str]], leaves: int, capsys: pytest.CaptureFixture[str]
+    name: str, rows: list[list[str]], leaves: int, nodes: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert tree.main([name]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == name
-    assert sum(line.endswith("]") for line in out) == leaves
+    assert sum(line.endswith("]") for line in out) == nodes  # an id on every node
     table = out[out.index("") + 1 :]
     assert table[0].split() == ["level", "name", "groups", "leaves"]
     assert [row.split() for row in table[1:-1]] == rows
     assert table[-1] == f"{leaves} leaves (classes), depth {len(rows)} (levels)"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("tree.json", b'{"labels": 5}', r"tree\.json: expected"),
+        ("tree.json", b'{"a": ["b", "c"]', r"tree\.json:1: not valid JSON"),
+        ("tree.txt", b'{"a": ["b", "c"]}', r"tree\.txt:1: this is JSON"),
+        ("tree.txt", b"\x89PNG\r\n\x1a\n\x00\x00", r"tree\.txt:1: not UTF-8 text"),
+        ("tree.yaml", b"a:\n\tb:\n", r"tree\.yaml:2: not valid YAML"),
+        ("tree.txt", "a\n\u200bb\n".encode(), r"tree\.txt:2: the invisible character U\+200B"),
+    ],
+)
+def test_unreadable_tree_files_exit_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes, match: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert tree.main([str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"hl-tree: error: {path}")
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert re.search(match, captured.err), captured.err
+
+
+def test_json_tree_file_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "tree.json"
+    path.write_text('{"vehicle": ["car", "truck"], "sky": null}')
+    assert tree.main([str(path)]) == 0
+    assert "|   |-- car" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,35 @@ def test_level_names_override(tmp_path: Path) -> None:
     assert synthetic.level_names == ("a", "b", "c")
     with pytest.raises(HierarchyError, match="level names"):
         load_hierarchy(path, level_names=["only_one"])
+
+
+def test_a_json_file_is_a_vistas_config_if_it_has_labels_else_a_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "tree.json"
+    zoo = {"animal": ["cat", "dog"], "plant": ["tree", "flower"], "rock": None}
+    tree.write_text(json.dumps(zoo))
+    assert load_hierarchy(tree).leaves == ZOO_TREE_ORDER
+    assert load_hierarchy(str(tree), list(reversed(ZOO_TREE_ORDER))).source == str(tree)
+    config = tmp_path / "config.json"
+    names = ["nature--sky", "construction--flat--road", "construction--flat--curb"]
+    config.write_text(json.dumps({"labels": [{"name": name} for name in names]}))
+    assert load_hierarchy(config).leaves == ("sky", "road", "curb")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('{"labels": 5}', r"tree\.json: expected \{'labels': \[\{'name'"),
+        ('{"labels": [{"readable": "Road"}]}', r"tree\.json: label 0 has no 'name'"),
+        ('{"labels": [{"name": "a--b"}, {"name": "a--b"}]}', r"tree\.json: .*not unique"),
+        ('{"a": ["b", "c"]', r"tree\.json:1: not valid JSON"),
+        ("[1.5]", r"tree\.json:1: a hierarchy needs at least two leaves"),
+        ("\x89PNG\r\n", r"tree\.json:1: not UTF-8 text"),
+    ],
+)
+def test_a_bad_json_file_gives_one_hierarchy_error_naming_it(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    path = tmp_path / "tree.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(HierarchyError, match=match):
+        load_hierarchy(path)

@@ -1,8 +1,11 @@
-"""hl-tree: check a hierarchy and print it as a tree with its level table; ``--png`` draws it.
+"""hl-tree: check a hierarchy and print it as a tree with its node ids and level table.
+
+Every node shows its id, the label id a mask uses for it: the leaves ``0..K-1``, then the
+internal nodes (coarse labels, see :attr:`Hierarchy.node_names`). ``--png`` draws the tree.
 
 Usage::
 
-    hl-tree path/to/tree.txt          # a text or YAML tree file
+    hl-tree path/to/tree.txt          # a text, YAML or JSON tree file
     hl-tree synthetic --png tree.png  # a built-in name; also draw it (needs matplotlib)
 
 A bad file exits with status 1 and its ``file:line: problem`` on stderr.
@@ -20,29 +23,28 @@ from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.hierarchy import Hierarchy, HierarchyError, Node
 from hl_lightning.palette import level_palettes
 
-__all__ = ["draw_tree", "level_summary", "main", "render_tree"]
+__all__ = ["draw_tree", "id_summary", "level_summary", "main", "render_tree"]
 
 PROG = "hl-tree"
 
 
 def render_tree(hierarchy: Hierarchy, title: str = ".") -> str:
-    """Return the tree as text, one node a line under ``title``; leaves show their label id.
+    """Return the tree as text, one node a line under ``title``, each with its node id.
 
     Example:
         >>> print(render_tree(Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})))
         .
         |-- sky  [0]
-        `-- vehicle
+        `-- vehicle  [3]
             |-- car  [1]
             `-- truck  [2]
     """
-    label = {name: i for i, name in enumerate(hierarchy.leaves)}
+    node_id = {name: i for i, name in enumerate(hierarchy.node_names)}
     lines = [title]
     stack = _branches(hierarchy.roots, "")  # (node, its line's prefix, last of its siblings)
     while stack:
         node, prefix, last = stack.pop()
-        suffix = "" if node.children else f"  [{label[node.name]}]"
-        lines.append(f"{prefix}{'`-- ' if last else '|-- '}{node.name}{suffix}")
+        lines.append(f"{prefix}{'`-- ' if last else '|-- '}{node.name}  [{node_id[node.name]}]")
         stack.extend(_branches(node.children, prefix + ("    " if last else "|   ")))
     return "\n".join(lines)
 
@@ -50,6 +52,23 @@ def render_tree(hierarchy: Hierarchy, title: str = ".") -> str:
 def _branches(nodes: Sequence[Node], prefix: str) -> list[tuple[Node, str, bool]]:
     """Return (node, prefix, whether it is the last sibling) in reverse order, for a stack."""
     return [(node, prefix, i == len(nodes) - 1) for i, node in reversed(list(enumerate(nodes)))]
+
+
+def id_summary(hierarchy: Hierarchy) -> str:
+    """Return the line that says which node ids are leaves and which are coarse labels.
+
+    Example:
+        >>> id_summary(Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]}))
+        'node ids: leaves (classes) 0-2, internal nodes (coarse labels) 3'
+    """
+    k, n = hierarchy.num_leaves, hierarchy.num_nodes
+    internal = f", internal nodes (coarse labels) {_span(k, n - 1)}" if n > k else ""
+    return f"node ids: leaves (classes) {_span(0, k - 1)}{internal}"
+
+
+def _span(first: int, last: int) -> str:
+    """Return ``first-last``, or ``first`` alone when they are equal."""
+    return f"{first}-{last}" if last > first else f"{first}"
 
 
 def level_summary(hierarchy: Hierarchy) -> str:
@@ -159,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "source",
         metavar="PATH_OR_NAME",
-        help="a tree file (.txt indented, or .yaml/.yml) or a built-in name: "
+        help="a tree file (indented text, .yaml/.yml or .json) or a built-in name: "
         + ", ".join(BUILTIN_HIERARCHIES),
     )
     parser.add_argument(
@@ -172,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     print(render_tree(hierarchy, args.source))
+    print(id_summary(hierarchy))
     print()
     print(level_summary(hierarchy))
     if args.png is not None:

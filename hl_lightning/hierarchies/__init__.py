@@ -14,6 +14,7 @@ Shipped trees, one YAML file each, with their level names:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from functools import partial
 from importlib import resources
@@ -155,8 +156,10 @@ def load_hierarchy(
     """Return the hierarchy named by ``source``, with leaf ``i`` = ``class_names[i]`` if given.
 
     ``source`` is a built-in name (see :data:`BUILTIN_HIERARCHIES`), ``"flat"`` (every
-    class a child of the root; needs ``class_names``), a path to a text/YAML tree, or a
-    Mapillary Vistas ``config*.json`` (its label names' tree, ``construction--flat--road``).
+    class a child of the root; needs ``class_names``), a path to a text/YAML/JSON tree
+    (:meth:`Hierarchy.from_file`), or a Mapillary Vistas ``config*.json`` (its label names'
+    tree, ``construction--flat--road``): a ``.json`` file whose top level has ``labels``.
+    Every problem is a :class:`HierarchyError` naming the file.
 
     Example:
         >>> load_hierarchy("flat", ["sky", "car"]).num_levels
@@ -169,7 +172,7 @@ def load_hierarchy(
         hierarchy = Hierarchy.flat(class_names)
     elif name in BUILTIN_HIERARCHIES:
         hierarchy = BUILTIN_HIERARCHIES[name]()
-    elif Path(name).is_file() and name.lower().endswith(".json"):
+    elif Path(name).is_file() and _is_vistas_config(name):
         hierarchy = mapillary_hierarchy(name)
     elif Path(name).is_file():
         hierarchy = Hierarchy.from_file(name)
@@ -180,4 +183,15 @@ def load_hierarchy(
         )
     if level_names is not None:
         hierarchy = hierarchy.with_level_names(level_names)
-    return hierarchy if class_names is None else hierarchy.reorder(list(class_names))
+    return hierarchy if class_names is None else hierarchy.reorder(class_names)
+
+
+def _is_vistas_config(path: str) -> bool:
+    """Whether a file is a Mapillary Vistas config: a ``.json`` object with ``labels``."""
+    if not path.lower().endswith(".json"):
+        return False
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError):  # Hierarchy.from_file names the problem
+        return False
+    return isinstance(data, dict) and "labels" in data

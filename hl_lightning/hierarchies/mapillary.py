@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.hierarchy import Hierarchy, HierarchyError
 
 __all__ = ["mapillary_class_names", "mapillary_hierarchy", "read_mapillary_labels"]
 
@@ -22,6 +22,8 @@ _SEPARATOR = "--"
 
 def read_mapillary_labels(config: str | Path) -> list[dict[str, Any]]:
     """Return the label entries of a Vistas config file, checked to have a ``name`` each.
+
+    A config that is not JSON, or not of that shape, is a :class:`HierarchyError` naming it.
 
     Example:
         >>> import tempfile
@@ -35,13 +37,15 @@ def read_mapillary_labels(config: str | Path) -> list[dict[str, Any]]:
     except OSError as err:
         raise FileNotFoundError(f"cannot read the Vistas config {config}: {err.strerror}") from err
     except json.JSONDecodeError as err:
-        raise ValueError(f"{config}:{err.lineno}: not valid JSON: {err.msg}") from err
+        raise HierarchyError(f"{config}:{err.lineno}: not valid JSON: {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise HierarchyError(f"{config}: not UTF-8 text ({err.reason})") from err
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, list) or not labels:
-        raise ValueError(f"{config}: expected {{'labels': [{{'name': ...}}, ...]}}")
+        raise HierarchyError(f"{config}: expected {{'labels': [{{'name': ...}}, ...]}}")
     for i, label in enumerate(labels):
         if not isinstance(label, dict) or not isinstance(label.get("name"), str):
-            raise ValueError(f"{config}: label {i} has no 'name': {label!r}")
+            raise HierarchyError(f"{config}: label {i} has no 'name': {label!r}")
     return labels
 
 
@@ -119,6 +123,6 @@ def mapillary_hierarchy(config: str | Path) -> Hierarchy:
     try:
         tree, class_names = _label_tree(names)
     except ValueError as err:
-        raise ValueError(f"{config}: {err}") from err
+        raise HierarchyError(f"{config}: {err}") from err
     hierarchy = Hierarchy.from_dict(tree)
     return Hierarchy(hierarchy.roots, class_names, source=str(config))
