@@ -36,6 +36,7 @@ from hl_lightning.hierarchies import load_hierarchy
 from hl_lightning.hierarchy import Hierarchy, HierarchyError
 from hl_lightning.lightning.backbones import BackboneConfigError
 from hl_lightning.lightning.module import HierarchicalSegmenter
+from hl_lightning.lightning.optimization import make_optimizer, make_scheduler
 from hl_lightning.losses import LOSSES, LossName, build_loss, loss_options
 
 __all__ = [
@@ -225,19 +226,13 @@ def _loss_options(loss: DictConfig) -> tuple[LossName, dict[str, Any]]:
 
 
 def _check_optimizer(model_cfg: DictConfig, model: HierarchicalSegmenter) -> None:
-    """Build the optimizer and scheduler once, so that a refused value (a negative
-    learning rate) is named by its key at set-up, not when training starts."""
-    optimizer = None
-    for key in ("optimizer", "scheduler"):
-        spec = model_cfg.get(key)
-        if spec is None:
-            continue
-        with _building(f"model.{key}"):
-            factory = instantiate(spec, _partial_=True)
-            if key == "optimizer":
-                optimizer = factory(model.parameters())
-            elif optimizer is not None:
-                factory(optimizer)
+    """Build the optimizer and schedule once, so that a refused value (a negative learning
+    rate) is named by its key at set-up, not when training starts."""
+    with _building("model.optimizer"):
+        optimizer = make_optimizer(model.optimizer_factory, model.parameters())
+    if model.scheduler_factory is not None:
+        with _building("model.scheduler"):  # any length: the run's is known at fit time
+            make_scheduler(model.scheduler_factory, optimizer, 1)
 
 
 @contextmanager

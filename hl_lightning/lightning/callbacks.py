@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.lightning.module import _unpack
+from hl_lightning.lightning.checks import unpack_batch as _unpack
 from hl_lightning.palette import colorize, level_palettes
 
 __all__ = ["LevelPredictionImages", "LevelSummary", "level_table", "prediction_grid"]
