@@ -1,8 +1,8 @@
 """Run folders written like hl-train's, for the hl-compare tests (tests/test_cli_compare*.py).
 
 ``fake_run`` writes one run (metrics like the CSV logger's, ``.hydra`` overrides and config),
-``seed_sweep`` a sweep of 3 seeds x 2 losses with known values; ``check_png`` and ``read_csv``
-read what hl-compare wrote.
+``seed_sweep`` a sweep of 3 seeds x 2 losses with known values, ``tree_config`` the config of
+a run on a given tree; ``check_png`` and ``read_csv`` read what hl-compare wrote.
 """
 
 from __future__ import annotations
@@ -90,6 +90,13 @@ def fake_run(
     written = {"hierarchy": {"level_names": level_names}, **(config or {})}
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(written))
     return path
+
+
+def tree_config(source: str, level_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Return a ``.hydra/config.yaml`` body for runs on the tree ``source`` (``fake_run``'s
+    ``config``); without ``level_names`` the tree's levels are positional (``level0``, ...)."""
+    names = None if level_names is None else list(level_names)
+    return {"hierarchy": {"source": source, "level_names": names}}
 
 
 def seed_sweep(root: Path, extra: dict[str, list[str]] | None = None) -> Path:

@@ -22,6 +22,7 @@ from _compare_runs import (
     fake_run,
     read_csv,
     seed_sweep,
+    tree_config,
 )
 
 from hl_lightning.cli import compare
@@ -261,20 +262,12 @@ def test_missing_matplotlib_says_what_to_install(
 def test_runs_on_different_trees_are_labelled_in_every_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def tree(source: str) -> dict[str, object]:
-        return {"hierarchy": {"source": source, "level_names": None}}
-
-    fake_run(
-        tmp_path / "sw" / "0_flat", ["hierarchy=flat", "seed=0"], ("level0",), config=tree("flat")
-    )
-    levels = ("level0", "level1")
-    fake_run(
-        tmp_path / "sw" / "1_faces", ["hierarchy=file", "seed=0"], levels, config=tree("faces.txt")
-    )
-    out = tmp_path / "out"
-    assert (
-        compare.main([str(tmp_path / "sw"), "--out", str(out), "--baseline", "hierarchy=flat"]) == 0
-    )
+    sweep, out = tmp_path / "sw", tmp_path / "out"
+    flat, faces = ("level0",), ("level0", "level1")
+    fake_run(sweep / "0_flat", ["hierarchy=flat", "seed=0"], flat, config=tree_config("flat"))
+    faces_config = tree_config("faces.txt")
+    fake_run(sweep / "1_faces", ["hierarchy=file", "seed=0"], faces, config=faces_config)
+    assert compare.main([str(sweep), "--out", str(out), "--baseline", "hierarchy=flat"]) == 0
     rows = read_csv(out / "comparison.csv")
     assert [row["tree"] for row in rows] == ["flat: level0", "faces.txt: level0 > level1"]
     assert list(rows[0])[-1] == "tree"

@@ -15,6 +15,7 @@ import pytest
 from _compare_runs import fake_run
 
 from hl_lightning.cli import compare
+from hl_lightning.cli.compare.metrics_csv import MetricsFileError, parse_metrics_csv
 
 HAND_WRITTEN = "\r\n".join(
     ["epoch,step,train/loss/class,val/loss/class,val/miou/class", "0,0,2.5,,", "0,0,,1.2,0.81", ""]
@@ -128,18 +129,19 @@ def test_a_complete_file_ending_in_either_line_break_is_read(tmp_path: Path) -> 
     assert first.rows == second.rows and len(first.rows) == 7
 
 
-@pytest.mark.parametrize(
-    ("name", "text", "line"),
-    [
-        ("config.yaml", "hierarchy:\n  level_names: [kind, fam", 2),
-        ("overrides.yaml", "- loss=flat\n- 'seed=", 2),
-    ],
-)
-def test_a_cut_hydra_file_names_the_file_and_line(
-    tmp_path: Path, name: str, text: str, line: int
-) -> None:
-    run = fake_run(tmp_path / "run", ["loss=flat"])
-    (run / ".hydra" / name).write_text(text)
-    with pytest.raises(compare.CompareError) as error:
-        compare.load_runs([run])
-    assert f"{run / '.hydra' / name}:{line}: " in str(error.value)
+def test_the_error_carries_the_path_line_and_problem() -> None:
+    with pytest.raises(MetricsFileError) as error:
+        parse_metrics_csv("epoch,step,val/loss/class\r\n0,0,1.5\r\n1,1,1.2", "m.csv")
+    assert (error.value.path, error.value.line) == ("m.csv", 3)
+    assert error.value.problem.startswith("the last row is cut short")
+    assert str(error.value).startswith("m.csv:3: the last row is cut short")
+
+
+def test_complete_rows_are_read_as_text_with_empty_cells_kept() -> None:
+    text = "epoch,step,train/loss/class,val/loss/class\r\n0,0,2.5,\r\n0,0,,nan\r\n"
+    assert parse_metrics_csv(text) == [
+        {"epoch": "0", "step": "0", "train/loss/class": "2.5", "val/loss/class": ""},
+        {"epoch": "0", "step": "0", "train/loss/class": "", "val/loss/class": "nan"},  # a value
+    ]
+    with pytest.raises(MetricsFileError, match=r"<text>:1: no epoch column"):
+        parse_metrics_csv("step,val/loss/class\r\n0,1.5\r\n")

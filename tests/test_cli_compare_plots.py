@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _compare_runs import LEVELS, check_png, fake_run
+from _compare_runs import LEVELS, check_png, fake_run, tree_config
 
 from hl_lightning.cli import compare
 from hl_lightning.cli.compare.configurations import group_runs
@@ -14,12 +14,7 @@ from hl_lightning.cli.compare.runs import load_runs
 
 pytest.importorskip("matplotlib")
 
-SYNTHETIC = {"hierarchy": {"source": "synthetic", "level_names": list(LEVELS)}}
-
-
-def tree_config(source: str) -> dict[str, dict[str, object]]:
-    """Return a ``.hydra/config.yaml`` body for a tree without level names."""
-    return {"hierarchy": {"source": source, "level_names": None}}
+SYNTHETIC = tree_config("synthetic", LEVELS)
 
 
 def three_trees(root: Path) -> list[Path]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from _compare_runs import LEVELS, fake_run
 
 from hl_lightning.cli.compare.configurations import group_runs
-from hl_lightning.cli.compare.runs import Tree, load_runs
+from hl_lightning.cli.compare.runs import CompareError, Tree, load_runs
 
 
 def test_runs_are_found_in_job_order_and_labelled_by_differing_overrides(tmp_path: Path) -> None:
@@ -64,3 +65,23 @@ def test_the_tree_is_the_configured_source_and_the_logged_levels(tmp_path: Path)
     ]
     assert trees[2].label == "synthetic: level0 > level1"
     assert trees[3].label == "class > family > kind"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("config.yaml", "hierarchy:\n  level_names: [kind, fam", 2),
+        ("overrides.yaml", "- loss=flat\n- 'seed=", 2),
+        ("config.yaml", "seed: 0\nhierarchy:\n\0\0\0", 3),  # zeros a crash left
+        ("config.yaml", "seed: 0\n\xff", 2),  # not UTF-8
+        ("overrides.yaml", "loss: flat", 1),  # a dict, not the list of overrides
+    ],
+)
+def test_a_cut_hydra_file_names_the_file_and_line(
+    tmp_path: Path, name: str, text: str, line: int
+) -> None:
+    run = fake_run(tmp_path / "run", ["loss=flat"])
+    (run / ".hydra" / name).write_bytes(text.encode("latin-1"))
+    with pytest.raises(CompareError) as error:
+        load_runs([run])
+    assert f"{run / '.hydra' / name}:{line}: " in str(error.value)

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _compare_runs import LEVELS, TEST_MIOU, fake_run, seed_sweep
+from _compare_runs import LEVELS, TEST_MIOU, fake_run, seed_sweep, tree_config
 
 from hl_lightning.cli.compare.configurations import group_runs
 from hl_lightning.cli.compare.runs import Tree, load_runs
@@ -86,7 +86,7 @@ def test_epochs_to_95_for_rising_metrics_and_the_falling_loss() -> None:
 
 def on_tree(path: Path, source: str, levels: tuple[str, ...], named: bool, miou: float) -> Path:
     """Write a run (seed 0) on the tree ``source`` with test mIoU ``miou`` at every level."""
-    config = {"hierarchy": {"source": source, "level_names": list(levels) if named else None}}
+    config = tree_config(source, levels if named else None)
     overrides = [f"hierarchy={Path(source).stem}", "seed=0"]
     return fake_run(path, overrides, levels=levels, test_miou=miou, config=config)
 

@@ -34,7 +34,14 @@ _PAIRED_TITLE = (
 
 
 def write_output(path: Path, content: str | bytes) -> None:
-    """Write ``content`` (text as UTF-8) to ``path``: every file hl-compare writes."""
+    """Write ``content`` (text as UTF-8) to ``path``: every file hl-compare writes.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_output(Path(folder) / "comparison.md", "| run |\\n")
+    ...     (Path(folder) / "comparison.md").read_text()
+    '| run |\\n'
+    """
     path.write_bytes(content.encode() if isinstance(content, str) else content)
 
 

@@ -33,7 +33,15 @@ class MetricsFileError(ValueError):
 
 
 def read_metrics_csv(path: str | Path) -> list[dict[str, str]]:
-    """Return the rows of the metrics file at ``path`` (see :func:`parse_metrics_csv`)."""
+    """Return the rows of the metrics file at ``path`` (see :func:`parse_metrics_csv`).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "metrics.csv"
+    ...     _ = path.write_text("epoch,step,val/loss/class\\n0,0,1.5\\n")
+    ...     read_metrics_csv(path)
+    [{'epoch': '0', 'step': '0', 'val/loss/class': '1.5'}]
+    """
     data = Path(path).read_bytes()
     try:
         text = data.decode("utf-8")

@@ -75,6 +75,14 @@ def curves_figure(
     block of rows each (a subfigure titled with the tree), in order of appearance. A
     configuration keeps its colour in every panel. Exits with ``prog``'s install hint when
     matplotlib is missing.
+
+    >>> from pathlib import Path
+    >>> from hl_lightning.cli.compare.runs import Run
+    >>> rows = [{"epoch": str(e), "val/loss/class": str(1.5 - e / 4)} for e in range(3)]
+    >>> flat = Configuration("loss=flat", [Run(Path("0_flat"), rows)])
+    >>> figure = curves_figure([flat], ("val",), "loss", "loss")
+    >>> [(axes.get_title(), axes.get_ylabel()) for axes in figure.subfigs[0].axes]
+    [('class', 'validation loss')]
     """
     trees = list(dict.fromkeys(configuration.tree for configuration in configurations))
     width = max(len(tree.levels) for tree in trees)
@@ -129,7 +137,12 @@ def curves_figure(
 
 
 def png_bytes(figure: Figure) -> bytes:
-    """Return ``figure`` as PNG data (100 dpi)."""
+    """Return ``figure`` as PNG data (100 dpi).
+
+    >>> from matplotlib.figure import Figure
+    >>> png_bytes(Figure(figsize=(1, 1)))[:4]
+    b'\\x89PNG'
+    """
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()

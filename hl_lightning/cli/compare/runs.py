@@ -157,24 +157,34 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
 
 
 class _BrokenFile(ValueError):
-    """A run's file that cannot be used, its message naming the file and line."""
+    """A run's ``.hydra`` file that cannot be used, its message naming the file and line."""
 
 
 def _read_yaml(path: Path, kind: type) -> Any:
     """Return the YAML document at ``path`` (``kind()`` when empty); raise :class:`_BrokenFile`
     naming the file and line for text that is not YAML, or not a ``kind`` (dict, list)."""
+    data = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark else 1
+        text = data.decode("utf-8")
+        document = yaml.safe_load(text)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise _BrokenFile(f"{path}:{line}: not UTF-8 text (byte {error.start})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)  # a MarkedYAMLError's; a ReaderError has
+        position = getattr(error, "position", 0)  # the position of a character YAML refuses
+        line = mark.line + 1 if mark is not None else text.count("\n", 0, position) + 1
+        problem = getattr(error, "problem", None) or getattr(error, "reason", "")
         raise _BrokenFile(
-            f"{path}:{line}: not valid YAML ({error.problem}): cut short or edited"
+            f"{path}:{line}: not valid YAML ({problem}): cut short or edited"
         ) from None
-    if data is None:
+    if document is None:
         return kind()
-    if not isinstance(data, kind):
-        raise _BrokenFile(f"{path}:1: a {type(data).__name__}, not the {kind.__name__} expected")
-    return data
+    if not isinstance(document, kind):
+        raise _BrokenFile(
+            f"{path}:1: a {type(document).__name__}, not the {kind.__name__} expected"
+        )
+    return document
 
 
 def _overrides(run: Path) -> dict[str, str] | None:
@@ -210,18 +220,17 @@ def _tree_source(config: Mapping[str, Any]) -> str | None:
 
 
 def _load_run(folder: Path) -> Run:
-    """Return the run in ``folder``; raise :class:`_BrokenFile` for a file it cannot trust."""
-    try:
-        rows = read_metrics_csv(folder / "csv" / "metrics.csv")
-    except MetricsFileError as error:
-        raise _BrokenFile(str(error)) from None
+    """Return the run in ``folder``; raise :class:`MetricsFileError` or :class:`_BrokenFile`
+    for a file it cannot trust."""
+    rows = read_metrics_csv(folder / "csv" / "metrics.csv")
     overrides = _overrides(folder)
     path = folder / ".hydra" / "config.yaml"
     config = _read_yaml(path, dict) if path.is_file() else None
     seed = override_value((overrides or {}).pop("seed", None))
     if seed is None and config is not None and config.get("seed") is not None:
         seed = str(config["seed"])
-    names = ((config or {}).get("hierarchy") or {}).get("level_names")
+    hierarchy = (config or {}).get("hierarchy")
+    names = hierarchy.get("level_names") if isinstance(hierarchy, Mapping) else None
     levels = [str(name) for name in names] if isinstance(names, list) else []
     source = None if config is None else _tree_source(config)
     flat = None if config is None else _flatten(config)
@@ -245,7 +254,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     for folder in find_runs(paths):
         try:
             runs.append(_load_run(folder))
-        except _BrokenFile as error:
+        except (MetricsFileError, _BrokenFile) as error:
             broken.append(str(error))
     if broken:
         runs_have = "a run has" if len(broken) == 1 else f"{len(broken)} runs have"

@@ -82,13 +82,17 @@ def level_columns(trees: Sequence[Tree]) -> dict[Tree, dict[str, str]]:
     >>> level_columns([flat, faces])[faces]
     {'level0': 'level0@faces', 'level1': 'level1@faces'}
     """
-    positional = [t for t in trees if any(_POSITIONAL.fullmatch(lv) for lv in t.levels)]
-    names = [Path(t.source).stem if t.source else f"tree{trees.index(t) + 1}" for t in positional]
-    names = [
-        name if names.count(name) == 1 else f"tree{trees.index(tree) + 1}"
-        for tree, name in zip(positional, names, strict=True)
-    ]
-    qualifier = dict(zip(positional, names, strict=True)) if len(positional) > 1 else {}
+    positional = {
+        place: tree
+        for place, tree in enumerate(trees, 1)
+        if any(_POSITIONAL.fullmatch(level) for level in tree.levels)
+    }
+    stems = [Path(tree.source).stem if tree.source else None for tree in positional.values()]
+    qualifier = {
+        tree: stem if stem and stems.count(stem) == 1 else f"tree{place}"
+        for (place, tree), stem in zip(positional.items(), stems, strict=True)
+        if len(positional) > 1
+    }
     return {
         tree: {
             level: f"{level}@{qualifier[tree]}"
