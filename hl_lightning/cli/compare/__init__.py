@@ -12,7 +12,9 @@ one is searched for runs below it (a multirun directory and its job folders). A 
 file that is cut short (its last row without a line break: a killed run, or one still
 writing) or broken (a row with the wrong number of fields, a value that is not a number),
 or ``.hydra`` files that are not YAML, stop the comparison with one error that names every
-such file and line: no value of a broken run is used, and no run is left out silently.
+such file and line: no value of a broken run is used, and no run is left out silently. A
+run that validated fewer epochs than another seed of its configuration, or has no test
+values where another has (stopped between two rows: killed, or still running), gets a note.
 
 Configurations. Runs whose overrides (``.hydra/overrides.yaml``) are the same but for
 ``seed`` are the seeds of one configuration. A run's seed is its ``seed`` override, else
