@@ -24,6 +24,7 @@ from hl_lightning.lightning import HierarchicalSegmenter
 
 Record = dict[str, Any]
 MIB = 2**20
+FEWEST = 3  # timed rounds, at least, where a mode asks for more
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:400]}"
 
 
-def plan_repeats(round_seconds: float, seconds: float, most: int, fewest: int = 3) -> int:
+def plan_repeats(round_seconds: float, seconds: float, most: int, fewest: int = FEWEST) -> int:
     """Return how many rounds of ``round_seconds`` fit in ``seconds``, within
     [min(fewest, most), most].
 
@@ -202,13 +203,16 @@ def time_interleaved(
 ) -> tuple[dict[str, float], int]:
     """Return each function's median seconds over interleaved rounds, and the rounds timed.
 
-    One call of each first (compilation, autotuning, lazy set-up), then one timed call of
-    each to plan as many rounds (up to ``sizes.repeats``) as fit in ``seconds``.
+    One call of each first (compilation, autotuning, lazy set-up), then, where more than
+    the fewest rounds are asked for, one timed call of each to plan as many rounds (up to
+    ``sizes.repeats``) as fit in ``seconds``.
     """
     for fn in fns.values():
         fn()
-    round_seconds = sum(median_seconds(fn, repeats=1, warmup=0) for fn in fns.values())
-    repeats = plan_repeats(round_seconds, seconds, ctx.sizes.repeats)
+    repeats = ctx.sizes.repeats
+    if repeats > FEWEST:
+        round_seconds = sum(median_seconds(fn, repeats=1, warmup=0) for fn in fns.values())
+        repeats = plan_repeats(round_seconds, seconds, repeats)
     warmup = max(0, ctx.sizes.warmup - 2)
     return median_seconds_each(fns, repeats=repeats, warmup=warmup), repeats
 

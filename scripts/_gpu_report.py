@@ -57,21 +57,31 @@ def failed_rows(rows: Sequence[Record], name: Callable[[Record], str]) -> list[s
 def render_losses(record: Record) -> list[str]:
     """The loss family's table: time and peak memory, ratios against cross-entropy."""
     columns: list[Column] = [("case", None), ("loss", None), ("ms", ".2f"), ("× CE", ".2f")]
-    columns += [("peak MiB", ".1f"), ("× CE", ".2f"), ("grad vs CPU", ".1e")]
-    rows = [
-        [
-            f"{r['tree']} (K={r['leaves']}, D={r['levels']}), B={r['batch']}, {r['side']}²",
-            f"`{r['loss']}`",
-            r.get("ms"),
-            r.get("time_vs_ce"),
-            r.get("peak_mib"),
-            r.get("memory_vs_ce"),
-            r.get("grad_rel_err"),
-        ]
+    columns += [("peak MiB", ".1f"), ("× CE", ".2f"), ("grad vs CPU", ".1e"), ("rounds", "d")]
+    rows, previous = [], None
+    for r in record["rows"]:
+        case = f"{r['tree']} (K={r['leaves']}, D={r['levels']}), B={r['batch']}, {r['side']}²"
+        if "error" not in r:
+            rows.append(
+                [
+                    "" if case == previous else case,
+                    f"`{r['loss']}`",
+                    r.get("ms"),
+                    r.get("time_vs_ce"),
+                    r.get("peak_mib"),
+                    r.get("memory_vs_ce"),
+                    r.get("grad_rel_err"),
+                    r.get("repeats"),
+                ]
+            )
+            previous = case
+    name: Callable[[Record], str] = lambda r: f"{r['tree']} {r['loss']}"  # noqa: E731
+    checks = [
+        f"\n- {name(r)}, check against the CPU: {r['check_error']}"
         for r in record["rows"]
-        if "error" not in r
+        if "check_error" in r
     ]
-    return table(columns, rows) + failed_rows(record["rows"], lambda r: f"{r['tree']} {r['loss']}")
+    return table(columns, rows) + failed_rows(record["rows"], name) + checks
 
 
 def render_train(record: Record) -> list[str]:

@@ -38,10 +38,11 @@ import warnings
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 REPO = Path(__file__).resolve().parents[1]
-#: Pure-Python distributions hl_lightning needs that the GPU image (docs: KINDS.md) lacks.
+#: Pure-Python distributions hl_lightning needs that a bare image with PyTorch, Lightning,
+#: torchmetrics, timm, transformers and torchvision lacks (--prepare copies them).
 CARRIED = ("hydra-core", "omegaconf", "antlr4-python3-runtime", "segmentation-models-pytorch")
 SITE = REPO / ".gpu_site"
 Section = Callable[[Any, dict[str, Any]], None]
@@ -115,7 +116,7 @@ def run_sections(
             record["error"] = f"stopped at its budget of {budget:.0f} s; the rows so far are kept"
         except Exception as error:
             record["status"] = "error"
-            record["error"] = f"{type(error).__name__}: {error}"
+            record["error"] = f"{type(error).__name__}: {error}"[:2000]
             record["traceback"] = traceback.format_exc(limit=-6)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -127,6 +128,24 @@ def run_sections(
 
 def _raise_timeout(signum: int, frame: Any) -> None:
     raise SectionTimeout
+
+
+class Tee:
+    """A text stream writing to a stream and to a log file (the run's gpu_check.log)."""
+
+    def __init__(self, stream: TextIO, log: TextIO) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.log.flush()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def mark_crashed(results: dict[str, Any], status: int | None) -> None:
@@ -150,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, nargs="?", help="folder for results.json, results.md")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
     parser.add_argument("--prepare", action="store_true", help=f"fill {SITE.name}/ and stop")
-    parser.add_argument("--sections", nargs="+", help="only these sections (default: all)")
+    parser.add_argument("--sections", nargs="+", default=[], help="only these (env always runs)")
     parser.add_argument("--max-seconds", type=float, help="the whole run's budget")
     parser.add_argument("--resume", action="store_true", help="run the sections missing in OUT")
     parser.add_argument("--crashed-status", type=int, help=argparse.SUPPRESS)
@@ -161,25 +180,49 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         parser.error("give the results folder OUT")
-
-    import torch  # after --prepare, which needs none of these
-    from _gpu_common import DRY, GPU, Context
-    from _gpu_report import report
-    from _gpu_sections import SECTIONS
-
-    warnings.filterwarnings("ignore", ".*self.log.*")  # no Trainer in the timed steps
-
+    try:
+        import torch
+        from _gpu_sections import SECTIONS
+    except ModuleNotFoundError as error:
+        print(
+            f"gpu_check: {error.name} is not importable by {sys.executable}: install the project "
+            "there, or run `bash scripts/gpu_check.sh --prepare` where it is installed and "
+            f"bring {SITE.name}/ along",
+            file=sys.stderr,
+        )
+        return 2
     if not args.dry_run and not torch.cuda.is_available():
         parser.error("no CUDA device: run with --dry-run for the CPU")
-    sizes = DRY if args.dry_run else GPU
-    unknown = set(args.sections or ()) - set(SECTIONS)
+    unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
-    chosen = {n: s for n, s in SECTIONS.items() if n == "env" or n in (args.sections or SECTIONS)}
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    path = args.out / "results.json"
+    if args.resume and not path.exists():
+        print(f"gpu_check: nothing to resume: {path} does not exist", file=sys.stderr)
+        return 1
     args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "gpu_check.log").open("a" if args.resume else "w") as log:
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+        try:
+            wanted = {"env", *args.sections} if args.sections else set(SECTIONS)
+            check(args, {name: s for name, s in SECTIONS.items() if name in wanted})
+        finally:
+            sys.stdout, sys.stderr = streams
+    return 0
+
+
+def check(args: argparse.Namespace, sections: Mapping[str, Section]) -> None:
+    """Run ``sections`` as ``args`` say, writing OUT/results.json and OUT/results.md."""
+    import torch
+    from _gpu_common import DRY, GPU, Context
+    from _gpu_report import report
+
+    warnings.filterwarnings("ignore", ".*self.log.*")  # no Trainer in the timed steps
+    sizes = DRY if args.dry_run else GPU
     path = args.out / "results.json"
     results: dict[str, Any] = {}
-    if args.resume and path.exists():
+    if args.resume:
         results = json.loads(path.read_text())
         mark_crashed(results, args.crashed_status)
     results.setdefault("started", time.time())
@@ -190,17 +233,20 @@ def main(argv: list[str] | None = None) -> int:
         temporary = path.with_suffix(".json.part")
         temporary.write_text(json.dumps(current, indent=1, default=str))
         temporary.replace(path)
-        (args.out / "results.md").write_text(report(current))
+        try:
+            text = report(current)
+        except Exception as error:  # the numbers are in results.json whatever happens here
+            text = f"The report failed ({type(error).__name__}: {error}); see results.json.\n"
+        (args.out / "results.md").write_text(text)
 
     device = torch.device("cpu" if args.dry_run else "cuda")
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as work:
         context = Context(device=device, sizes=sizes, work=Path(work), python=sys.executable)
         max_seconds = args.max_seconds or sizes.max_seconds
-        run_sections(chosen, sizes.budgets, context, results, save, max_seconds)
+        run_sections(sections, sizes.budgets, context, results, save, max_seconds)
     results["seconds"] = round(time.time() - results["started"], 1)
     save(results)
     print((args.out / "results.md").read_text())
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import _gpu_report  # noqa: E402
 import _gpu_sections  # noqa: E402
 import gpu_check  # noqa: E402
 
+LOSS_ROW = {"tree": "mapillary", "leaves": 66, "levels": 3, "batch": 8, "side": 512}
+
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -106,6 +108,20 @@ def test_the_report_lists_failed_rows_and_sections() -> None:
         "mode": "gpu",
         "sections": {
             "env": {"status": "ok", "device": "NVIDIA H100 80GB HBM3", "versions": {}},
+            "losses": {
+                "status": "ok",
+                "rows": [
+                    {**LOSS_ROW, "loss": "cross_entropy", "ms": 2.0, "time_vs_ce": 1.0},
+                    {
+                        **LOSS_ROW,
+                        "loss": "tree_min",
+                        "ms": 5.0,
+                        "time_vs_ce": 2.5,
+                        "repeats": 1,
+                        "check_error": "RuntimeError: CPU out of memory",
+                    },
+                ],
+            },
             "backbones": {
                 "status": "timeout",
                 "error": "stopped at its budget of 140 s",
@@ -124,6 +140,9 @@ def test_the_report_lists_failed_rows_and_sections() -> None:
     assert "| hf | 32 | 12.0 | 13.0 |" in text
     assert "- smp 32: OutOfMemoryError: CUDA" in text
     assert "dry run" not in text
+    assert "| mapillary (K=66, D=3), B=8, 512² | `cross_entropy` | 2.00 | 1.00 |" in text
+    assert "\n|  | `tree_min` | 5.00 | 2.50 |  |  |  | 1 |" in text  # the case once
+    assert "- mapillary tree_min, check against the CPU: RuntimeError: CPU out of" in text
 
 
 def test_prepare_copies_the_pure_python_packages_a_bare_gpu_image_lacks(tmp_path: Path) -> None:
