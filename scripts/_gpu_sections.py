@@ -5,7 +5,7 @@ as it measures them (a section stopped at its time budget keeps what it measured
 add other keys; a row whose measurement failed holds an ``error`` instead of numbers.
 Only public entry points are used: ``hl_lightning.losses.build_loss``,
 ``HierarchicalSegmenter`` (``training_step``, ``setup``, the ``compile`` option), the
-shipped backbone presets and the hl-train app (``python -m hl_lightning.train``).
+shipped backbone presets and the hl-train app (``python -m hl_lightning.cli.train``).
 """
 
 from __future__ import annotations
@@ -430,7 +430,7 @@ def section_train(ctx: Context, record: Record) -> None:
         for precision in ctx.sizes.train_precisions:
             folder = ctx.work / f"train_{precision}"
             folder.mkdir(parents=True, exist_ok=True)
-            command = [ctx.python, "-m", "hl_lightning.train", *overrides]
+            command = [ctx.python, "-m", "hl_lightning.cli.train", *overrides]
             command += [f"trainer.precision={precision}", f"hydra.run.dir={folder}"]
             with (folder / "hl-train.log").open("w") as log:
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
