@@ -1,4 +1,4 @@
-"""hl-train: the Hydra app that trains a HierarchicalSegmenter (``python -m hl_lightning.cli.train``).
+"""hl-train: the Hydra app that trains a HierarchicalSegmenter (``-m hl_lightning.cli.train``).
 
 Compose the config from ``conf/`` groups, instantiate data, hierarchy, model, loggers,
 callbacks and trainer, fit, test with the best checkpoint, and return the final metrics.
