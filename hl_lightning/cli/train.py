@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import hydra
 import lightning as L
@@ -65,19 +67,61 @@ OmegaConf.register_new_resolver("hl_run_dir", resume_run_dir, replace=True)
 OmegaConf.register_new_resolver("hl_output_subdir", second_output_subdir, replace=True)
 
 
+#: The module each of Lightning's loggers imports, and the extra of hl_lightning that installs it.
+LOGGER_PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
+    "TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "WandbLogger": (("wandb",), "wandb"),
+    "MLFlowLogger": (("mlflow",), "mlflow"),
+}
+
+
 def make_loggers(cfg: DictConfig | None) -> list[Logger]:
-    """Return the configured loggers; TensorBoard only when its package is installed."""
+    """Return the configured loggers.
+
+    A logger whose package is missing stops the run with one line naming the extra to install
+    (a :class:`ConfigError`), except TensorBoard beside other loggers (``logger=default``):
+    that one is skipped with a warning. A W&B run left open by an earlier run in this
+    process (a sweep's previous job) is finished first, so that each run logs to its own.
+    MLflow may write to a local file store (``file:`` URI), which MLflow 3 refuses by default.
+    """
+    specs = {name: spec for name, spec in (cfg or {}).items() if spec is not None}
     loggers = []
-    for name, spec in (cfg or {}).items():
-        if "TensorBoard" in spec.get("_target_", "") and not _tensorboard_installed():
-            log.info("logger %s skipped: the tensorboard package is not installed", name)
-            continue
+    for name, spec in specs.items():
+        kind = str(spec.get("_target_", "")).rsplit(".", 1)[-1]
+        need = [value for logger, value in LOGGER_PACKAGES.items() if kind.endswith(logger)]
+        modules, extra = need[0] if need else ((), "")
+        if modules and not any(importlib.util.find_spec(m) for m in modules):
+            install = f'pip install "hl_lightning[{extra}]"'
+            hint = f"logger.{name!s} needs the {modules[0]} package: {install}"
+            if kind == "TensorBoardLogger" and len(specs) > 1:
+                log.warning("%s (skipped)", hint)
+                continue
+            raise ConfigError(hint)
+        if kind == "WandbLogger":
+            _finish_open_wandb_run()
+        if kind.endswith("MLFlowLogger"):
+            _allow_mlflow_file_store(spec.get("tracking_uri"))
         loggers.append(instantiate(spec))
     return loggers
 
 
-def _tensorboard_installed() -> bool:
-    return any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
+def _finish_open_wandb_run() -> None:
+    """Finish the W&B run that an earlier run in this process left open (there is one at most)."""
+    import wandb
+
+    if wandb.run is not None:
+        log.info("finishing the W&B run %s of the previous run in this process", wandb.run.id)
+        wandb.finish()
+
+
+def _allow_mlflow_file_store(uri: str | None) -> None:
+    """Let MLflow (3.x: refused unless ``MLFLOW_ALLOW_FILE_STORE``) write to a file store.
+
+    The file store is what ``logger=mlflow`` writes by default (``file:./mlruns``): the
+    ``[mlflow]`` extra (mlflow-skinny) has no database store, and a file store needs no server.
+    """
+    if uri is not None and urlparse(str(uri)).scheme in ("", "file"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 def make_callbacks(cfg: DictConfig | None, interactive: bool) -> list[Callback]:

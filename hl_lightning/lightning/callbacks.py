@@ -18,7 +18,7 @@ from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.module import _unpack
 from hl_lightning.palette import colorize, level_palettes
 
-__all__ = ["LevelPredictionImages", "LevelSummary", "level_table", "prediction_grid"]
+__all__ = ["LevelPredictionImages", "LevelSummary", "RunTags", "level_table", "prediction_grid"]
 
 _CELL = 96  # smallest side of a grid cell, pixels: small images are enlarged (nearest)
 _GAP = 2  # white pixels between cells
@@ -104,6 +104,29 @@ class LevelSummary(L.Callback):
             levels = list(_hierarchy(pl_module).level_names)
             table = level_table(dict(trainer.callback_metrics), stage, levels)
             print(f"{stage} per level:\n{table}", flush=True)
+
+
+class RunTags(L.Callback):
+    """Log the run's tags (``hl-train tags=[a,b]``) among every logger's hyper-parameters.
+
+    Once, at the first set-up (fit, or test alone), as ``{"tags": [...]}``: CSV and
+    TensorBoard write it to their ``hparams.yaml``, MLflow as a parameter, W&B into the
+    run's config. No tags, nothing logged.
+
+    Example:
+        >>> RunTags(["baseline", "v2"]).tags
+        ['baseline', 'v2']
+    """
+
+    def __init__(self, tags: Sequence[str] = ()) -> None:
+        self.tags = [str(tag) for tag in tags]
+        self._logged = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.tags and not self._logged:
+            self._logged = True
+            for logger in trainer.loggers:
+                logger.log_hyperparams({"tags": self.tags})
 
 
 def _display(images: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
