@@ -1,8 +1,8 @@
 """Tests for hl_lightning/train.py and hl_lightning/conf/: the hl-train Hydra app.
 
 Configs are composed in-process with Hydra's compose API and trained with ``train(cfg)``;
-the console script runs as a subprocess (a single run, a bad override, a 2-job sweep), and
-a slow test installs the built wheel elsewhere and runs it from there.
+the console script runs as a subprocess (a single run, a bad override, a 2-job sweep).
+The built wheel is installed and run elsewhere in tests/test_packaging.py.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ import csv
 import importlib.util
 import json
 import os
-import shutil
-import site
 import subprocess
-import sys
-import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +27,6 @@ from hl_lightning.data import SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASSES
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
 
-REPO = Path(__file__).resolve().parents[1]
 CONF = resources.files("hl_lightning.conf")
 LEVELS = ("kind", "family", "class")
 # seconds-long runs: tiny data and network, one epoch, CSV logging only
@@ -471,71 +466,3 @@ def test_ddp_ranks_share_the_run_directory(
     assert per_level_columns() <= metrics_columns(out / "csv" / "metrics.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert result.stdout.count("test per level:") == 1  # printed by rank 0 only
-
-
-# ---------------------------------------------------------------------------- packaging
-def isolated_site_path(site_dir: Path) -> str:
-    """Return a PYTHONPATH: the installed wheel, then this interpreter's site-packages.
-
-    The subprocess runs with ``python -S``: no .pth file runs, so the editable install's
-    finder (which maps hl_lightning to the repository) stays inactive.
-    """
-    return os.pathsep.join([str(site_dir), *site.getsitepackages()])
-
-
-@pytest.mark.slow
-def test_wheel_ships_its_configs_and_runs_from_another_directory(
-    tmp_path: Path, tiny_run: list[str]
-) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    shutil.copy(REPO / "pyproject.toml", source)
-    readme = REPO / "README.md"
-    if readme.exists():
-        shutil.copy(readme, source)
-    else:  # pyproject names it; another task writes it
-        (source / "README.md").write_text("# hl_lightning\n")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "hl_lightning", source / "hl_lightning", ignore=ignore)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    wheel_args = ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")]
-    built = run([*pip, *wheel_args, str(source)], tmp_path)
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = (tmp_path / "dist").glob("hl_lightning-*.whl")
-
-    names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {
-        f"hl_lightning/conf/{p.relative_to(REPO / 'hl_lightning' / 'conf').as_posix()}"
-        for p in (REPO / "hl_lightning" / "conf").rglob("*.yaml")
-    }
-    assert "hl_lightning/conf/train.yaml" in shipped
-    assert shipped <= names, shipped - names
-    assert {"hl_lightning/hierarchies/synthetic.yaml", "hl_lightning/py.typed"} <= names
-
-    site_dir = tmp_path / "site"
-    installed = run([*pip, "install", "--no-deps", "--target", str(site_dir), str(wheel)], tmp_path)
-    assert installed.returncode == 0, installed.stderr[-3000:]
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {"PYTHONPATH": isolated_site_path(site_dir)}
-    probe = (
-        "import hl_lightning, hl_lightning.cli.train; from importlib import resources; "
-        "print(hl_lightning.__file__); print(resources.files('hl_lightning.conf'))"
-    )
-    where = run([sys.executable, "-S", "-c", probe], elsewhere, **env)
-    assert where.returncode == 0, where.stderr[-3000:]
-    package_file, conf_dir = where.stdout.split()
-    assert Path(package_file).is_relative_to(site_dir)
-    assert Path(conf_dir).is_relative_to(site_dir)
-
-    out = elsewhere / "run"
-    args = [sys.executable, "-S", "-m", "hl_lightning.train", *tiny_run, f"hydra.run.dir={out}"]
-    result = run(args, elsewhere, **env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "test per level:" in result.stdout
-    assert (out / "checkpoints" / "last.ckpt").is_file()
-    log = "\n".join(p.read_text() for p in out.glob("*.log"))
-    shipped_tree = site_dir / "hl_lightning" / "hierarchies" / "synthetic.yaml"
-    assert f"source='{shipped_tree}'" in log  # the synthetic tree came from the wheel
-    assert str(REPO / "hl_lightning") not in log

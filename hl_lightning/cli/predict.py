@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 from torch import Tensor
 
+from hl_lightning.cli._version import version_text
 from hl_lightning.data import synthetic_normalisation
 from hl_lightning.decode import decode
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
@@ -182,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     """Return hl-predict's argument parser."""
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
         description="Colour-coded per-level masks for a folder of images, from a checkpoint.",
         epilog="example: hl-predict outputs/train/RUN/checkpoints/last.ckpt photos masks "
         "--level family",
@@ -214,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--std", default=None, help="as --mean")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     return parser
 
 

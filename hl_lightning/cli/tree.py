@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hl_lightning.cli._matplotlib import agg_figure
+from hl_lightning.cli._version import version_text
 from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.hierarchy import Hierarchy, HierarchyError, Node
 from hl_lightning.palette import level_palettes
@@ -154,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hl-tree``; return the exit status (1 for a bad hierarchy)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
         description="Check a class hierarchy and print it as a tree with its level table.",
     )
     parser.add_argument(
@@ -165,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--png", type=Path, metavar="FILE", help="also draw the tree into FILE (needs matplotlib)"
     )
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     args = parser.parse_args(argv)
     try:
         hierarchy = load_hierarchy(args.source)
