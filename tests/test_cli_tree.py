@@ -137,6 +137,7 @@ def test_render_tree_marks_every_leaf_with_its_label_id() -> None:
             [["0", "figure", "2", "1"], ["1", "body", "3", "0"], ["2", "part", "20", "19"]],
             20,
         ),
+        ("voc", [["0", "category", "5", "2"], ["1", "class", "21", "19"]], 21),
     ],
 )
 def test_new_builtin_trees_print_with_their_level_tables(

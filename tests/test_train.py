@@ -22,7 +22,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from hl_lightning.cli.train import ConfigError, build_model, make_loggers, train
+from hl_lightning.cli.train import (
+    ConfigError,
+    build_model,
+    make_loggers,
+    optimized_value,
+    train,
+)
 from hl_lightning.data import SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASSES
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
@@ -127,6 +133,7 @@ COMPOSE_ONLY = {
     ("data", "coco_stuff"),
     ("data", "pascal_person_part"),
     ("data", "lip"),
+    ("data", "voc"),
     ("hierarchy", "helen"),
     ("hierarchy", "mapillary_paper"),
     ("hierarchy", "mapillary_auto"),
@@ -134,6 +141,7 @@ COMPOSE_ONLY = {
     ("hierarchy", "coco_stuff"),
     ("hierarchy", "pascal_person_part"),
     ("hierarchy", "lip"),
+    ("hierarchy", "voc"),
     ("experiment", "paper_helen"),
     ("experiment", "paper_vistas"),
     ("experiment", "hssn_cityscapes"),
@@ -222,6 +230,19 @@ def test_bad_level_weights_name_their_config_key(weights: str, message: str) -> 
     cfg = make_config([f"loss.level_weights={weights}", "data.num_train=2"], Path("out"))
     with pytest.raises(ConfigError, match=message):
         build_model(cfg, instantiate(cfg.data))
+
+
+def test_optimized_metric_is_returned_or_named_as_not_logged() -> None:
+    metrics = {"val/miou": 0.25, "val/loss": 1.5, "val/miou/kind": 0.5}
+    assert optimized_value(metrics, "val/miou") == 0.25
+    assert optimized_value(metrics, "val/miou/kind") == 0.5
+    assert optimized_value(metrics, None) is None
+    with pytest.raises(
+        ConfigError,
+        match=r"optimized_metric 'val/mIoU' was not logged; the run "
+        r"logged val/loss, val/miou \(and per level",
+    ):
+        optimized_value(metrics, "val/mIoU")
 
 
 def test_missing_hierarchy_source_is_reported() -> None:
