@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from hydra import compose, initialize_config_module
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import DictConfig
 
 from hl_lightning.cli import train as train_module
@@ -126,6 +126,23 @@ def test_a_missing_logger_package_names_the_extra_to_install(
         make_loggers(cfg.logger)
     line = f'logger.{extra} needs the {extra} package: pip install "hl_lightning[{extra}]"'
     assert str(info.value) == line
+
+
+def test_wandb_without_a_login_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wandb = pytest.importorskip("wandb", reason="needs the [wandb] extra")
+
+    def no_login(self: object) -> None:
+        raise wandb.errors.UsageError("No API key configured. Use `wandb login` to log in.")
+
+    monkeypatch.setattr(WandbLogger, "experiment", property(no_login))
+    with pytest.raises(ConfigError) as info:
+        make_loggers(make_config(["logger=wandb"], tmp_path).logger)
+    assert str(info.value) == (
+        "logger.wandb: No API key configured. Use `wandb login` to log in. "
+        "Or log offline: logger.wandb.offline=true"
+    )
 
 
 def test_default_preset_without_tensorboard_logs_csv_and_warns(

@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.cli._quiet import quiet_third_party
@@ -82,7 +82,8 @@ def make_loggers(cfg: DictConfig | None) -> list[Logger]:
     A logger whose package is missing stops the run with one line naming the extra to install
     (a :class:`ConfigError`), except TensorBoard beside other loggers (``logger=default``):
     that one is skipped with a warning. A W&B run left open by an earlier run in this
-    process (a sweep's previous job) is finished first, so that each run logs to its own.
+    process (a sweep's previous job) is finished first, so that each run logs to its own,
+    and the W&B run starts here: a missing login is an error before training.
     MLflow may write to a local file store (``file:`` URI), which MLflow 3 refuses by default.
     """
     specs = {name: spec for name, spec in (cfg or {}).items() if spec is not None}
@@ -103,6 +104,8 @@ def make_loggers(cfg: DictConfig | None) -> list[Logger]:
         if kind.endswith("MLFlowLogger"):
             _allow_mlflow_file_store(spec.get("tracking_uri"))
         loggers.append(instantiate(spec))
+        if isinstance(loggers[-1], WandbLogger):
+            _start_wandb_run(loggers[-1], str(name))
     return loggers
 
 
@@ -113,6 +116,18 @@ def _finish_open_wandb_run() -> None:
     if wandb.run is not None:
         log.info("finishing the W&B run %s of the previous run in this process", wandb.run.id)
         wandb.finish()
+
+
+def _start_wandb_run(logger: WandbLogger, name: str) -> None:
+    """Start the W&B run now (rank 0), so that a missing login is a one-line error at set-up."""
+    import wandb
+
+    try:
+        _ = logger.experiment
+    except wandb.errors.UsageError as error:
+        raise ConfigError(
+            f"logger.{name}: {error} Or log offline: logger.{name}.offline=true"
+        ) from None
 
 
 def _allow_mlflow_file_store(uri: str | None) -> None:
