@@ -289,3 +289,26 @@ def test_many_preset_writes_every_loggers_files(
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     assert "test/miou" in str(finished_run_records(run_file))
     assert len(list((tmp_path / "mlruns").glob("*/*/metrics/test/miou.class"))) == 1
+
+
+@pytest.mark.slow
+def test_each_run_in_one_process_gets_its_own_wandb_run(
+    tmp_path: Path, quick: list[str], offline_wandb: None
+) -> None:
+    """As the jobs of a sweep in one process (Hydra's basic launcher): the first job's W&B
+    run is finished when the second one's logger starts, not logged into again."""
+    overrides = [*quick, "logger=wandb", "logger.wandb.offline=true"]
+    first = train(make_config([*overrides, "seed=1"], tmp_path / "first"))
+    second = train(make_config([*overrides, "seed=2"], tmp_path / "second"))
+    import wandb
+
+    wandb.finish()
+    for folder, metrics in ((tmp_path / "first", first), (tmp_path / "second", second)):
+        (run_file,) = (folder / "wandb").glob("offline-run-*/run-*.wandb")
+        history: dict[str, float] = {}
+        for record in finished_run_records(run_file):
+            if record.WhichOneof("record_type") == "history":
+                for item in record.history.item:
+                    history[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        check_final_metrics(metrics, history)
+    assert first["test/loss"] != second["test/loss"]

@@ -99,8 +99,6 @@ def make_loggers(cfg: DictConfig | None) -> list[Logger]:
                 log.warning("%s (skipped)", hint)
                 continue
             raise ConfigError(hint)
-        if kind == "WandbLogger":
-            _finish_open_wandb_run()
         if kind.endswith("MLFlowLogger"):
             _allow_mlflow_file_store(spec.get("tracking_uri"))
         loggers.append(instantiate(spec))
@@ -109,19 +107,14 @@ def make_loggers(cfg: DictConfig | None) -> list[Logger]:
     return loggers
 
 
-def _finish_open_wandb_run() -> None:
-    """Finish the W&B run that an earlier run in this process left open (there is one at most)."""
+def _start_wandb_run(logger: WandbLogger, name: str) -> None:
+    """Start the logger's W&B run now (rank 0), so that a missing login is a one-line error
+    at set-up; first finish the run that an earlier run in this process left open."""
     import wandb
 
     if wandb.run is not None:
         log.info("finishing the W&B run %s of the previous run in this process", wandb.run.id)
         wandb.finish()
-
-
-def _start_wandb_run(logger: WandbLogger, name: str) -> None:
-    """Start the W&B run now (rank 0), so that a missing login is a one-line error at set-up."""
-    import wandb
-
     try:
         _ = logger.experiment
     except wandb.errors.UsageError as error:
