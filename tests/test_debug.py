@@ -73,6 +73,7 @@ def test_fdr_runs_one_batch_of_each_stage(
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing saved, nothing logged
 
 
+@pytest.mark.slow
 def test_limit_runs_three_short_epochs(
     tmp_path: Path, tiny: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
