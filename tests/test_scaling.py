@@ -10,10 +10,13 @@ end resumes to the uninterrupted run's rows, each kept exactly once.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -179,6 +182,13 @@ def test_ddp_two_processes_log_the_single_process_validation(
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "GLOBAL_RANK: 1" in output and "distributed_backend=gloo" in output
+    check_single_process_validation(out, overrides, tmp_path)
+
+
+def check_single_process_validation(out: Path, overrides: list[str], tmp_path: Path) -> None:
+    """The validation that the distributed run in ``out`` logged is what one process measures
+    on its last checkpoint: the same per-level mIoU and accuracy and severity (summed
+    confusion states), the same losses up to rounding."""
     (logged,) = [row for row in read_rows(out / "csv" / "metrics.csv") if row["val/miou"]]
 
     cfg = make_config([*overrides, "trainer=cpu"], tmp_path / "single")
@@ -194,6 +204,87 @@ def test_ddp_two_processes_log_the_single_process_validation(
         assert float(logged[key]) == single[key], key
     for key in ("val/loss", *(f"val/loss/{level}" for level in LEVELS)):
         assert float(logged[key]) == pytest.approx(single[key], rel=1e-5), key
+
+
+NODE_PROBE = '''
+"""Record where this process ran: its node and global rank, the world Lightning saw."""
+import json
+from pathlib import Path
+
+import lightning as L
+
+
+class NodeProbe(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        record = {
+            "node_rank": trainer.node_rank,
+            "global_rank": trainer.global_rank,
+            "local_rank": trainer.local_rank,
+            "world_size": trainer.world_size,
+            "num_nodes": trainer.num_nodes,
+            "environment": type(trainer.strategy.cluster_environment).__name__,
+            "backend": trainer.strategy._process_group_backend,
+        }
+        path = Path(trainer.default_root_dir) / f"rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(record))
+'''
+
+
+def free_port() -> int:
+    """Return a TCP port that nothing listens on at 127.0.0.1 (now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_nodes_rehearsed_on_localhost_log_the_single_process_validation(
+    tmp_path: Path, tiny_run: list[str]
+) -> None:
+    """A 2-node x 1-process launch on one machine: two torchrun agents, node ranks 0 and 1,
+    meet at 127.0.0.1 (what each node of a cluster runs, with its own --node-rank); gloo
+    on the CPU. Lightning takes the ranks from torchrun and logs what one process measures."""
+    (tmp_path / "node_probe.py").write_text(NODE_PROBE)
+    out = tmp_path / "run"
+    overrides = [
+        *tiny_run,
+        "data.num_val=16",  # 2 nodes x batch size 8: no padded samples
+        "+data.ignore_edges=false",
+        "trainer.deterministic=true",
+        "test=false",
+    ]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"]
+    torchrun += ["--master-addr=127.0.0.1", f"--master-port={free_port()}"]
+    app = ["-m", "hl_lightning.train", *overrides, "trainer=ddp_cpu", "trainer.devices=1"]
+    app += ["trainer.num_nodes=2", f"hydra.run.dir={out}"]
+    app.append("+callbacks.probe._target_=node_probe.NodeProbe")
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = environment(PYTHONPATH=os.pathsep.join(path))
+    logs = [tmp_path / f"node{rank}.log" for rank in (0, 1)]
+    with logs[0].open("w") as log0, logs[1].open("w") as log1:
+        nodes = [
+            subprocess.Popen(
+                [*torchrun, f"--node-rank={rank}", *app],
+                cwd=tmp_path,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for rank, log in ((0, log0), (1, log1))
+        ]
+        codes = [node.wait(timeout=300) for node in nodes]
+    assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
+    records = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [(r["node_rank"], r["global_rank"], r["local_rank"]) for r in records] == [
+        (0, 0, 0),
+        (1, 1, 0),
+    ]
+    for record in records:
+        assert (record["world_size"], record["num_nodes"]) == (2, 2)
+        assert (record["environment"], record["backend"]) == ("TorchElasticEnvironment", "gloo")
+    assert "val per level:" in logs[0].read_text()
+    assert "val per level:" not in logs[1].read_text()  # printed by rank 0 only
+    check_single_process_validation(out, overrides, tmp_path)
 
 
 # ---------------------------------------------------------------------------- cluster sweeps

@@ -30,6 +30,7 @@ from PIL import Image
 from torch import Tensor
 
 from hl_lightning.cli._launch import importable_launch_directory
+from hl_lightning.cli._version import version_text
 from hl_lightning.data import synthetic_normalisation
 from hl_lightning.decode import decode_levels
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
@@ -183,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     """Return hl-predict's argument parser."""
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
         description="Colour-coded per-level masks for a folder of images, from a checkpoint.",
         epilog="example: hl-predict outputs/train/RUN/checkpoints/last.ckpt photos masks "
         "--level family",
@@ -215,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--std", default=None, help="as --mean")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     return parser
 
 

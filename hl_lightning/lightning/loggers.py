@@ -1,15 +1,18 @@
-"""Loggers: Lightning's CSVLogger, continuing a run's ``metrics.csv`` when training resumes."""
+"""Loggers: Lightning's CSVLogger continuing a resumed run's ``metrics.csv``; its MLFlowLogger
+writing a local file store."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from typing import Any, cast
+from urllib.parse import urlparse
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-__all__ = ["ResumableCSVLogger"]
+__all__ = ["FileStoreMLFlowLogger", "ResumableCSVLogger", "file_store_metric_name"]
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -69,3 +72,36 @@ class _ContinuingWriter(ExperimentWriter):
             writer = csv.DictWriter(file, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
+
+
+def file_store_metric_name(key: str) -> str:
+    """Return a metric name that an MLflow file store can hold beside the others.
+
+    A file store keeps each metric in a file at its name's path, so ``val/loss`` (a file)
+    cannot sit beside ``val/loss/kind`` (a file in a folder ``val/loss``): the parts after
+    the metric's name join with dots instead.
+
+    Example:
+        >>> file_store_metric_name("val/loss/kind"), file_store_metric_name("val/loss")
+        ('val/loss.kind', 'val/loss')
+    """
+    stage, _, rest = key.partition("/")
+    return f"{stage}/{rest.replace('/', '.')}" if rest else stage
+
+
+class FileStoreMLFlowLogger(MLFlowLogger):
+    """Lightning's :class:`~lightning.pytorch.loggers.MLFlowLogger`, whose per-level metrics
+    fit a local file store (``tracking_uri`` ``file:...`` or a path).
+
+    There it logs ``val/loss/kind`` as ``val/loss.kind`` (:func:`file_store_metric_name`),
+    else a file store fails on the first per-level metric; other stores (a server, a
+    database) get the names unchanged.
+
+    Args: as :class:`~lightning.pytorch.loggers.MLFlowLogger`.
+    """
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log ``metrics`` at ``step``, renamed for a file store."""
+        if urlparse(self._tracking_uri).scheme in ("", "file"):
+            metrics = {file_store_metric_name(k): v for k, v in metrics.items()}
+        super().log_metrics(metrics, step)
