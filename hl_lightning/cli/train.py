@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from hl_lightning.atomic import DiskFullError
 from hl_lightning.cli._quiet import quiet_third_party
 from hl_lightning.cli.resume import (
     ResumeError,
@@ -46,6 +49,7 @@ class ConfigError(ValueError):
 _USER_ERRORS = (
     BadDataError,
     ConfigError,
+    DiskFullError,
     HierarchyError,
     MissingBackboneError,
     NonFiniteLossError,
@@ -162,7 +166,8 @@ def main(cfg: DictConfig) -> Any:
     """Run ``hl-train`` (Hydra: ``hl-train key=value ...``, ``-m`` for sweeps, ``--help``).
 
     A known problem (a bad hierarchy or data file, a checkpoint of another model, a
-    non-finite loss, ...) ends the run with its message on stderr and exit status 1.
+    non-finite loss, a full disk, ...) ends the run with its message on stderr and exit
+    status 1. SIGTERM ends it, once ``last.ckpt`` is saved, with status 143 (128 + 15).
     """
     quiet_third_party()
     hydra_cfg = HydraConfig.get()
@@ -179,6 +184,10 @@ def main(cfg: DictConfig) -> Any:
         log.error("%s: %s", type(error).__name__, error)
         print(f"hl-train: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    except SIGTERMException:  # Lightning's stop (exit status 0); CheckpointOnSigterm saved
+        resume = f"hl-train resume={cfg.paths.output_dir}"
+        print(f"hl-train: stopped by SIGTERM; continue with {resume}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

@@ -5,16 +5,20 @@ Usage::
     hl-tree path/to/tree.txt          # a text or YAML tree file
     hl-tree synthetic --png tree.png  # a built-in name; also draw it (needs matplotlib)
 
-A bad file exits with status 1 and its ``file:line: problem`` on stderr.
+A bad file exits with status 1 and its ``file:line: problem`` on stderr. The drawing is a
+PNG whatever ``FILE`` is called, written whole (:mod:`hl_lightning.atomic`), never over the
+tree file itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hl_lightning.atomic import atomic_write
 from hl_lightning.cli._matplotlib import agg_figure
 from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, load_hierarchy
 from hl_lightning.hierarchy import Hierarchy, HierarchyError, Node
@@ -77,7 +81,8 @@ def level_summary(hierarchy: Hierarchy) -> str:
 
 
 def draw_tree(hierarchy: Hierarchy, path: str | Path, title: str | None = None) -> None:
-    """Draw the tree into a PNG file: one row per level, leaves on the bottom row.
+    """Draw the tree into a PNG file (replaced whole): one row per level, leaves on the
+    bottom row.
 
     Nodes take their level's colour (:func:`~hl_lightning.palette.level_palettes`); a
     leaf shallower than the deepest level is joined to the bottom row by a dashed line
@@ -147,7 +152,8 @@ def draw_tree(hierarchy: Hierarchy, path: str | Path, title: str | None = None) 
     axes.spines[["top", "right", "bottom"]].set_visible(False)
     summary = f"{leaves} leaves, {depth} levels"
     axes.set_title(f"{title}: {summary}" if title else summary, fontsize=10)
-    figure.savefig(path, dpi=100)
+    with atomic_write(path, "wb") as file:
+        figure.savefig(file, dpi=100, format="png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,13 +177,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HierarchyError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
+    source = Path(args.source)
+    if args.png is not None and source.is_file() and _same_file(args.png, source):
+        message = f"--png {args.png} would overwrite the input tree file {source}"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
     print(render_tree(hierarchy, args.source))
     print()
     print(level_summary(hierarchy))
     if args.png is not None:
-        draw_tree(hierarchy, args.png, title=Path(args.source).name)
+        try:
+            draw_tree(hierarchy, args.png, title=source.name)
+        except OSError as err:  # no such folder, no permission, a full disk
+            print(f"{PROG}: error: --png {args.png}: {err}", file=sys.stderr)
+            return 1
         print(f"drawn: {args.png}")
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Return whether two existing paths name one file (links and ``..`` included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist
+        return False
 
 
 if __name__ == "__main__":
