@@ -3,6 +3,7 @@ systems and on a full disk), read with one check that names the file, saved on S
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -171,17 +172,98 @@ def test_a_kill_during_a_save_across_file_systems_leaves_a_whole_checkpoint(
     assert torch.equal(weight, torch.ones(4096, 4096))  # the new checkpoint, whole
 
 
-FILL_THE_DISK = """
-set -u
-mount -t tmpfs -o size=4m tmpfs "$DISK" || exit 77
-"$HL_TRAIN" "$@" hydra.run.dir="$DISK/run" > "$OUT/first.log" 2>&1 || exit 78
-cp -r "$DISK/run/checkpoints" "$OUT/before"
-# leave 200 kB: the metrics, logs and figures fit, a checkpoint (440 kB) does not
-"$PYTHON" -c 'import os, sys
+def in_small_tmpfs(tmp_path: Path, size: str, script: str, **env: str) -> Path:
+    """Run the bash ``script`` with a ``size`` tmpfs mounted at ``$DISK`` in a mount
+    namespace of its own (``unshare -rm``: nothing is mounted outside it, and the tmpfs
+    goes with it); the script leaves what it found in ``$OUT``, which this returns."""
+    probe = ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"]
+    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("needs unshare -rm (a private mount namespace) to mount a small tmpfs")
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    mount = f'mount -t tmpfs -o size={size} tmpfs "$DISK" || exit 77\n'
+    (tmp_path / "script.sh").write_text("set -u\n" + mount + script)
+    variables = {"DISK": str(disk), "OUT": str(out), "PYTHON": sys.executable, **env}
+    result = subprocess.run(
+        ["unshare", "-rm", "bash", str(tmp_path / "script.sh")],
+        env={**os.environ, "OMP_NUM_THREADS": "1", **variables},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+FILL = """"$PYTHON" -c 'import os, sys
 stat = os.statvfs(sys.argv[1])
 with open(os.path.join(sys.argv[1], "filler"), "wb") as file:
-    file.write(bytes(max(0, stat.f_bavail * stat.f_frsize - 200_000)))' "$DISK"
-"$HL_TRAIN" resume="$DISK/run" trainer.max_epochs=2 > "$OUT/second.out" 2> "$OUT/second.err"
+    file.write(bytes(max(0, stat.f_bavail * stat.f_frsize - int(sys.argv[2]))))' "$DISK" """
+
+GROWING_CHECKPOINT = '''
+"""Save a checkpoint with hl-train's trainer, fill the disk, save a bigger one over it."""
+import json, os
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+disk, out = Path(os.environ["DISK"]), Path(os.environ["OUT"])
+target = disk / "run" / "checkpoints" / "last.ckpt"
+with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
+    cfg = compose(config_name="train", overrides=[f"paths.output_dir={disk / 'run'}"])
+trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+model = L.LightningModule()
+model.weight = torch.nn.Parameter(torch.full((256, 256), 2.0))  # 256 KiB
+trainer.strategy.connect(model)
+trainer.save_checkpoint(target)
+previous = target.read_bytes()
+stat = os.statvfs(disk)  # leave 300 kB
+(disk / "filler").write_bytes(bytes(stat.f_bavail * stat.f_frsize - 300_000))
+model.register_buffer("moments", torch.ones(4, 256, 256))  # the state grows by 1 MiB
+try:
+    trainer.save_checkpoint(target)
+    error = None
+except Exception as caught:
+    error = caught
+(out / "result.json").write_text(json.dumps({
+    "error": type(error).__name__,
+    "message": str(error),
+    "previous_kept": target.read_bytes() == previous,
+    "listing": sorted(os.listdir(target.parent)),
+}))
+'''
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_previous_checkpoint_and_names_the_path(tmp_path: Path) -> None:
+    """The run directory on a full 2 MB tmpfs, ``$TMPDIR`` elsewhere: Lightning's own writer
+    copies its temporary file into the final name, the copy runs out of space half-way and
+    the previous ``last.ckpt`` is gone. hl-train's writer stops with the path and the free
+    space, and the previous checkpoint is whole."""
+    (tmp_path / "child.py").write_text(GROWING_CHECKPOINT)
+    script = f'"$PYTHON" "{tmp_path / "child.py"}"\n'
+    out = in_small_tmpfs(tmp_path, "2m", script, TMPDIR=str(tmp_path))
+    result = json.loads((out / "result.json").read_text())
+    target = tmp_path / "disk" / "run" / "checkpoints" / "last.ckpt"
+    assert result["error"] == "DiskFullError"
+    assert result["message"].startswith(f"no space left on the device to write {target} (")
+    assert result["message"].endswith(" free there); the previous file is kept")
+    assert result["previous_kept"]
+    assert result["listing"] == ["last.ckpt"]  # no temporary file left
+
+
+RESUME_ON_A_FULL_DISK = f"""
+"$HL_TRAIN" "$@" hydra.run.dir="$DISK/run" > "$OUT/first.log" 2>&1 || exit 78
+cp -r "$DISK/run/checkpoints" "$OUT/before"
+mkdir "$DISK/tmp"
+{FILL} 200000
+TMPDIR="$DISK/tmp" "$HL_TRAIN" resume="$DISK/run" trainer.max_epochs=2 \
+    > "$OUT/second.out" 2> "$OUT/second.err"
 echo $? > "$OUT/status"
 cp -r "$DISK/run/checkpoints" "$OUT/after"
 ls -A "$DISK/run/checkpoints" > "$OUT/listing"
@@ -192,30 +274,15 @@ ls -A "$DISK/run/checkpoints" > "$OUT/listing"
 def test_a_full_disk_stops_hl_train_with_one_line_and_keeps_the_checkpoints(
     tmp_path: Path, tiny_run: list[str], hl_train: str
 ) -> None:
-    """A run in a 4 MB tmpfs (its own mount namespace, ``unshare -rm``), then filled up to
-    200 kB before a resume: the resume's first checkpoint does not fit."""
-    probe = ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"]
-    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True).returncode:
-        pytest.skip("needs unshare -rm (a private mount namespace) to mount a small tmpfs")
-    disk, out = tmp_path / "disk", tmp_path / "out"
-    disk.mkdir()
-    out.mkdir()
-    (tmp_path / "fill.sh").write_text(FILL_THE_DISK)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "DISK": str(disk),
-        "OUT": str(out),
-        "HL_TRAIN": hl_train,
-        "PYTHON": sys.executable,
-    }
-    command = ["unshare", "-rm", "bash", str(tmp_path / "fill.sh"), *tiny_run]
-    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=600)
-    assert result.returncode == 0, (out / "first.log").read_text()[-3000:]
+    """A run in a 4 MB tmpfs with ``$TMPDIR`` on it too, filled up to 200 kB before a resume:
+    the metrics, logs and figures fit, the resume's first checkpoint (440 kB) does not."""
+    script = RESUME_ON_A_FULL_DISK.replace('"$@"', " ".join(tiny_run))
+    out = in_small_tmpfs(tmp_path, "4m", script, HL_TRAIN=hl_train)
     stderr = (out / "second.err").read_text()
     assert (out / "status").read_text().strip() == "1", stderr[-3000:]
     assert "Traceback" not in stderr
     (line,) = [line for line in stderr.splitlines() if line.startswith("hl-train: error:")]
+    disk = tmp_path / "disk"
     assert line.startswith(f"hl-train: error: no space left on the device to write {disk}/run/")
     assert line.endswith(" free there); the previous file is kept")
     before = sorted(p.name for p in (out / "before").iterdir())
@@ -314,21 +381,38 @@ class TerminateAt(L.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_sigterm_saves_last_ckpt_at_the_step_where_training_stops(tmp_path: Path) -> None:
-    """Lightning finishes the batch under way and stops; the callback saves that state."""
-    data = SyntheticDataModule(num_train=16, num_val=4, num_test=4, batch_size=4, image_size=16)
+class CountValidations(L.Callback):
+    """Count the validation epochs that end (the sanity check aside)."""
+
+    done = 0
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.done += not trainer.sanity_checking
+
+
+@pytest.mark.parametrize(("at_step", "saved_step"), [(5, 6), (3, 4)])
+def test_sigterm_saves_last_ckpt_at_the_step_where_training_stops(
+    at_step: int, saved_step: int, tmp_path: Path
+) -> None:
+    """The batch under way is finished, and at an epoch's last batch (step 3 of 4 an epoch)
+    its validation too; then the fit stops and the callback saves that state."""
+    data = SyntheticDataModule(num_train=24, num_val=8, num_test=4, batch_size=4, image_size=16)
+    validations = CountValidations()
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_top_k=0, save_last=True)
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=2,
+        limit_train_batches=4,  # an epoch ends before its loader does
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[checkpoints, CheckpointOnSigterm(), TerminateAt(5)],
+        callbacks=[checkpoints, CheckpointOnSigterm(), TerminateAt(at_step), validations],
         plugins=[AtomicCheckpointIO()],
     )
     with pytest.raises(SIGTERMException):
         trainer.fit(unet_model(), datamodule=data)
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    assert checkpoint["global_step"] == 6 and checkpoint["epoch"] == 1  # steps 0-5 trained
+    assert checkpoint["global_step"] == saved_step  # steps 0 to at_step trained
+    assert checkpoint["epoch"] == 1  # in or after epoch 0's end
+    assert validations.done == 1  # epoch 0's validation ran whole, never cut by the stop
     assert signal.getsignal(signal.SIGTERM) is not None  # Lightning restored the handler

@@ -9,6 +9,7 @@ end resumes to the uninterrupted run's rows, each kept exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -512,7 +513,7 @@ def test_killed_mid_epoch_ddp_run_resumes_to_the_same_metrics(
 
 
 WAIT_FOR_SIGTERM = '''
-"""Wait at the start of a given step, the first time, until SIGTERM has arrived."""
+"""Wait at the start of a given step, the first time, until SIGTERM has been sent."""
 import time
 from pathlib import Path
 
@@ -524,13 +525,53 @@ class WaitForSigterm(L.Callback):
         self.at_step = at_step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        marker = Path(trainer.default_root_dir) / "paused"
-        if trainer.global_step == self.at_step and not marker.exists():
-            marker.touch()
+        folder = Path(trainer.default_root_dir)
+        if trainer.global_step == self.at_step and not (folder / "sent").exists():
+            (folder / "paused").touch()
             deadline = time.monotonic() + 120
-            while not trainer.received_sigterm and time.monotonic() < deadline:
+            while not (folder / "sent").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
 '''
+
+
+def stop_with_sigterm(tmp_path: Path, args: list[str], at_step: int) -> tuple[Path, str]:
+    """Run hl-train (``args``) into ``tmp_path/run``, send it SIGTERM at the start of
+    ``at_step``, check it stops with status 143; return the run directory and its output."""
+    (tmp_path / "sigterm_pause.py").write_text(WAIT_FOR_SIGTERM)
+    out = tmp_path / "run"
+    pause = ["+callbacks.pause._target_=sigterm_pause.WaitForSigterm"]
+    pause.append(f"+callbacks.pause.at_step={at_step}")
+    log = tmp_path / "stopped.log"
+    with (
+        log.open("w") as output,
+        subprocess.Popen(
+            [*args, *pause, f"hydra.run.dir={out}"],
+            cwd=tmp_path,
+            env=with_tmp_path_importable(tmp_path),
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        ) as process,
+    ):
+        deadline = time.monotonic() + 120
+        while not (out / "paused").exists():
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the run never reached the pause"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)  # to the first process only, at once
+        (out / "sent").touch()
+        try:
+            assert process.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # nothing left behind if it hung
+    text = log.read_text()
+    assert "Traceback" not in text
+    last = out / "checkpoints" / "last.ckpt"
+    assert f"SIGTERM: saved the run at step {at_step + 1} in {last}" in text
+    assert f"hl-train: stopped by SIGTERM; continue with hl-train resume={out}\n" in text
+    assert torch.load(last, weights_only=False)["global_step"] == at_step + 1
+    return out, text
 
 
 @pytest.mark.slow
@@ -541,34 +582,31 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_the_run_resumes_from(
     step checkpoints: Lightning finishes step 5 and stops; hl-train saves last.ckpt there,
     says how to continue and exits with 143 (128 + SIGTERM), not 0; ``resume=<run>`` then
     reaches the uninterrupted run's rows."""
-    (tmp_path / "sigterm_pause.py").write_text(WAIT_FOR_SIGTERM)
-    out = tmp_path / "run"
-    env = with_tmp_path_importable(tmp_path)
-    pause = ["+callbacks.pause._target_=sigterm_pause.WaitForSigterm", "+callbacks.pause.at_step=5"]
-    args = [hl_train, *resumable, "checkpoint_every_n_steps=0", *pause, f"hydra.run.dir={out}"]
-    log = tmp_path / "stopped.log"
-    with (
-        log.open("w") as output,
-        subprocess.Popen(args, cwd=tmp_path, env=env, stdout=output, stderr=output) as process,
-    ):
-        deadline = time.monotonic() + 120
-        while not (out / "paused").exists():
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the run never reached the pause"
-            time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
-    text = log.read_text()
-    assert "Traceback" not in text
-    last = out / "checkpoints" / "last.ckpt"
-    assert f"SIGTERM: saved the run at step 6 in {last}" in text
-    assert f"hl-train: stopped by SIGTERM; continue with hl-train resume={out}\n" in text
-    assert torch.load(last, weights_only=False)["global_step"] == 6  # steps 0-5 trained
+    args = [hl_train, *resumable, "checkpoint_every_n_steps=0"]
+    out, _ = stop_with_sigterm(tmp_path, args, at_step=5)
     resumed = subprocess.run(
-        [hl_train, f"resume={out}"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [hl_train, f"resume={out}"],
+        cwd=tmp_path,
+        env=with_tmp_path_importable(tmp_path),
+        capture_output=True,
+        text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     want = read_rows(uninterrupted / "csv" / "metrics.csv")
     got = read_rows(out / "csv" / "metrics.csv")
     assert_same_rows_but_the_interrupted_epochs_training_means(got, want, epoch=1)
     assert final_metrics(out) == final_metrics(uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_ddp_run_with_a_checkpoint(
+    tmp_path: Path, hl_train: str, ddp_resumable: list[str]
+) -> None:
+    """SIGTERM to the first of two DDP processes, as soon as one of them reaches step 5
+    (the other may be anywhere): both stop after the same step and save last.ckpt there.
+    With Lightning 2.6's own handling the run can hang here (a collective inside its
+    signal handler meets another collective of the other process)."""
+    _, text = stop_with_sigterm(
+        tmp_path, [hl_train, *ddp_resumable, "checkpoint_every_n_steps=0"], at_step=5
+    )
+    assert "[rank: 1] Received SIGTERM" in text

@@ -10,16 +10,20 @@
   ``hl-train resume=``): missing, truncated, foreign or non-finite, each named in one line.
 - :class:`CheckpointOnSigterm` saves ``last.ckpt`` when SIGTERM stops a fit. Lightning
   2.6 catches SIGTERM, lets the batch under way finish, then raises ``SIGTERMException``
-  (a ``SystemExit`` with no code: exit status 0), saving nothing.
+  (a ``SystemExit`` with no code: exit status 0), saving nothing; under DDP its handler
+  can hang the run (see the class).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import signal
+import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning as L
@@ -169,19 +173,58 @@ def newest_intact_checkpoint(folder: str | Path) -> Path | None:
 class CheckpointOnSigterm(L.Callback):
     """Save ``last.ckpt`` when SIGTERM (what a cluster sends before it kills) stops a fit.
 
-    Lightning finishes the batch under way, then stops the fit with ``SIGTERMException``;
-    this callback then saves the state reached into the ``last.ckpt`` of every
-    :class:`~lightning.pytorch.callbacks.ModelCheckpoint` with ``save_last`` (Lightning's
-    own ``save_on_exception`` saves on any error and also writes a named checkpoint, which
-    can end up ranked as a best one). The run resumes from it as from any ``last.ckpt``.
-    Under DDP every process sends and receives SIGTERM together (Lightning's launcher
-    passes it on), so all of them take part in the save.
+    Lightning 2.6 stops a fit on SIGTERM at the end of the batch under way with
+    ``SIGTERMException`` and saves nothing. Under DDP its signal handler also broadcasts
+    from inside the handler, a collective that meets whatever collective another process
+    is in at that moment, and a process that stops alone leaves the others waiting: the
+    run can hang instead of stopping (Lightning issue 20806). So from the start of
+    training this callback only notes the signal; at the end of every training batch (but
+    an epoch's last, where validation follows) and at every epoch's end, all processes
+    agree whether one of them got it (one all-reduce) and, if so, all call Lightning's own
+    handler together, so that they stop at the same point; then this callback saves the
+    state reached into the ``last.ckpt`` of every
+    :class:`~lightning.pytorch.callbacks.ModelCheckpoint` with ``save_last``. The run
+    resumes from it as from any ``last.ckpt``. (Lightning's ``save_on_exception`` saves on
+    any error and writes a named checkpoint as well, which can pass for a best one.)
 
     Example:
         >>> trainer = L.Trainer(callbacks=[CheckpointOnSigterm()], logger=False)
         >>> any(isinstance(c, CheckpointOnSigterm) for c in trainer.callbacks)
         True
     """
+
+    def __init__(self) -> None:
+        self._received = False  # this process got SIGTERM during training
+        self._lightning_handler: Any = None  # Lightning's SIGTERM handler of this fit
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Take SIGTERM over from Lightning's handler (which its teardown undoes)."""
+        self._received = False
+        if threading.current_thread() is threading.main_thread():
+            self._lightning_handler = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self._received = True
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        """Pass a SIGTERM on to Lightning on every process, but at an epoch's last batch
+        (its validation, which a SIGTERM would cut short, comes next)."""
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:  # within limits too
+            self._pass_on(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Pass a SIGTERM on to Lightning on every process (it stops after this epoch)."""
+        self._pass_on(trainer)
+
+    def _pass_on(self, trainer: L.Trainer) -> None:
+        """If any process got SIGTERM, call Lightning's handler on all of them at once."""
+        if trainer.strategy.reduce_boolean_decision(self._received, all=False):
+            self._received = False
+            if callable(self._lightning_handler):
+                self._lightning_handler(signal.SIGTERM, None)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
