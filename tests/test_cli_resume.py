@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 import yaml
 
 from hl_lightning.cli.resume import (
@@ -130,6 +131,16 @@ def test_resume_with_a_truncated_last_checkpoint_says_which_to_use(
     assert line.startswith(f"hl-train: error: the checkpoint {last} is truncated or damaged")
     intact = out / "checkpoints" / "epoch000.ckpt"
     assert line.endswith(f"hl-train resume={out} ckpt_path={intact}")
+    suggested = subprocess.run(
+        [hl_train, f"resume={out}", f"ckpt_path={intact}", "trainer.max_epochs=2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert suggested.returncode == 0, suggested.stderr[-3000:]
+    assert f"Restored all states from the checkpoint at {intact}" in suggested.stderr
+    assert torch.load(last, weights_only=False)["epoch"] == 2  # trained on, saved whole
 
 
 @pytest.mark.slow
