@@ -75,3 +75,17 @@ def test_a_resumed_logger_keeps_the_rows_before_its_first_step(tmp_path: Path) -
     fresh.log_metrics({"loss": 9.0}, step=0)
     fresh.save()
     assert read_rows(path) == (["loss", "step"], [{"loss": "9.0", "step": "0"}])
+
+
+def test_a_row_cut_short_by_an_older_writer_is_left_out_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "csv" / "metrics.csv"
+    path.parent.mkdir()
+    path.write_text("epoch,loss,step\n0,1.0,0\n0,2.0,1\n0,3.")  # killed mid-append
+    resumed = ResumableCSVLogger(tmp_path, name="csv", version="")
+    resumed.log_metrics({"loss": 4.0, "epoch": 0}, step=3)
+    resumed.save()
+    assert [(row["step"], row["loss"]) for row in read_rows(path)[1]] == [
+        ("0", "1.0"),
+        ("1", "2.0"),
+        ("3", "4.0"),
+    ]

@@ -73,11 +73,12 @@ class _ContinuingWriter(ExperimentWriter):
 
     def _keep_rows_before(self, step: int) -> None:
         """Take the rows of ``metrics.csv`` before ``step`` and its columns (the file stays
-        as it is until the next save)."""
+        as it is until the next save). A row cut short (fewer fields: an append of an older
+        writer, killed) is left out."""
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:
             reader = csv.DictReader(file)
             columns = list(reader.fieldnames or [])
-            rows = [row for row in reader if float(row["step"]) < step]
+            rows = [r for r in reader if None not in r.values() and float(r["step"]) < step]
         if rows:
             self.metrics_keys = columns  # continue in the file's column order
             self._rows = rows
