@@ -103,6 +103,48 @@ def test_png_draws_the_tree(
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50  # not blank
 
 
+@pytest.mark.parametrize("name", ["classes", "tree.txt"])
+def test_png_over_the_tree_file_is_refused_naming_both(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    path.write_text("sky\nvehicle\n\tcar\n\ttruck\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(path)
+    for png in (path, tmp_path / "sub" / ".." / name, tmp_path / "link"):
+        assert tree.main([str(path), "--png", str(png)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"hl-tree: error: --png {png} would overwrite the input tree file {path}\n"
+    assert path.read_text() == "sky\nvehicle\n\tcar\n\ttruck\n"
+
+
+def test_png_is_a_png_whatever_the_file_is_named(tmp_path: Path) -> None:
+    assert tree.main(["synthetic", "--png", str(tmp_path / "tree.drawing")]) == 0
+    with Image.open(tmp_path / "tree.drawing") as image:
+        assert image.format == "PNG"
+
+
+def test_png_is_replaced_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "tree.png"
+    png.write_bytes(b"an older drawing")
+    inode = png.stat().st_ino
+    assert tree.main(["synthetic", "--png", str(png)]) == 0
+    assert png.stat().st_ino != inode  # renamed over the old file, never written in place
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+    assert [p.name for p in tmp_path.iterdir()] == ["tree.png"]
+
+
+def test_png_into_a_missing_folder_gives_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "none" / "tree.png"
+    assert tree.main(["synthetic", "--png", str(png)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hl-tree: error: ") and str(png.parent) in err
+    assert err.count("\n") == 1
+
+
 def test_png_without_matplotlib_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

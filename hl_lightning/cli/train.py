@@ -7,6 +7,7 @@ callbacks and trainer, fit, test with the best checkpoint, and return the final 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from hl_lightning.atomic import DiskFullError
 from hl_lightning.cli._launch import importable_launch_directory, user_message
 from hl_lightning.cli._quiet import quiet_third_party
 from hl_lightning.cli._version import version_text
@@ -44,6 +47,7 @@ _USER_ERRORS = (
     BadDataError,
     ChannelCountError,
     ConfigError,
+    DiskFullError,
     HierarchyError,
     MissingBackboneError,
     NonFiniteLossError,
@@ -132,7 +136,8 @@ def run(cfg: DictConfig) -> Any:
     Returns the ``optimized_metric`` (a sweeper's objective; an error if it was not logged).
 
     A known problem (a bad hierarchy or data file, a checkpoint of another model, a
-    non-finite loss, ...) ends the run with its message on stderr and exit status 1.
+    non-finite loss, a full disk, ...) ends the run with its message on stderr and exit
+    status 1. SIGTERM ends it, once ``last.ckpt`` is saved, with status 143 (128 + 15).
     """
     quiet_third_party()
     importable_launch_directory()
@@ -152,6 +157,10 @@ def run(cfg: DictConfig) -> Any:
         log.error("%s: %s", type(error).__name__, message)
         print(f"hl-train: error: {message}", file=sys.stderr)
         raise SystemExit(1) from None
+    except SIGTERMException:  # Lightning's stop (exit status 0); CheckpointOnSigterm saved
+        resume = f"hl-train resume={cfg.paths.output_dir}"
+        print(f"hl-train: stopped by SIGTERM; continue with {resume}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 if __name__ == "__main__":

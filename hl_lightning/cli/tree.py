@@ -8,18 +8,22 @@ Usage::
     hl-tree path/to/tree.txt          # a text, YAML or JSON tree file
     hl-tree synthetic --png tree.png  # a built-in name; also draw it (needs matplotlib)
 
-A bad file exits with status 1 and its ``file:line: problem`` on stderr.
+A bad file exits with status 1 and its ``file:line: problem`` on stderr. The drawing is a
+PNG whatever ``FILE`` is called, written whole (:mod:`hl_lightning.atomic`), never over the
+tree file itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hl_lightning.atomic import atomic_write
 from hl_lightning.cli._matplotlib import agg_figure
 from hl_lightning.cli._version import version_text
 from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, load_hierarchy
@@ -107,8 +111,11 @@ _DPI = 100
 
 
 def draw_tree(hierarchy: Hierarchy, path: str | Path, title: str | None = None) -> None:
-    """Draw the tree into a PNG file (:func:`tree_figure`). Needs matplotlib (``[plots]``)."""
-    tree_figure(hierarchy, title).savefig(path, dpi=_DPI)
+    """Draw the tree into a PNG file (:func:`tree_figure`; the file replaced whole). Needs
+    matplotlib (``[plots]``)."""
+    figure = tree_figure(hierarchy, title)
+    with atomic_write(path, "wb") as file:
+        figure.savefig(file, dpi=_DPI, format="png")
 
 
 def tree_figure(hierarchy: Hierarchy, title: str | None = None) -> Figure:
@@ -238,14 +245,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HierarchyError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
+    source = Path(args.source)
+    if args.png is not None and source.is_file() and _same_file(args.png, source):
+        message = f"--png {args.png} would overwrite the input tree file {source}"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
     print(render_tree(hierarchy, args.source))
     print(id_summary(hierarchy))
     print()
     print(level_summary(hierarchy))
     if args.png is not None:
-        draw_tree(hierarchy, args.png, title=Path(args.source).name)
+        try:
+            draw_tree(hierarchy, args.png, title=source.name)
+        except OSError as err:  # no such folder, no permission, a full disk
+            print(f"{PROG}: error: --png {args.png}: {err}", file=sys.stderr)
+            return 1
         print(f"drawn: {args.png}")
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Return whether two existing paths name one file (links and ``..`` included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist
+        return False
 
 
 if __name__ == "__main__":

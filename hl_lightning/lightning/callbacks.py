@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
 
+from hl_lightning.atomic import atomic_write
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.checks import unpack_batch as _unpack
 from hl_lightning.palette import colorize, level_palettes
@@ -297,9 +298,10 @@ class LevelPredictionImages(L.Callback):
     Every ``every_n_epochs`` validation epochs (not the sanity check), the first
     ``num_images`` images of the (first) validation set, the same ones each time, are
     predicted with the module's decoding and drawn by :func:`prediction_grid`. The picture
-    is saved as ``<dirpath>/epoch_XXX.png`` and, for every logger whose experiment has
-    ``add_image`` (TensorBoard), logged as ``val/predictions`` at the global step. Needs a
-    module with a ``hierarchy`` and a ``predict_step`` returning one map per level, as
+    is saved (whole: :mod:`hl_lightning.atomic`) as ``<dirpath>/epoch_XXX.png`` and, for
+    every logger whose experiment has ``add_image`` (TensorBoard), logged as
+    ``val/predictions`` at the global step. Needs a module with a ``hierarchy`` and a
+    ``predict_step`` returning one map per level, as
     :class:`~hl_lightning.lightning.module.HierarchicalSegmenter` does; only rank 0 draws.
 
     Args:
@@ -346,7 +348,8 @@ class LevelPredictionImages(L.Callback):
         grid = self.draw(trainer, pl_module)
         folder = self.dirpath or Path(trainer.default_root_dir) / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid.numpy()).save(folder / f"epoch_{epoch:03d}.png")
+        with atomic_write(folder / f"epoch_{epoch:03d}.png", "wb") as file:
+            Image.fromarray(grid.numpy()).save(file, format="PNG")
         for logger in trainer.loggers:
             # Lightning's Logger base class has no experiment; its loggers all define one
             add_image = getattr(getattr(logger, "experiment", None), "add_image", None)

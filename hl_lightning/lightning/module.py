@@ -440,10 +440,11 @@ class HierarchicalSegmenter(L.LightningModule):
         without a trainer or for a run of no fixed length."""
         if self._trainer is None:
             return None
-        length: float | None = self.trainer.max_epochs
-        if self.scheduler_interval == "step":
-            length = self.trainer.estimated_stepping_batches
-        return None if length is None or not 0 < length < math.inf else int(length)
+        if self.scheduler_interval == "epoch":
+            epochs = self.trainer.max_epochs
+            return epochs if epochs is not None and epochs > 0 else None
+        steps = self.trainer.estimated_stepping_batches  # max_steps, or epochs x batches
+        return int(steps) if 0 < steps < math.inf else None
 
     def configure_optimizers(self) -> Any:
         """Return the optimizer and, if configured, its schedule (stepped every
