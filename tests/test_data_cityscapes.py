@@ -169,7 +169,7 @@ def test_unknown_label_id_raises_naming_the_file_or_is_ignored(tmp_path: Path) -
     dm.setup("validate")
     with pytest.raises(
         BadDataError,
-        match=r"frankfurt_000000_000294_gtFine_labelIds\.png: 5 pixels with label ids 200",
+        match=r"frankfurt_000000_000294_gtFine_labelIds\.png: 5 pixels with values 200",
     ):
         dm.val_dataset[0]
     lenient = module(tmp_path, on_bad="skip")

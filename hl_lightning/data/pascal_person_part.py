@@ -33,8 +33,8 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions, Sample
-from hl_lightning.data.io import LabelMasks
+from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.layouts import ListedSamples, read_id_list
 from hl_lightning.hierarchies import pascal_person_part_hierarchy
 
 __all__ = [
@@ -56,26 +56,6 @@ PASCAL_PERSON_PART_CLASSES: tuple[str, ...] = (
 )
 #: The split list file of each split.
 PASCAL_PERSON_PART_SPLITS: dict[str, str] = {"train": "train_id.txt", "val": "val_id.txt"}
-
-
-def read_id_list(path: str | Path) -> list[str]:
-    """Return the image ids of a split list: one a line, blank lines skipped.
-
-    Example:
-        >>> import tempfile
-        >>> file = Path(tempfile.mkdtemp()) / "val_id.txt"
-        >>> _ = file.write_text("2008_000003\\n\\n2008_000008\\n")
-        >>> read_id_list(file)
-        ['2008_000003', '2008_000008']
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise FileNotFoundError(f"cannot read the split list {path}: {err.strerror}") from err
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
-    if not ids:
-        raise ValueError(f"{path}: no image ids (one a line)")
-    return ids
 
 
 class PascalPersonPartDataModule(FileDataModule):
@@ -137,21 +117,9 @@ class PascalPersonPartDataModule(FileDataModule):
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
         self.splits = files
-        self._decoder = LabelMasks(self.num_classes, self.ignore_index)
-
-    @property
-    def decoder(self) -> LabelMasks:
-        """Label-id PNG decoder (values 0-6, or the ignore value)."""
-        return self._decoder
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the samples listed in the split's id list; missing files are checked later."""
-        for folder in (self.image_dir, self.mask_dir):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"PascalPersonPartDataModule: no folder {folder}")
-        ids = read_id_list(self.root / self.splits[split])
-        samples = [
-            Sample(name, self.image_dir / f"{name}.jpg", (self.mask_dir / f"{name}.png",))
-            for name in ids
-        ]
-        return samples, []
+        self.layout = ListedSamples(
+            "PascalPersonPartDataModule",
+            {split: self.root / file for split, file in files.items()},
+            self.image_dir,
+            self.mask_dir,
+        )
