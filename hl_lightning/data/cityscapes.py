@@ -21,7 +21,7 @@ from typing import ClassVar, NamedTuple
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
 from hl_lightning.data.layouts import PairedFolders
 from hl_lightning.data.masks import LookupMasks
 from hl_lightning.hierarchies import cityscapes_hierarchy
@@ -141,10 +141,7 @@ class CityscapesDataModule(FileDataModule):
         (torch.Size([3, 4, 8]), [13], 'car')
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (512, 1024),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (512, 1024), "hflip": 0.5}
 
     def __init__(
         self,
@@ -152,14 +149,8 @@ class CityscapesDataModule(FileDataModule):
         test_split: str = "val",
         **options: Unpack[FileOptions],
     ) -> None:
-        if test_split not in _SPLITS:
-            raise ValueError(f"test_split must be one of {', '.join(_SPLITS)}, got {test_split!r}")
-        super().__init__(
-            root,
-            CITYSCAPES_CLASSES,
-            cityscapes_hierarchy(),
-            **options,
-        )
+        one_of("test_split", test_split, _SPLITS)
+        super().__init__(root, CITYSCAPES_CLASSES, cityscapes_hierarchy(), **options)
         self.save_plain_hyperparameters(test_split=test_split)
         split_dirs = {"train": "train", "val": "val", "test": test_split}
         self.layout = PairedFolders(

@@ -33,7 +33,7 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
 from hl_lightning.data.layouts import PairedFolders
 from hl_lightning.data.masks import LookupMasks
 from hl_lightning.hierarchies import coco_stuff_hierarchy
@@ -306,16 +306,13 @@ class CocoStuffDataModule(FileDataModule):
         ...     mask = Image.new("L", (8, 6), 2)  # value 2: official id 3, car
         ...     mask.save(root / "stuffthingmaps" / split / "000000000139.png")
         >>> dm = CocoStuffDataModule(root, image_size=None, batch_size=1)
-        >>> dm.setup("fit")
-        >>> image, mask = dm.val_dataset[0]
+        >>> dm.setup("test")
+        >>> image, mask = dm.test_dataset[0]  # the test stage reads val2017
         >>> image.shape, mask.unique().tolist(), dm.class_names[2]
         (torch.Size([3, 6, 8]), [2], 'car')
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (512, 512),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (512, 512), "hflip": 0.5}
 
     def __init__(
         self,
@@ -325,16 +322,8 @@ class CocoStuffDataModule(FileDataModule):
         test_split: str = "val",
         **options: Unpack[FileOptions],
     ) -> None:
-        if test_split not in COCO_STUFF_SPLITS:
-            raise ValueError(
-                f"test_split must be one of {', '.join(COCO_STUFF_SPLITS)}, got {test_split!r}"
-            )
-        super().__init__(
-            root,
-            COCO_STUFF_CLASSES,
-            coco_stuff_hierarchy(),
-            **options,
-        )
+        one_of("test_split", test_split, COCO_STUFF_SPLITS)
+        super().__init__(root, COCO_STUFF_CLASSES, coco_stuff_hierarchy(), **options)
         self.save_plain_hyperparameters(
             image_dir=image_dir, mask_dir=mask_dir, test_split=test_split
         )

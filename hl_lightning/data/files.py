@@ -22,7 +22,7 @@ modes (16-bit, float) are bad data.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
@@ -38,10 +38,39 @@ from hl_lightning.data.seeds import derive_seed
 from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, flip_labels
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = ["FileDataModule", "FileOptions"]
+__all__ = ["FileDataModule", "FileOptions", "check_split_names", "one_of"]
 
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 _SHOWN = 10  # problems listed in one message
+_SPLITS = ("train", "val", "test")
+
+
+def one_of(option: str, value: str, choices: Iterable[str]) -> str:
+    """Return ``value``; raise a ValueError naming ``option``, ``value`` and the ``choices``
+    where it is none of them.
+
+    Example:
+        >>> one_of("test_split", "test", ("train", "val"))
+        Traceback (most recent call last):
+        ValueError: test_split must be one of train, val, got 'test'
+    """
+    known = tuple(choices)
+    if value not in known:
+        raise ValueError(f"{option} must be one of {', '.join(known)}, got {value!r}")
+    return value
+
+
+def check_split_names(splits: Mapping[str, object]) -> None:
+    """Raise a ValueError naming the keys of ``splits`` that are not train, val or test.
+
+    Example:
+        >>> check_split_names({"train": "a.txt", "dev": "b.txt"})
+        Traceback (most recent call last):
+        ValueError: splits has keys train, val and test, got dev
+    """
+    unknown = sorted(set(splits) - set(_SPLITS))
+    if unknown:
+        raise ValueError(f"splits has keys train, val and test, got {', '.join(unknown)}")
 
 
 def _plain(value: Any) -> Any:
@@ -142,8 +171,7 @@ class FileDataModule(SegmentationDataModule):
         flip_pairs, mean, std, on_bad = o["flip_pairs"], o["mean"], o["std"], o["on_bad"]
         ignore_index, batch_size, seed = o["ignore_index"], o["batch_size"], o["seed"]
         self.root = self.data_root(root)
-        if on_bad not in ("error", "skip"):
-            raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
+        one_of("on_bad", on_bad, ("error", "skip"))
         if 0 <= ignore_index < len(class_names):
             raise ValueError(
                 f"ignore_index {ignore_index} is a label id (there are {len(class_names)} classes)"

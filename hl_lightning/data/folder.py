@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.files import FileDataModule, FileOptions, check_split_names
 from hl_lightning.data.io import IMAGE_SUFFIXES, read_class_names, read_lines
 from hl_lightning.data.layouts import PairedFolders, pair_by_stem, require_folders
 from hl_lightning.data.masks import ColourMasks, UnknownColour
@@ -85,19 +85,12 @@ class FolderDataModule(FileDataModule):
     ) -> None:
         names = self._resolve_class_names(self.data_root(root), class_names, palette)
         tree = Hierarchy.from_file(hierarchy) if isinstance(hierarchy, str | Path) else hierarchy
-        super().__init__(
-            root,
-            names,
-            tree,
-            **options,
-        )
+        super().__init__(root, names, tree, **options)
         self.save_plain_hyperparameters(class_names=names, palette=palette, splits=splits)
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
         self.splits = dict(splits or {"train": "train", "val": "val", "test": "test"})
-        unknown = sorted(set(self.splits) - {"train", "val", "test"})
-        if unknown:
-            raise ValueError(f"splits has keys train, val and test, got {', '.join(unknown)}")
+        check_split_names(self.splits)
         self.layout = FolderSplits(self.root, self.image_dir, self.mask_dir, self.splits)
         if palette is not None:
             self.decoder = ColourMasks(self._colours(palette), self.ignore_index, unknown_colour)

@@ -144,12 +144,7 @@ class HelenDataModule(FileDataModule):
         root: str | Path,
         **options: Unpack[FileOptions],
     ) -> None:
-        super().__init__(
-            root,
-            HELEN_CLASSES,
-            helen_hierarchy(),
-            **options,
-        )
+        super().__init__(root, HELEN_CLASSES, helen_hierarchy(), **options)
         self.save_plain_hyperparameters()
         self.layout = ListedSamples(
             "HelenDataModule",

@@ -35,7 +35,7 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
 from hl_lightning.data.layouts import PairedFolders
 from hl_lightning.hierarchies import lip_hierarchy
 
@@ -123,16 +123,8 @@ class LIPDataModule(FileDataModule):
         test_split: str = "val",
         **options: Unpack[FileOptions],
     ) -> None:
-        if test_split not in LIP_SPLITS:
-            raise ValueError(
-                f"test_split must be one of {', '.join(LIP_SPLITS)}, got {test_split!r}"
-            )
-        super().__init__(
-            root,
-            LIP_CLASSES,
-            lip_hierarchy(),
-            **options,
-        )
+        one_of("test_split", test_split, LIP_SPLITS)
+        super().__init__(root, LIP_CLASSES, lip_hierarchy(), **options)
         self.save_plain_hyperparameters(
             image_dir=image_dir, mask_dir=mask_dir, test_split=test_split
         )

@@ -33,7 +33,7 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
 from hl_lightning.data.layouts import PairedFolders
 from hl_lightning.hierarchies.mapillary import (
     mapillary_class_names,
@@ -99,10 +99,7 @@ class MapillaryDataModule(FileDataModule):
         [2]
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (480, 640),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (480, 640), "hflip": 0.5}
 
     def __init__(
         self,
@@ -112,19 +109,12 @@ class MapillaryDataModule(FileDataModule):
         test_split: str = "validation",
         **options: Unpack[FileOptions],
     ) -> None:
-        version = str(version)
-        if version not in MAPILLARY_VERSIONS:
-            raise ValueError(f"Vistas version must be one of {', '.join(MAPILLARY_VERSIONS)}")
+        version = one_of("version", str(version), MAPILLARY_VERSIONS)
         default_config, self.label_dir = MAPILLARY_VERSIONS[version]
         config_file = self.data_root(root) / (config or default_config)
         labels = read_mapillary_labels(config_file)
         hierarchy = mapillary_hierarchy(config_file)
-        super().__init__(
-            root,
-            hierarchy.leaves,
-            hierarchy,
-            **options,
-        )
+        super().__init__(root, hierarchy.leaves, hierarchy, **options)
         self.save_plain_hyperparameters(version=version, config=config, test_split=test_split)
         self.version = version
         self.label_names = tuple(label["name"] for label in labels)

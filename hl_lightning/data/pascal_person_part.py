@@ -33,7 +33,7 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.files import FileDataModule, FileOptions, check_split_names
 from hl_lightning.data.layouts import ListedSamples, read_id_list
 from hl_lightning.hierarchies import pascal_person_part_hierarchy
 
@@ -83,16 +83,13 @@ class PascalPersonPartDataModule(FileDataModule):
         >>> for name in ("train_id.txt", "val_id.txt"):
         ...     _ = (root / name).write_text("2008_000003\\n")
         >>> dm = PascalPersonPartDataModule(root, image_size=4, batch_size=1)
-        >>> dm.setup("fit")
+        >>> dm.setup("validate")
         >>> image, mask = dm.val_dataset[0]
         >>> image.shape, mask.unique().tolist(), dm.class_names[2]
         (torch.Size([3, 4, 4]), [2], 'torso')
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (480, 480),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (480, 480), "hflip": 0.5}
 
     def __init__(
         self,
@@ -104,14 +101,9 @@ class PascalPersonPartDataModule(FileDataModule):
     ) -> None:
         files = {**PASCAL_PERSON_PART_SPLITS, **dict(splits or {})}
         files.setdefault("test", files["val"])
-        unknown = sorted(set(files) - {"train", "val", "test"})
-        if unknown:
-            raise ValueError(f"splits has keys train, val and test, got {', '.join(unknown)}")
+        check_split_names(files)
         super().__init__(
-            root,
-            PASCAL_PERSON_PART_CLASSES,
-            pascal_person_part_hierarchy(),
-            **options,
+            root, PASCAL_PERSON_PART_CLASSES, pascal_person_part_hierarchy(), **options
         )
         self.save_plain_hyperparameters(image_dir=image_dir, mask_dir=mask_dir, splits=files)
         self.image_dir = self.root / image_dir

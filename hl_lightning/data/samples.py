@@ -168,31 +168,37 @@ def check_sample(sample: Sample, decoder: MaskDecoder, verify: bool = False) -> 
         >>> check_sample(sample, LabelMasks(3, 255)).replace(f"{root}/", "")
         'a.png: mask size (4, 6) differs from image a.jpg size (8, 6)'
     """
-    try:
-        with Image.open(sample.image) as image:
-            size, mode = image.size, image.mode
-    except FileNotFoundError:
-        return f"{sample.image}: image file not found"
-    except (OSError, UnidentifiedImageError) as err:
-        return f"{sample.image}: cannot read the image: {err}"
-    if mode not in IMAGE_MODES:
-        return f"{sample.image}: image mode {mode!r} is not supported (expected RGB)"
+    image = _header(sample.image, "image")
+    if isinstance(image, str):
+        return image
+    if image.mode not in IMAGE_MODES:
+        return f"{sample.image}: image mode {image.mode!r} is not supported (expected RGB)"
     for path in sample.masks:
-        try:
-            with Image.open(path) as mask:
-                problem = decoder.check(mask)
-                mask_size = mask.size
-        except FileNotFoundError:
-            return f"{path}: mask file not found (for image {sample.image})"
-        except (OSError, UnidentifiedImageError) as err:
-            return f"{path}: cannot read the mask: {err}"
+        mask = _header(path, "mask", f" (for image {sample.image})")
+        if isinstance(mask, str):
+            return mask
+        problem = decoder.check(mask)
         if problem is not None:
             return f"{path}: {problem}"
-        if mask_size != size:
-            return f"{path}: mask size {mask_size} differs from image {sample.image} size {size}"
+        if mask.size != image.size:
+            return (
+                f"{path}: mask size {mask.size} differs from image {sample.image} size {image.size}"
+            )
     if verify:  # decode every pixel, not only the headers
         try:
             decode_sample(sample, decoder)
         except BadDataError as error:
             return str(error)
     return None
+
+
+def _header(path: Path, what: str, missing: str = "") -> Image.Image | str:
+    """Return the image file at ``path`` with its header read (size, mode; file closed),
+    or what is wrong with it (``missing`` is added where the file is not found)."""
+    try:
+        with Image.open(path) as image:
+            return image
+    except FileNotFoundError:
+        return f"{path}: {what} file not found{missing}"
+    except (OSError, UnidentifiedImageError) as err:
+        return f"{path}: cannot read the {what}: {err}"
