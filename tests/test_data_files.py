@@ -37,8 +37,31 @@ IGNORED = 255
 BAD_VALUES = [case for case in CASES if case.bad_value is not None]
 LABEL_ID_MASKS = [case for case in CASES if case.colour_refusal is not None]
 TEST_SPLITS = [case for case in CASES if case.bad_test_split is not None]
+FOLDER = next(case for case in CASES if isinstance(case, Folder))
 
 every_loader = pytest.mark.parametrize("case", CASES, ids=repr)
+
+
+@pytest.fixture(scope="session")
+def written() -> dict[DataSetCase, Path]:
+    """Return the data sets written so far in this session, by case."""
+    return {}
+
+
+@pytest.fixture
+def data_root(
+    case: DataSetCase, written: dict[DataSetCase, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Return the case's data set, written once a session: read it, do not change it."""
+    if case not in written:
+        written[case] = case.write(tmp_path_factory.mktemp(case.name))
+    return written[case]
+
+
+@pytest.fixture
+def data_copy(data_root: Path, tmp_path: Path) -> Path:
+    """Return a copy of the case's data set that the test may change."""
+    return Path(shutil.copytree(data_root, tmp_path / "data"))
 
 
 # ---------------------------------------------------------------------------- options
@@ -56,8 +79,8 @@ def test_subclass_defaults_are_known_options(case: DataSetCase) -> None:
 
 
 @every_loader
-def test_defaults_and_overrides_reach_the_module(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_defaults_and_overrides_reach_the_module(case: DataSetCase, data_root: Path) -> None:
+    root = data_root
     dm = case.module_class(root, **case.options(root))
     own = vars(case.module_class).get("defaults", {})  # the data set's own defaults
     for key, value in own.items():
@@ -68,52 +91,52 @@ def test_defaults_and_overrides_reach_the_module(case: DataSetCase, tmp_path: Pa
 
 
 @every_loader
-def test_an_unknown_option_is_named_with_the_known_ones(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_an_unknown_option_is_named_with_the_known_ones(case: DataSetCase, data_root: Path) -> None:
+    root = data_root
     with pytest.raises(TypeError, match=r"unknown options imagesize; the shared options are"):
         case.module_class(root, **case.options(root), imagesize=64)
 
 
 @every_loader
-def test_ignore_index_must_not_be_a_label(case: DataSetCase, tmp_path: Path) -> None:
+def test_ignore_index_must_not_be_a_label(case: DataSetCase, data_root: Path) -> None:
     with pytest.raises(ValueError, match="ignore_index 2 is a label id"):
-        case.module(case.write(tmp_path), ignore_index=2)
+        case.module(data_root, ignore_index=2)
 
 
 @pytest.mark.parametrize("case", TEST_SPLITS, ids=repr)
-def test_an_unknown_test_split_is_refused(case: DataSetCase, tmp_path: Path) -> None:
+def test_an_unknown_test_split_is_refused(case: DataSetCase, data_root: Path) -> None:
     with pytest.raises(ValueError, match="test_split"):
-        case.module(case.write(tmp_path), test_split=case.bad_test_split)
+        case.module(data_root, test_split=case.bad_test_split)
 
 
 # ---------------------------------------------------------------------------- loading
 @every_loader
-def test_classes_are_the_leaves_of_the_tree(case: DataSetCase, tmp_path: Path) -> None:
-    dm = case.module(case.write(tmp_path))
+def test_classes_are_the_leaves_of_the_tree(case: DataSetCase, data_root: Path) -> None:
+    dm = case.module(data_root)
     assert dm.class_names == case.classes and dm.num_classes == len(case.classes)
     assert dm.hierarchy.leaves == case.classes
     assert dm.hierarchy.level_names == case.levels
 
 
 @every_loader
-def test_batches_hold_the_decoded_label_maps(case: DataSetCase, tmp_path: Path) -> None:
-    dm = case.module(case.write(tmp_path))
+def test_batches_hold_the_decoded_label_maps(case: DataSetCase, data_root: Path) -> None:
+    dm = case.module(data_root)
     dm.setup("fit")
     assert [s.name for s in dm.train_dataset.samples] == case.names("train")
     assert [s.name for s in dm.val_dataset.samples] == case.names("val")
     images, masks = next(iter(dm.val_dataloader()))  # val: in file order, no augmentation
     assert images.shape == (2, 3, HEIGHT, case.width) and images.dtype == torch.float32
     assert masks.shape == (2, HEIGHT, case.width) and masks.dtype == torch.int64
-    assert torch.equal(masks[0], case.labels("val", 0))
-    assert torch.equal(masks[1], case.labels("val", 1))
-    assert bool((masks == IGNORED).any()) == bool((case.labels("val", 0) == IGNORED).any())
+    expected = torch.stack([case.labels("val", 0), case.labels("val", 1)])
+    assert torch.equal(masks, expected)
+    assert bool((masks == IGNORED).any()) == bool((expected == IGNORED).any())  # kept ignored
     dm.setup("test")
     assert [s.name for s in dm.test_dataset.samples] == case.names("test")
 
 
 @every_loader
-def test_resized_batches_and_seeded_augmentation(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_resized_batches_and_seeded_augmentation(case: DataSetCase, data_root: Path) -> None:
+    root = data_root
     size, scale = case.resize
     dm = case.module(root, image_size=size, scale=scale, hflip=0.5)
     dm.setup("fit")
@@ -129,10 +152,10 @@ def test_resized_batches_and_seeded_augmentation(case: DataSetCase, tmp_path: Pa
     assert torch.equal(next(iter(again.train_dataloader()))[1], masks)  # seeded
 
 
-def test_loader_workers_augment_reproducibly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", [FOLDER], ids=repr)
+def test_loader_workers_augment_reproducibly(case: DataSetCase, data_root: Path) -> None:
     """Workers draw from their own seeded streams (on one loader: workers take a while)."""
-    case = Folder()
-    root = case.write(tmp_path)
+    root = data_root
 
     def masks(seed: int) -> list[torch.Tensor]:
         options = {"image_size": 16, "scale": [1.0, 2.0], "hflip": 0.5, "batch_size": 1}
@@ -146,8 +169,8 @@ def test_loader_workers_augment_reproducibly(tmp_path: Path) -> None:
 
 
 @every_loader
-def test_flips_swap_the_data_sets_left_right_pairs(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_flips_swap_the_data_sets_left_right_pairs(case: DataSetCase, data_root: Path) -> None:
+    root = data_root
     dm = case.module(root, hflip=1.0)
     dm.setup("fit")
     assert (dm.train_transform.flip_map is None) == (not case.flips)
@@ -162,8 +185,8 @@ def test_flips_swap_the_data_sets_left_right_pairs(case: DataSetCase, tmp_path: 
 
 
 @every_loader
-def test_images_are_read_as_rgb_or_named(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_images_are_read_as_rgb_or_named(case: DataSetCase, data_copy: Path) -> None:
+    root = data_copy
     grey_file, _ = case.paths(root, "val", 0)
     rgba_file, _ = case.paths(root, "val", 1)
     grey = torch.arange(HEIGHT * case.width).view(HEIGHT, case.width) % 256
@@ -188,15 +211,17 @@ def test_images_are_read_as_rgb_or_named(case: DataSetCase, tmp_path: Path) -> N
 
 # ---------------------------------------------------------------------------- training
 @every_loader
-def test_one_batch_fit(case: DataSetCase, tmp_path: Path) -> None:
-    trainer = fit_one_batch(case.module(case.write(tmp_path), image_size=16))
+def test_one_batch_fit(case: DataSetCase, data_root: Path) -> None:
+    trainer = fit_one_batch(case.module(data_root, image_size=16))
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert {f"val/miou/{level}" for level in case.levels} <= trainer.callback_metrics.keys()
 
 
 @every_loader
-def test_hydra_config_composes_and_builds(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path / case.name)
+def test_hydra_config_composes_and_builds(
+    case: DataSetCase, data_root: Path, tmp_path: Path
+) -> None:
+    root = data_root
     cfg = make_config([f"data={case.name}", f"data.root={root}", *case.hydra], tmp_path)
     dm = instantiate(cfg.data)
     assert isinstance(dm, case.module_class) and dm.class_names == case.classes
@@ -216,10 +241,10 @@ def test_hydra_config_composes_and_builds(case: DataSetCase, tmp_path: Path) -> 
 
 # ---------------------------------------------------------------------------- bad data
 @every_loader
-def test_missing_root_and_mask_folder_raise(case: DataSetCase, tmp_path: Path) -> None:
+def test_missing_root_and_mask_folder_raise(case: DataSetCase, data_copy: Path) -> None:
+    root = data_copy
     with pytest.raises(FileNotFoundError, match=r"data root .*nowhere is not a folder"):
-        case.module(tmp_path / "nowhere")
-    root = case.write(tmp_path / "data")
+        case.module(data_copy / "nowhere")
     folder = case.mask_folder(root, "train")
     shutil.rmtree(folder)
     owner = case.module_class.__name__
@@ -230,8 +255,8 @@ def test_missing_root_and_mask_folder_raise(case: DataSetCase, tmp_path: Path) -
 
 
 @every_loader
-def test_bad_samples_are_named_or_skipped_with_a_count(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_bad_samples_are_named_or_skipped_with_a_count(case: DataSetCase, data_copy: Path) -> None:
+    root = data_copy
     _, (kept, *_) = case.paths(root, "train", 0)
     image, masks = case.paths(root, "train", 1)
     masks[-1].unlink()  # no mask
@@ -254,8 +279,8 @@ def test_bad_samples_are_named_or_skipped_with_a_count(case: DataSetCase, tmp_pa
 
 
 @every_loader
-def test_missing_and_unreadable_images_are_named(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_missing_and_unreadable_images_are_named(case: DataSetCase, data_copy: Path) -> None:
+    root = data_copy
     image, masks = case.paths(root, "train", 0)
     image.unlink()
     unreadable, _ = case.paths(root, "train", 2)
@@ -267,8 +292,8 @@ def test_missing_and_unreadable_images_are_named(case: DataSetCase, tmp_path: Pa
 
 
 @pytest.mark.parametrize("case", LABEL_ID_MASKS, ids=repr)
-def test_a_colour_mask_is_refused_at_set_up(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_a_colour_mask_is_refused_at_set_up(case: DataSetCase, data_copy: Path) -> None:
+    root = data_copy
     _, (mask, *_) = case.paths(root, "val", 2)
     save(torch.zeros(HEIGHT, case.width, 3), mask, "RGB")
     with pytest.raises(
@@ -279,9 +304,9 @@ def test_a_colour_mask_is_refused_at_set_up(case: DataSetCase, tmp_path: Path) -
 
 @pytest.mark.parametrize("case", BAD_VALUES, ids=repr)
 def test_bad_mask_values_raise_naming_the_file_or_are_ignored(
-    case: DataSetCase, tmp_path: Path
+    case: DataSetCase, data_copy: Path
 ) -> None:
-    root = case.write(tmp_path)
+    root = data_copy
     _, masks = case.paths(root, "val", 0)
     values = case.values("val", 0).clone()
     values[0, :5] = case.bad_value
@@ -303,8 +328,8 @@ def test_bad_mask_values_raise_naming_the_file_or_are_ignored(
 
 # ---------------------------------------------------------------------------- truncated files
 @every_loader
-def test_a_truncated_file_found_at_load_is_named(case: DataSetCase, tmp_path: Path) -> None:
-    root = case.write(tmp_path)
+def test_a_truncated_file_found_at_load_is_named(case: DataSetCase, data_copy: Path) -> None:
+    root = data_copy
     bad = truncate(case.paths(root, "train", 1)[0])
     dm = case.module(root, batch_size=1)
     dm.setup("fit")  # the headers are sound
@@ -316,9 +341,9 @@ def test_a_truncated_file_found_at_load_is_named(case: DataSetCase, tmp_path: Pa
 
 @every_loader
 def test_skip_replaces_a_file_found_bad_at_load_and_warns_once(
-    case: DataSetCase, tmp_path: Path
+    case: DataSetCase, data_copy: Path
 ) -> None:
-    root = case.write(tmp_path)
+    root = data_copy
     bad = truncate(case.paths(root, "train", 1)[0])
     dm = case.module(root, batch_size=1, on_bad="skip")
     dm.setup("fit")
@@ -332,9 +357,9 @@ def test_skip_replaces_a_file_found_bad_at_load_and_warns_once(
 @every_loader
 @pytest.mark.parametrize(("on_bad", "outcome"), [("error", "raises"), ("skip", "drops")])
 def test_verify_decodes_every_file_at_set_up(
-    case: DataSetCase, tmp_path: Path, on_bad: str, outcome: str
+    case: DataSetCase, data_copy: Path, on_bad: str, outcome: str
 ) -> None:
-    root = case.write(tmp_path)
+    root = data_copy
     bad = truncate(case.paths(root, "train", 1)[0])
     dm = case.module(root, verify=True, on_bad=on_bad)
     if outcome == "raises":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from _data_sets import TINY, PascalPersonPart, make_config
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.cli.train import train
 from hl_lightning.data import PASCAL_PERSON_PART_CLASSES
@@ -74,14 +74,19 @@ def test_a_missing_split_list_or_folder_is_named(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- recipes
+@pytest.fixture(scope="module")
+def plain_backbone(tmp_path_factory: pytest.TempPathFactory) -> DictConfig:
+    """Return the backbone config of the default run (composed once for the recipes)."""
+    return make_config([], tmp_path_factory.mktemp("plain")).backbone
+
+
 @pytest.mark.parametrize("experiment", HSSN)
 def test_hssn_recipes_set_the_published_schedule_and_no_backbone_key(
-    experiment: str, tmp_path: Path
+    experiment: str, tmp_path: Path, plain_backbone: DictConfig
 ) -> None:
     cfg = make_config([f"experiment={experiment}", f"data.root={tmp_path}"], tmp_path)
     OmegaConf.to_container(OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"}), resolve=True)
-    plain = make_config([], tmp_path)
-    assert cfg.backbone == plain.backbone  # the backbone group's preset, untouched
+    assert cfg.backbone == plain_backbone  # the backbone group's preset, untouched
     assert "num_train" not in cfg.data
     assert cfg.loss.name == "tree_min" and cfg.model.decode == "leaf"
     assert cfg.model.optimizer._target_ == "torch.optim.SGD"
