@@ -137,6 +137,7 @@ class DataSetCase:
     paired: ClassVar[bool] = True  # images pair with masks by name (False: id lists)
     endings: ClassVar[bool] = False  # names end in fixed endings, not in a suffix
     hydra: ClassVar[tuple[str, ...]] = ()  # overrides beyond data= and data.root=
+    tree_source: ClassVar[str]  # the tree they choose (hierarchy.source; {root}: the data root)
     hydra_levels: ClassVar[tuple[str, ...] | None] = None  # None: levels
     default_size: ClassVar[tuple[int, int]]  # the Hydra config's image size
     flips: ClassVar[tuple[tuple[int, int], ...]] = ()  # label ids the flip pairs swap
@@ -258,6 +259,7 @@ class Cityscapes(DataSetCase):
     reads = ("train", "val", "val")  # no public test annotations
     endings = True
     hydra = ("hierarchy=cityscapes",)
+    tree_source = "cityscapes"
     default_size = (512, 1024)
     resize = ((12, 24), (1.0, 1.5))
     bad_value = 200
@@ -307,6 +309,7 @@ class CocoStuff(DataSetCase):
     )
     reads = ("train2017", "val2017", "val2017")
     hydra = ("hierarchy=coco_stuff",)
+    tree_source = "coco_stuff"
     default_size = (512, 512)
     resize = (16, (1.0, 1.5))
     bad_value = 200
@@ -347,6 +350,7 @@ class Helen(DataSetCase):
     reads = ("exemplars.txt", "tuning.txt", "testing.txt")
     paired = False
     hydra = ("hierarchy=helen",)
+    tree_source = "helen"
     default_size = (256, 256)
     flips = ((2, 3), (4, 5))  # eyebrows, eyes
     ignores = False
@@ -387,6 +391,7 @@ class LIP(DataSetCase):
     )
     reads = ("train", "val", "val")  # no public test annotations
     hydra = ("hierarchy=lip",)
+    tree_source = "lip"
     default_size = (480, 480)
     flips = ((14, 15), (16, 17), (18, 19))  # arms, legs, shoes
     bad_value = 20
@@ -422,6 +427,7 @@ class PascalPersonPart(DataSetCase):
     reads = ("train_id.txt", "val_id.txt", "val_id.txt")
     paired = False
     hydra = ("hierarchy=pascal_person_part",)
+    tree_source = "pascal_person_part"
     default_size = (480, 480)
     bad_value = 9
 
@@ -547,6 +553,7 @@ class Mapillary(DataSetCase):
     )
     reads = ("training", "validation", "validation")
     hydra = ("hierarchy=mapillary_auto",)
+    tree_source = "{root}/config.json"  # the data set's own label names
     default_size = (480, 640)
     resize = ((12, 16), (0.5, 2.0))
     bad_value = 70
@@ -594,6 +601,7 @@ class Folder(DataSetCase):
     )
     reads = ("train", "val", "test")
     hydra = ("data.class_names=classes.txt", "data.num_workers=0", "hierarchy=flat")
+    tree_source = "flat"
     hydra_levels = ("level0",)
     default_size = (256, 256)
     resize = ((16, 20), (1.0, 1.5))

@@ -231,6 +231,7 @@ def test_hydra_config_composes_and_builds(
     assert (flip_map is None) == (not case.flips)
     for left, right in case.flips:
         assert flip_map is not None and flip_map[[left, right]].tolist() == [right, left]
+    assert cfg.hierarchy.source == case.tree_source.format(root=root)
     hierarchy = load_hierarchy(cfg.hierarchy.source, dm.class_names, cfg.hierarchy.level_names)
     assert hierarchy == dm.hierarchy
     assert hierarchy.level_names == (case.hydra_levels or case.levels)
@@ -262,33 +263,30 @@ def test_bad_samples_are_named_or_skipped_with_a_count(case: DataSetCase, data_c
     masks[-1].unlink()  # no mask
     _, (small, *_) = case.paths(root, "train", 2)
     save(torch.zeros(HEIGHT, 8), small, "L")  # a mask of another size
+    lost, lost_masks = case.paths(root, "val", 0)
+    lost.unlink()  # no image
+    unreadable, _ = case.paths(root, "val", 2)
+    unreadable.write_bytes(b"not an image")
     with pytest.raises(BadDataError) as error:
         case.module(root).setup("fit")
     message = str(error.value)
     assert "2 bad samples" in message and "on_bad=skip" in message
     assert case.no_mask(image, masks[-1]) in message
     assert f"{small}: mask size (8, {HEIGHT}) differs from image" in message
+    with pytest.raises(BadDataError) as error:
+        case.module(root).setup("validate")
+    assert case.no_image(lost, lost_masks[0]) in str(error.value)
+    assert f"{unreadable}: cannot read the image" in str(error.value)
     dm = case.module(root, on_bad="skip")
     owner = case.module_class.__name__
-    with pytest.warns(
-        UserWarning, match=rf"skipped 2 bad samples in the {owner} train .* \(1 left\)"
-    ):
+    with pytest.warns(UserWarning) as caught:
         dm.setup("fit")
+    warned = "\n".join(str(w.message) for w in caught)
+    for split in ("train", "val"):
+        assert re.search(rf"skipped 2 bad samples in the {owner} {split} .* \(1 left\)", warned)
     assert [s.name for s in dm.train_dataset.samples] == case.names("train")[:1]
+    assert [s.name for s in dm.val_dataset.samples] == case.names("val")[1:2]
     assert kept.is_file()
-
-
-@every_loader
-def test_missing_and_unreadable_images_are_named(case: DataSetCase, data_copy: Path) -> None:
-    root = data_copy
-    image, masks = case.paths(root, "train", 0)
-    image.unlink()
-    unreadable, _ = case.paths(root, "train", 2)
-    unreadable.write_bytes(b"not an image")
-    with pytest.raises(BadDataError) as error:
-        case.module(root).setup("fit")
-    assert case.no_image(image, masks[0]) in str(error.value)
-    assert f"{unreadable}: cannot read the image" in str(error.value)
 
 
 @pytest.mark.parametrize("case", LABEL_ID_MASKS, ids=repr)
@@ -328,46 +326,27 @@ def test_bad_mask_values_raise_naming_the_file_or_are_ignored(
 
 # ---------------------------------------------------------------------------- truncated files
 @every_loader
-def test_a_truncated_file_found_at_load_is_named(case: DataSetCase, data_copy: Path) -> None:
-    root = data_copy
-    bad = truncate(case.paths(root, "train", 1)[0])
-    dm = case.module(root, batch_size=1)
-    dm.setup("fit")  # the headers are sound
-    with pytest.raises(
-        BadDataError, match=rf"{re.escape(str(bad))}: cannot decode the image.*on_bad=skip"
-    ):
-        [dm.train_dataset[i] for i in range(3)]
-
-
-@every_loader
-def test_skip_replaces_a_file_found_bad_at_load_and_warns_once(
+def test_a_truncated_file_is_named_or_skipped_at_load_and_found_by_verify(
     case: DataSetCase, data_copy: Path
 ) -> None:
-    root = data_copy
-    bad = truncate(case.paths(root, "train", 1)[0])
-    dm = case.module(root, batch_size=1, on_bad="skip")
+    bad = truncate(case.paths(data_copy, "train", 1)[0])
+    named = re.escape(str(bad))
+    dm = case.module(data_copy, batch_size=1)
+    dm.setup("fit")  # the headers are sound
+    with pytest.raises(BadDataError, match=rf"{named}: cannot decode the image.*on_bad=skip"):
+        [dm.train_dataset[i] for i in range(3)]
+
+    # skip: replaced by the next sample, with one warning
+    dm = case.module(data_copy, batch_size=1, on_bad="skip")
     dm.setup("fit")
-    with pytest.warns(
-        UserWarning, match=rf"skipped: {re.escape(str(bad))}: cannot decode"
-    ) as caught:
+    with pytest.warns(UserWarning, match=rf"skipped: {named}: cannot decode") as caught:
         items = [dm.train_dataset[i] for _ in range(2) for i in range(3)]
     assert len(items) == 6 and len([w for w in caught if "skipped" in str(w.message)]) == 1
 
-
-@every_loader
-@pytest.mark.parametrize(("on_bad", "outcome"), [("error", "raises"), ("skip", "drops")])
-def test_verify_decodes_every_file_at_set_up(
-    case: DataSetCase, data_copy: Path, on_bad: str, outcome: str
-) -> None:
-    root = data_copy
-    bad = truncate(case.paths(root, "train", 1)[0])
-    dm = case.module(root, verify=True, on_bad=on_bad)
-    if outcome == "raises":
-        with pytest.raises(
-            BadDataError, match=rf"1 bad samples .*\n  {re.escape(str(bad))}: cannot decode"
-        ):
-            dm.setup("fit")
-    else:
-        with pytest.warns(UserWarning, match="skipped 1 bad samples"):
-            dm.setup("fit")
-        assert len(dm.train_dataset) == 2
+    # verify: every file decoded at set-up, the bad one named or dropped
+    with pytest.raises(BadDataError, match=rf"1 bad samples .*\n  {named}: cannot decode"):
+        case.module(data_copy, verify=True).setup("fit")
+    dm = case.module(data_copy, verify=True, on_bad="skip")
+    with pytest.warns(UserWarning, match="skipped 1 bad samples"):
+        dm.setup("fit")
+    assert len(dm.train_dataset) == 2

@@ -172,19 +172,14 @@ def test_one_batch_fit_and_test_with_the_papers_tree(tmp_path: Path) -> None:
     assert {"test/miou/category", "test/miou/group", "test/miou/class"} <= result.keys()
 
 
-def test_hydra_hierarchy_options_compose(tmp_path: Path) -> None:
+def test_hydra_papers_tree_matches_the_classes(tmp_path: Path) -> None:
     root = CASE.write(tmp_path / "vistas")
-    data = ["data=mapillary", f"data.root={root}"]
-    cfg = make_config([*data, "hierarchy=mapillary_paper"], tmp_path)
+    cfg = make_config(
+        ["data=mapillary", f"data.root={root}", "hierarchy=mapillary_paper"], tmp_path
+    )
     class_names = mapillary_class_names(V12_LABELS)
     paper = load_hierarchy(cfg.hierarchy.source, class_names, cfg.hierarchy.level_names)
     assert paper.num_levels == 3 and paper.leaves == class_names
-
-    # mapillary_auto: the tree of the data set's own config file
-    cfg = make_config([*data, "hierarchy=mapillary_auto"], tmp_path)
-    assert cfg.hierarchy.source == f"{root}/config.json"
-    dm = CASE.module(root)
-    assert mapillary_hierarchy(cfg.hierarchy.source).reorder(dm.class_names) == dm.hierarchy
 
 
 def test_paper_vistas_experiment_composes(tmp_path: Path) -> None:
