@@ -17,8 +17,10 @@ from PIL import Image
 from hl_lightning import atomic
 from hl_lightning.cli import predict
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
+from hl_lightning.data.io import pixels
+from hl_lightning.decode import decode_levels
 from hl_lightning.lightning.module import HierarchicalSegmenter
-from hl_lightning.palette import level_palettes
+from hl_lightning.palette import colorize, level_palettes
 
 LEVELS = ("kind", "family", "class")
 SIZES = {"noise.png": (48, 40), "photo.jpg": (30, 50), "scene.PNG": (32, 32)}  # (W, H)
@@ -340,3 +342,40 @@ def test_a_full_disk_gives_one_line_naming_the_path(
     assert f"no space left on the device to write {out}/noise_kind.png (" in line
     assert (out / "noise_kind.png").read_bytes() == b"an earlier mask"
     assert [p.name for p in out.iterdir()] == ["noise_kind.png"]
+
+
+def test_whole_frames_in_windows_where_the_checkpoint_evaluated_so(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose data evaluated whole frames (eval_size null) with slide windows:
+    hl-predict runs the windows over each image at its own size."""
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["datamodule_hyper_parameters"]["eval_size"] = None
+    windows = {"inference": "slide", "crop_size": [16, 16], "stride": [8, 8]}
+    saved["hyper_parameters"].update(windows)
+    slide_checkpoint = tmp_path / "slide.ckpt"
+    torch.save(saved, slide_checkpoint)
+    sizes: list[Any] = []
+    load_image = predict.load_image
+
+    def spy(path: Path, channels: int, size: Any, mean: Any, std: Any) -> Any:
+        sizes.append(size)
+        return load_image(path, channels, size, mean, std)
+
+    monkeypatch.setattr(predict, "load_image", spy)
+    out = tmp_path / "masks"
+    predict.predict_folder(slide_checkpoint, images, out, level="class")
+    assert sizes == [None] * len(SIZES)  # each image's own size
+    model = HierarchicalSegmenter.load_from_checkpoint(slide_checkpoint).eval()
+    palette = level_palettes(model.hierarchy)[-1]
+    differ = 0
+    for name in SIZES:
+        inputs, _ = load_image(images / name, 3, None, list(SYNTHETIC_MEAN), list(SYNTHETIC_STD))
+        with torch.no_grad():
+            slide = model.predict_step(inputs)["class"][0]
+            whole = decode_levels(model(inputs), model.hierarchy, model.decode)[-1][0]
+        with Image.open(out / f"{Path(name).stem}_class.png") as mask:
+            written = pixels(mask.convert("RGB")).long()
+        assert torch.equal(written, colorize(slide, palette).long())
+        differ += int((slide != whole).sum())
+    assert differ > 0  # the windows' borders change some pixels: not whole-image inference

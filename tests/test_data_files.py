@@ -152,6 +152,30 @@ def test_resized_batches_and_seeded_augmentation(case: DataSetCase, data_root: P
     assert torch.equal(next(iter(again.train_dataloader()))[1], masks)  # seeded
 
 
+@every_loader
+def test_eval_size_gives_whole_frames_or_a_size_of_its_own(
+    case: DataSetCase, data_root: Path
+) -> None:
+    root = data_root
+    default = case.module(root, image_size=16)  # eval_size: image_size, as training
+    default.setup("validate")
+    assert default.hparams["eval_size"] == "image_size"
+    assert next(iter(default.val_dataloader()))[0].shape == (2, 3, 16, 16)
+    whole = case.module(root, image_size=16, scale=[1.0, 1.5], eval_size=None, eval_batch_size=1)
+    whole.setup("fit")
+    whole.setup("test")
+    for split, loader in (("val", whole.val_dataloader()), ("test", whole.test_dataloader())):
+        images, masks = next(iter(loader))  # the file's own size, one a batch
+        assert images.shape == (1, 3, HEIGHT, case.width)
+        assert torch.equal(masks[0], case.labels(split, 0))
+    assert next(iter(whole.train_dataloader()))[0].shape == (2, 3, 16, 16)  # crops still
+    sized = case.module(root, image_size=16, eval_size=[12, 20])
+    sized.setup("validate")
+    assert next(iter(sized.val_dataloader()))[0].shape == (2, 3, 12, 20)
+    with pytest.raises(ValueError, match=r"eval_size must be 'image_size', null .* got 'full'"):
+        case.module(root, eval_size="full")
+
+
 @pytest.mark.parametrize("case", [FOLDER], ids=repr)
 def test_loader_workers_augment_reproducibly(case: DataSetCase, data_root: Path) -> None:
     """Workers draw from their own seeded streams (on one loader: workers take a while)."""

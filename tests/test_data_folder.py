@@ -150,3 +150,21 @@ def test_missing_split_and_class_file_raise(tmp_path: Path) -> None:
         dm.setup("fit")
     with pytest.raises(FileNotFoundError, match="no test split configured"):
         dm.setup("test")
+
+
+# ---------------------------------------------------------------------------- whole frames
+def test_whole_frames_of_different_sizes_are_batched_one_at_a_time(tmp_path: Path) -> None:
+    CASE.write(tmp_path)
+    image, (mask,) = CASE.paths(tmp_path, "val", 1)
+    save(torch.zeros(HEIGHT + 6, CASE.width, 3), image, "RGB")
+    save(torch.zeros(HEIGHT + 6, CASE.width), mask, "L")
+    dm = module(tmp_path, image_size=16, eval_size=None)  # batches of 2: sizes differ
+    dm.setup("validate")
+    with pytest.raises(BadDataError, match=r"val images of different sizes in one batch \(30 x 32, "
+                       r"24 x 32\): set data.eval_batch_size=1"):  # fmt: skip
+        next(iter(dm.val_dataloader()))
+    dm = module(tmp_path, image_size=16, eval_size=None, eval_batch_size=1)
+    dm.setup("validate")
+    shapes = [tuple(images.shape) for images, _ in dm.val_dataloader()]
+    frame, other = (1, 3, HEIGHT, CASE.width), (1, 3, HEIGHT + 6, CASE.width)
+    assert shapes == [frame, other, frame]

@@ -92,21 +92,29 @@ def test_hssn_recipes_set_the_published_schedule_and_no_backbone_key(
     assert cfg.model.optimizer._target_ == "torch.optim.SGD"
     assert cfg.model.optimizer.momentum == 0.9 and cfg.model.optimizer.weight_decay == 5e-5
     scheduler = OmegaConf.to_container(cfg.model.scheduler, resolve=True)
-    assert scheduler == {
+    assert scheduler == {  # poly decay every iteration, over the run's optimizer steps
         "_target_": "torch.optim.lr_scheduler.PolynomialLR",
-        "total_iters": cfg.trainer.max_epochs,
+        "total_iters": None,
         "power": 0.9,
     }
+    assert cfg.model.scheduler_interval == "step" and cfg.trainer.max_epochs is None
     expected = {
-        "hssn_cityscapes": ("cityscapes", 0.01, [512, 1024], 2, 0.0, 215),
-        "hssn_pascal_person_part": ("pascal_person_part", 0.007, [480, 480], 4, 2.0, 559),
-        "hssn_lip": ("lip", 0.007, [480, 480], 4, 2.0, 84),
-        "hssn_vistas2": (f"{tmp_path}/config_v2.0.json", 0.01, [512, 1024], 2, 0.0, 36),
+        "hssn_cityscapes": ("cityscapes", 0.01, [512, 1024], 2, 0.0, 80000),
+        "hssn_pascal_person_part": ("pascal_person_part", 0.007, [480, 480], 4, 2.0, 60000),
+        "hssn_lip": ("lip", 0.007, [480, 480], 4, 2.0, 160000),
+        "hssn_vistas2": (f"{tmp_path}/config_v2.0.json", 0.01, [512, 1024], 2, 0.0, 80000),
     }[experiment]
-    source, lr, size, batch, gamma, epochs = expected
+    source, lr, size, batch, gamma, steps = expected
     assert cfg.hierarchy.source == source and cfg.model.optimizer.lr == lr
     assert list(cfg.data.image_size) == size and cfg.data.batch_size == batch
-    assert cfg.loss.gamma == gamma and cfg.trainer.max_epochs == epochs
+    assert cfg.loss.gamma == gamma and cfg.trainer.max_steps == steps
+    # evaluated as published (every tenth of the run), on whole images at their own size
+    assert cfg.trainer.val_check_interval == steps // 10
+    assert cfg.trainer.check_val_every_n_epoch is None
+    assert cfg.data.eval_size is None
+    assert cfg.data.eval_batch_size == (None if experiment == "hssn_cityscapes" else 1)
+    slide = experiment == "hssn_vistas2"  # its frames reach 4000 x 3000: windows
+    assert cfg.model.inference == ("slide" if slide else "whole")
     if experiment == "hssn_vistas2":
         assert cfg.data.version == "2.0" and cfg.data._target_.endswith("MapillaryDataModule")
     swapped = make_config([f"experiment={experiment}", "backbone=smp"], tmp_path)
@@ -115,8 +123,10 @@ def test_hssn_recipes_set_the_published_schedule_and_no_backbone_key(
 
 def test_hssn_pascal_person_part_trains_in_process(tmp_path: Path) -> None:
     root = CASE.write(tmp_path / "ppp")
+    every_epoch = ["trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1"]
     cfg = make_config(
-        ["experiment=hssn_pascal_person_part", f"data.root={root}", *TINY], tmp_path / "run"
+        ["experiment=hssn_pascal_person_part", f"data.root={root}", *TINY, *every_epoch],
+        tmp_path / "run",
     )
     metrics = train(cfg)
     for level in LEVELS:

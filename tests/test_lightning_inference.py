@@ -9,10 +9,14 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from _compose import make_config
+from _data_sets import HEIGHT, TINY, Folder, rgb, save
+from hydra.utils import instantiate
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from hl_lightning import HierarchicalSegmenter, Hierarchy
+from hl_lightning import HierarchicalJaccardIndex, HierarchicalSegmenter, Hierarchy
+from hl_lightning.cli.train import train
 from hl_lightning.data import SegmentationDataModule
 from hl_lightning.lightning.inference import Inference, window_starts
 from hl_lightning.lightning.optimization import make_scheduler
@@ -153,6 +157,45 @@ def test_validation_test_and_prediction_slide_over_images_larger_than_the_crop(
         maps = slide.predict_step(images)
         torch.testing.assert_close(slide.infer(slide, images), expected)
     assert maps["level1"].shape == (2, 24, 40)  # the full image, not a crop
+
+
+def test_hl_train_evaluates_whole_frames_larger_than_the_crop_in_windows(tmp_path: Path) -> None:
+    """Trained on 16 x 16 crops; validated and tested on the files' own sizes (24 x 32, one
+    image 30 x 40), one a batch, with 16 x 16 windows: the logged test mIoU is that of the
+    windows over the whole frames."""
+    case = Folder()
+    root = case.write(tmp_path / "data")
+    for split in ("val", "test"):  # a frame of another size, larger than the crop too
+        image, (mask,) = case.paths(root, split, 1)
+        save(rgb(30, 40, 7), image, "RGB")
+        save(torch.arange(40).expand(30, 40) // 10, mask, "L")
+    windows = ["model.inference=slide", "model.crop_size=[16,16]", "model.stride=[8,12]"]
+    cfg = make_config(
+        [
+            "data=folder", f"data.root={root}", "data.class_names=classes.txt",
+            "hierarchy=file", f"hierarchy.source={root / 'tree.yaml'}", *TINY,
+            "data.scale=[1.5,2.0]", "data.eval_size=null", "data.eval_batch_size=1", *windows,
+        ],
+        tmp_path / "run",
+    )  # fmt: skip
+    metrics = train(cfg)
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("epoch*.ckpt")  # what test used
+    model = HierarchicalSegmenter.load_from_checkpoint(checkpoint).eval()
+    data = instantiate(cfg.data)
+    data.setup("test")
+    assert data.eval_size is None and data.eval_batch_size == 1
+    slide = Inference("slide", (16, 16), (8, 12))
+    expected = HierarchicalJaccardIndex(model.hierarchy, 255)
+    sizes = []
+    with torch.no_grad():
+        for images, masks in data.test_dataloader():
+            sizes.append(tuple(images.shape[-2:]))
+            expected.update(slide(model, images), masks)
+    assert sizes == [(HEIGHT, case.width), (30, 40), (HEIGHT, case.width)]
+    for name, value in zip(model.hierarchy.level_names, expected.compute(), strict=True):
+        assert metrics[f"test/miou/{name}"] == pytest.approx(float(value), abs=1e-6)
+    # the prediction grid draws the validation frames of the first one's size
+    assert (tmp_path / "run" / "predictions" / "epoch_000.png").is_file()
 
 
 def test_a_poly_schedule_steps_every_iteration_for_the_whole_run(tmp_path: Path) -> None:

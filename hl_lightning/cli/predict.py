@@ -8,10 +8,12 @@ Usage::
 
 The network and the hierarchy are rebuilt from the checkpoint. Images (``.png``, ``.jpg``,
 ``.jpeg``, not recursive) are read as RGB (grey for a one-channel network), scaled to
-[0, 1], resized (bilinear) and normalised as the training data was; the logits are
-resized back to each image's own size before decoding (the checkpoint's decoding), so the
-masks ``<image stem>_<level name>.png`` match the images; ``legend.csv`` lists every
-group's colour (:mod:`hl_lightning.palette`).
+[0, 1], resized (bilinear) to the size the training data evaluated at (its ``eval_size``:
+its ``image_size`` by default, or each image's own size) and normalised as that data was;
+the network runs over each image as the checkpoint's model says (``inference``: whole, or
+``slide`` windows); the logits are resized back to each image's own size before decoding
+(the checkpoint's decoding), so the masks ``<image stem>_<level name>.png`` match the
+images; ``legend.csv`` lists every group's colour (:mod:`hl_lightning.palette`).
 
 Before anything is written the inputs are checked: a broken or foreign checkpoint, one
 with non-finite weights, a normalisation that is not finite (a zero ``--std``) and an
@@ -72,6 +74,18 @@ def _size(value: Any) -> tuple[int, int] | None:
     if len(sides) != 2 or min(sides) < 1:
         raise PredictError(problem)
     return sides[0], sides[1]
+
+
+def _eval_size(data: Mapping[str, Any]) -> Any:
+    """Return the size a checkpoint's data module evaluated at: its ``eval_size`` (None: the
+    files' own), or its ``image_size`` where that is ``"image_size"`` or not saved.
+
+    Example:
+        >>> _eval_size({"image_size": [64, 64]}), _eval_size({"image_size": 64, "eval_size": None})
+        ([64, 64], None)
+    """
+    eval_size = data.get("eval_size", "image_size")
+    return data.get("image_size") if eval_size == "image_size" else eval_size
 
 
 def _floats(value: Any, what: str) -> list[float]:
@@ -173,8 +187,9 @@ def predict_folder(
     """Write colour masks of every image in ``input_dir`` at the chosen levels; return the files.
 
     Options as for the command (``hl-predict --help``): ``size``, ``mean`` and ``std``
-    default to the checkpoint's data module hyper-parameters, else to no resizing and the
-    synthetic data's normalisation. Writes ``legend.csv`` (level, group, colour) too.
+    default to the checkpoint's data module hyper-parameters (the size it evaluated at),
+    else to no resizing and the synthetic data's normalisation. Writes ``legend.csv``
+    (level, group, colour) too.
 
     Example (a checkpoint and a folder of photos)::
 
@@ -189,7 +204,7 @@ def predict_folder(
     model.eval()
     hierarchy = model.hierarchy
     levels = _levels(model, level)
-    size = _size(size if size is not None else data.get("image_size"))
+    size = _size(size if size is not None else _eval_size(data))
     fallback = synthetic_normalisation(data.get("variant", "default"))
     mean = _normalisation(data, mean, "mean", fallback[0])
     std = _normalisation(data, std, "std", fallback[1])
@@ -214,7 +229,7 @@ def predict_folder(
                 f"{path}: the normalised image is not finite (mean {mean}, std {std})"
             )
         with torch.no_grad():
-            logits = model(inputs.to(model.device))
+            logits = model.infer(model, inputs.to(model.device))  # whole, or windows
             if not bool(torch.isfinite(logits).all()):
                 raise PredictError(
                     f"{path}: the network's logits are not finite (NaN or infinity) with the "
@@ -265,8 +280,8 @@ def _parser() -> argparse.ArgumentParser:
         "--size",
         default=None,
         help="the network's input size, a side (64) "
-        "or HxW (96x128); default: the checkpoint's data image_size, else "
-        "each image's own size",
+        "or HxW (96x128); default: the size the checkpoint's data evaluated at (eval_size: "
+        "its image_size, or each image's own size)",
     )
     parser.add_argument(
         "--mean",

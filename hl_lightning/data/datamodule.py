@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence, Sized
+from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from hl_lightning.data.io import IGNORE_INDEX
+from hl_lightning.data.io import IGNORE_INDEX, BadDataError
 from hl_lightning.data.seeds import derive_seed
 from hl_lightning.data.synthetic import SyntheticShapes
 from hl_lightning.data.synthetic_variants import (
@@ -21,12 +22,48 @@ from hl_lightning.hierarchy import Hierarchy
 
 __all__ = [
     "EpochSeededSampler",
+    "OneSizeCollate",
     "ResumableDataLoader",
     "SegmentationDataModule",
     "SyntheticDataModule",
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class OneSizeCollate:
+    """Collate the ``(image, mask)`` pairs of one batch of ``split``; images of different
+    sizes (whole frames at their own size) are a :class:`BadDataError` that names the
+    sizes and the options that fix it, not torch's "stack expects each tensor to be equal
+    size".
+
+    Example:
+        >>> collate = OneSizeCollate("val")
+        >>> frame = (torch.zeros(3, 4, 6), torch.zeros(4, 6))
+        >>> collate([frame, frame])[0].shape
+        torch.Size([2, 3, 4, 6])
+        >>> collate([frame, (torch.zeros(3, 2, 6), torch.zeros(2, 6))])
+        Traceback (most recent call last):
+        hl_lightning.data.io.BadDataError: val images of different sizes in one batch (4 x 6, \
+2 x 6): set data.eval_batch_size=1 (one image a batch) or one data.eval_size for them all
+    """
+
+    split: str
+
+    def __call__(self, items: list[Any]) -> Any:
+        sizes = {
+            tuple(item[0].shape[-2:])
+            for item in items
+            if isinstance(item, list | tuple) and isinstance(item[0], torch.Tensor)
+        }
+        if len(sizes) > 1:
+            shown = ", ".join(f"{h} x {w}" for h, w in sorted(sizes, reverse=True))
+            raise BadDataError(
+                f"{self.split} images of different sizes in one batch ({shown}): set "
+                "data.eval_batch_size=1 (one image a batch) or one data.eval_size for them all"
+            )
+        return default_collate(items)
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -162,7 +199,9 @@ class SegmentationDataModule(LightningDataModule):
         class_names: the K class names in label-id order.
         hierarchy: the class tree (any leaf order), or None for the flat hierarchy.
         train_dataset, val_dataset, test_dataset: the splits (each optional).
-        batch_size: images per batch.
+        batch_size: images per training batch.
+        eval_batch_size: images per validation and test batch (None: ``batch_size``); 1
+            where the images keep sizes of their own (whole frames).
         num_workers: data-loader worker processes (kept alive between epochs when > 0).
         seed: seed of the training order.
         ignore_index: the mask value of unlabelled pixels.
@@ -190,11 +229,14 @@ class SegmentationDataModule(LightningDataModule):
         seed: int = 0,
         ignore_index: int = IGNORE_INDEX,
         pin_memory: bool = False,
+        eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or num_workers < 0:
+        eval_batch = batch_size if eval_batch_size is None else eval_batch_size
+        if batch_size < 1 or eval_batch < 1 or num_workers < 0:
             raise ValueError(
-                f"need batch_size >= 1 and num_workers >= 0, got batch_size={batch_size}, "
+                f"need batch_size >= 1, eval_batch_size >= 1 (or None) and num_workers >= 0, "
+                f"got batch_size={batch_size}, eval_batch_size={eval_batch_size}, "
                 f"num_workers={num_workers}"
             )
         self._class_names = tuple(str(name) for name in class_names)
@@ -204,6 +246,7 @@ class SegmentationDataModule(LightningDataModule):
         self.val_dataset = val_dataset
         self.test_dataset = test_dataset
         self.batch_size = batch_size
+        self.eval_batch_size = eval_batch
         self.num_workers = num_workers
         self.seed = seed
         self._ignore_index = ignore_index
@@ -250,9 +293,10 @@ class SegmentationDataModule(LightningDataModule):
             )
         return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
             # map-style datasets of (image, mask) pairs have a length
             sampler=EpochSeededSampler(cast(Sized, dataset), self.seed) if shuffle else None,
+            collate_fn=None if shuffle else OneSizeCollate(split),
             generator=torch.Generator().manual_seed(self.seed),  # loader workers' seeds
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict
 
 from omegaconf import Container, OmegaConf
 from typing_extensions import Unpack
@@ -37,6 +37,7 @@ from hl_lightning.data.samples import OnBad, SegmentationFiles, check_sample
 from hl_lightning.data.seeds import derive_seed
 from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, flip_labels
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.options import OptionError
 
 __all__ = ["FileDataModule", "FileOptions", "check_split_names", "one_of"]
 
@@ -85,6 +86,11 @@ class FileOptions(TypedDict, total=False):
 
     - ``image_size``: network input ``(height, width)`` or an int (square); None keeps the
       files' size (then all images of a batch must have one size).
+    - ``eval_size``: the size of validation and test images: ``"image_size"`` (the
+      default: as training's), None (the files' own size: whole frames at full
+      resolution, for numbers comparable with published ones), or ``(height, width)``.
+    - ``eval_batch_size``: images per validation and test batch; None: ``batch_size``.
+      Images of different sizes cannot share a batch: 1 where the files differ in size.
     - ``scale``: range of the random scale factor of training images (a factor above 1
       crops a random ``image_size`` window: random crop).
     - ``hflip``: probability of a horizontal flip of training images.
@@ -101,6 +107,8 @@ class FileOptions(TypedDict, total=False):
     """
 
     image_size: int | Sequence[int] | None
+    eval_size: int | Sequence[int] | Literal["image_size"] | None
+    eval_batch_size: int | None
     scale: Sequence[float]
     hflip: float
     flip_pairs: Sequence[Sequence[str]]
@@ -139,6 +147,8 @@ class FileDataModule(SegmentationDataModule):
     #: The shared options' defaults; a subclass's ``defaults`` update them.
     defaults: ClassVar[FileOptions] = {
         "image_size": None,
+        "eval_size": "image_size",
+        "eval_batch_size": None,
         "scale": (1.0, 1.0),
         "hflip": 0.0,
         "flip_pairs": (),
@@ -168,6 +178,7 @@ class FileDataModule(SegmentationDataModule):
             )
         o: FileOptions = {**FileDataModule.defaults, **type(self).defaults, **options}
         image_size, scale, hflip = o["image_size"], o["scale"], o["hflip"]
+        eval_size, eval_batch_size = o["eval_size"], o["eval_batch_size"]
         flip_pairs, mean, std, on_bad = o["flip_pairs"], o["mean"], o["std"], o["on_bad"]
         ignore_index, batch_size, seed = o["ignore_index"], o["batch_size"], o["seed"]
         self.root = self.data_root(root)
@@ -184,6 +195,7 @@ class FileDataModule(SegmentationDataModule):
             seed=seed,
             ignore_index=ignore_index,
             pin_memory=o["pin_memory"],
+            eval_batch_size=eval_batch_size,
         )
         self.on_bad = on_bad
         self.verify = o["verify"]
@@ -191,6 +203,8 @@ class FileDataModule(SegmentationDataModule):
         self._base_hparams = {
             "root": self.root,
             "image_size": image_size,
+            "eval_size": eval_size,
+            "eval_batch_size": eval_batch_size,
             "scale": scale,
             "hflip": hflip,
             "flip_pairs": flip_pairs,
@@ -206,8 +220,15 @@ class FileDataModule(SegmentationDataModule):
         self.train_transform = PairedTransform(
             image_size, scale, hflip, flips, mean, std, ignore_index
         )
+        if isinstance(eval_size, str) and eval_size != "image_size":
+            raise OptionError(
+                "eval_size",
+                f"eval_size must be 'image_size', null (the files' size) or [height, width], "
+                f"got {eval_size!r}",
+            )
+        self.eval_size = image_size if eval_size == "image_size" else eval_size
         self.eval_transform = PairedTransform(
-            image_size, mean=mean, std=std, ignore_index=ignore_index
+            self.eval_size, mean=mean, std=std, ignore_index=ignore_index
         )
         self.decoder = LabelMasks(self.num_classes, ignore_index)
 

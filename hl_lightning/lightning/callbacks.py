@@ -296,7 +296,8 @@ class LevelPredictionImages(L.Callback):
     """Save a grid of ground truth and predictions at every level for fixed validation images.
 
     Every ``every_n_epochs`` validation epochs (not the sanity check), the first
-    ``num_images`` images of the (first) validation set, the same ones each time, are
+    ``num_images`` images of the (first) validation set (those of the first one's size,
+    where the images keep sizes of their own), the same ones each time, are
     predicted with the module's decoding and drawn by :func:`prediction_grid`. The picture
     is saved (whole: :mod:`hl_lightning.atomic`) as ``<dirpath>/epoch_XXX.png`` and, for
     every logger whose experiment has ``add_image`` (TensorBoard), logged as
@@ -361,7 +362,10 @@ class LevelPredictionImages(L.Callback):
         if self._samples is None:
             dataset = _first_loader(trainer.val_dataloaders).dataset
             count = min(self.num_images, len(cast(Sized, dataset)))  # a map-style dataset
-            self._samples = _unpack(default_collate([dataset[i] for i in range(count)]))
+            items = [dataset[i] for i in range(count)]
+            size = _unpack(items[0])[0].shape[-2:]  # whole frames may differ: the first's size
+            same = [item for item in items if _unpack(item)[0].shape[-2:] == size]
+            self._samples = _unpack(default_collate(same))
         images, masks = self._samples
         precision = trainer.precision_plugin
         was_training = pl_module.training

@@ -177,6 +177,7 @@ class HierarchicalSegmenter(L.LightningModule):
         else:  # the paper's level NLLs, logged
             self.hierarchical_loss = HierarchicalLoss(hierarchy, ignore_index)
         input_shape = None if input_shape is None else input_shape_of(_plain(input_shape))
+        crop_size, stride = _plain(crop_size), _plain(stride)  # Hydra's lists, saved plain
         compile = _plain(compile)
         aux_weight = check_module_options(aux_weight, on_nonfinite, scheduler_interval)
         if isinstance(backbone, nn.Module):
