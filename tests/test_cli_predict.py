@@ -379,3 +379,26 @@ def test_whole_frames_in_windows_where_the_checkpoint_evaluated_so(
         assert torch.equal(written, colorize(slide, palette).long())
         differ += int((slide != whole).sum())
     assert differ > 0  # the windows' borders change some pixels: not whole-image inference
+
+
+@pytest.mark.parametrize("limit", [500, 1000], ids=["refused", "warned"])
+def test_a_decompression_bomb_is_one_line_naming_the_image(
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    limit: int,
+) -> None:
+    """1200 pixels: over twice the limit (PIL refuses it) or over it (PIL only warns)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (40, 30)).save(folder / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    assert predict.main([str(checkpoint), str(folder), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        f"hl-predict: error: {folder / 'big.png'}: cannot read the image: Image size (1200 "
+        "pixels) exceeds limit"
+    )
+    assert not (tmp_path / "out" / "big_class.png").exists()

@@ -23,6 +23,7 @@ from _data_sets import (
     Folder,
     fit_one_batch,
     make_config,
+    rgb,
     save,
     truncate,
 )
@@ -374,3 +375,49 @@ def test_a_truncated_file_is_named_or_skipped_at_load_and_found_by_verify(
     with pytest.warns(UserWarning, match="skipped 1 bad samples"):
         dm.setup("fit")
     assert len(dm.train_dataset) == 2
+
+
+# ---------------------------------------------------------------------------- decompression bombs
+@every_loader
+@pytest.mark.parametrize("limit", [3000, 5000], ids=["refused", "warned"])
+def test_a_decompression_bomb_is_named_or_skipped(
+    case: DataSetCase, data_copy: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image over PIL's limit (MAX_IMAGE_PIXELS) is bad data naming the file: refused
+    (over twice the limit: PIL's DecompressionBombError) or over the limit (PIL only warns,
+    then decodes it whole): both, at set-up, never a raw error nor a huge decode."""
+    root = data_copy
+    image, masks = case.paths(root, "train", 1)
+    save(rgb(80, 80, 0), image, "RGB")  # 6400 pixels; the fixtures' others: 960 or fewer
+    case.write_mask(torch.zeros(80, 80, dtype=torch.long), masks)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    named = rf"{re.escape(str(image))}: cannot read the image: Image size \(6400 pixels\) exceeds"
+    with pytest.raises(BadDataError, match=rf"1 bad samples .*\n  {named}"):
+        case.module(root).setup("fit")
+    dm = case.module(root, on_bad="skip")
+    with pytest.warns(UserWarning, match=rf"skipped 1 bad samples .*\n  {named}"):
+        dm.setup("fit")
+    assert [s.name for s in dm.train_dataset.samples] == [case.names("train")[i] for i in (0, 2)]
+
+
+@pytest.mark.parametrize("case", [FOLDER], ids=repr)
+def test_a_decompression_bomb_found_when_loaded_is_named_or_skipped(
+    case: DataSetCase, data_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file over the limit once the set-up has passed (the limit lowered since): named
+    when it is loaded, or skipped with a warning like any undecodable file."""
+    root = data_copy
+    image, masks = case.paths(root, "train", 1)
+    save(rgb(80, 80, 0), image, "RGB")
+    case.write_mask(torch.zeros(80, 80, dtype=torch.long), masks)
+    strict = case.module(root, batch_size=1)
+    lenient = case.module(root, batch_size=1, on_bad="skip")
+    strict.setup("fit")
+    lenient.setup("fit")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    named = rf"{re.escape(str(image))}: .*Image size \(6400 pixels\) exceeds"
+    with pytest.raises(BadDataError, match=rf"{named}.*data.on_bad=skip skips such files"):
+        strict.train_dataset[1]
+    with pytest.warns(UserWarning, match=rf"skipped: {named}"):
+        _, mask = lenient.train_dataset[1]  # the next sample instead
+    assert torch.equal(mask, case.labels("train", 2))
