@@ -43,6 +43,7 @@ from hl_lightning.atomic import atomic_write
 from hl_lightning.cli._launch import CommandLineParser, importable_launch_directory
 from hl_lightning.cli._version import version_text
 from hl_lightning.data import synthetic_normalisation
+from hl_lightning.data.io import BadDataError, open_image
 from hl_lightning.decode import decode_levels
 from hl_lightning.lightning.checkpoints import CheckpointError, read_checkpoint
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
@@ -108,9 +109,11 @@ def load_image(
     """Return the network input (1, C, H, W) of an image file and the file's (height, width).
 
     RGB (``channels`` 3) or grey (1), scaled to [0, 1], resized to ``size`` (bilinear)
-    when given, then ``(x - mean) / std`` per channel.
+    when given, then ``(x - mean) / std`` per channel. A file that cannot be read, or a
+    decompression bomb (over PIL's ``Image.MAX_IMAGE_PIXELS``), is a
+    :class:`~hl_lightning.data.io.BadDataError` naming it.
     """
-    with Image.open(path) as file:
+    with open_image(path) as file:  # a file PIL cannot read, or a decompression bomb: named
         image = file.convert("L" if channels == 1 else "RGB")
     original = (image.height, image.width)
     if size is not None and size != original:
@@ -300,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     importable_launch_directory()  # a backbone class of the launch directory (mynets.MyNet)
     try:
         written = predict_folder(**vars(args))
-    except (PredictError, CheckpointError, MissingBackboneError, OSError) as err:
+    except (PredictError, CheckpointError, MissingBackboneError, BadDataError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     legend = written[-1]

@@ -6,6 +6,7 @@ turn mask files into label ids are in :mod:`hl_lightning.data.masks`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,10 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
     """Yield the opened image file at ``path``; an unreadable file (at opening or while it
     is read inside the block) raises :class:`BadDataError` naming it and ``what`` it is.
 
+    So does a decompression bomb: a file whose header claims more pixels than PIL's
+    ``Image.MAX_IMAGE_PIXELS`` (PIL refuses twice that many and only warns below, then
+    decodes it whole: here both are refused, before any pixel is decoded).
+
     Example:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "mask.png"
@@ -59,9 +64,16 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
         cannot read the mask
     """
     try:
-        with Image.open(path) as image:
-            yield image
-    except (OSError, UnidentifiedImageError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                yield image
+    except (
+        OSError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as err:
         raise BadDataError(f"{path}: cannot read the {what}: {err}") from err
 
 

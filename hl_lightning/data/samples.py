@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, get_worker_info
 
-from hl_lightning.data.io import IMAGE_MODES, BadDataError, read_image
+from hl_lightning.data.io import IMAGE_MODES, BadDataError, open_image, read_image
 from hl_lightning.data.masks import MaskDecoder
 from hl_lightning.data.seeds import derive_seed
 from hl_lightning.data.transforms import PairedTransform
@@ -194,11 +194,12 @@ def check_sample(sample: Sample, decoder: MaskDecoder, verify: bool = False) -> 
 
 def _header(path: Path, what: str, missing: str = "") -> Image.Image | str:
     """Return the image file at ``path`` with its header read (size, mode; file closed),
-    or what is wrong with it (``missing`` is added where the file is not found)."""
+    or what is wrong with it (``missing`` is added where the file is not found): what
+    :func:`~hl_lightning.data.io.open_image` refuses, a decompression bomb included."""
     try:
-        with Image.open(path) as image:
+        with open_image(path, what) as image:
             return image
-    except FileNotFoundError:
-        return f"{path}: {what} file not found{missing}"
-    except (OSError, UnidentifiedImageError) as err:
-        return f"{path}: cannot read the {what}: {err}"
+    except BadDataError as error:
+        if isinstance(error.__cause__, FileNotFoundError):
+            return f"{path}: {what} file not found{missing}"
+        return str(error)
