@@ -12,6 +12,7 @@ import re
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,6 +34,8 @@ from PIL import Image
 
 from hl_lightning.data import BadDataError, FileDataModule, FileOptions
 from hl_lightning.hierarchies import load_hierarchy
+from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.options import OptionError
 
 IGNORED = 255
 BAD_VALUES = [case for case in CASES if case.bad_value is not None]
@@ -100,8 +103,22 @@ def test_an_unknown_option_is_named_with_the_known_ones(case: DataSetCase, data_
 
 @every_loader
 def test_ignore_index_must_not_be_a_label(case: DataSetCase, data_root: Path) -> None:
-    with pytest.raises(ValueError, match="ignore_index 2 is a label id"):
+    """Neither a leaf's id nor an internal node's (a coarse label): the metrics' wording."""
+    leaf = case.module(data_root).hierarchy.leaves[2]
+    with pytest.raises(
+        OptionError, match=rf"ignore_index=2 is the label id of leaf '{leaf}'; use a value outside"
+    ) as info:
         case.module(data_root, ignore_index=2)
+    assert info.value.option == "ignore_index"  # hl-train names data.ignore_index
+    tree = case.module(data_root).hierarchy
+    if tree.num_nodes > tree.num_leaves:
+        node = tree.num_nodes - 1
+        with pytest.raises(
+            OptionError,
+            match=rf"ignore_index={node} is the label id of internal node "
+            rf"'{tree.node_names[node]}'; use a value outside the node ids 0\.\.{node} ",
+        ):
+            case.module(data_root, ignore_index=node)
 
 
 @pytest.mark.parametrize("case", TEST_SPLITS, ids=repr)
@@ -117,6 +134,45 @@ def test_classes_are_the_leaves_of_the_tree(case: DataSetCase, data_root: Path) 
     assert dm.class_names == case.classes and dm.num_classes == len(case.classes)
     assert dm.hierarchy.leaves == case.classes
     assert dm.hierarchy.level_names == case.levels
+
+
+def with_children(tree: Hierarchy, leaf: str, children: tuple[str, ...]) -> Hierarchy:
+    """Return ``tree`` with ``leaf`` made an internal node over new ``children`` leaves."""
+
+    def split(node: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: dict.fromkeys(children) if name == leaf else sub if sub is None else split(sub)
+            for name, sub in node.items()
+        }
+
+    return Hierarchy.from_dict(split(tree.to_dict()))
+
+
+@every_loader
+def test_a_class_naming_an_internal_node_gives_its_node_id(
+    case: DataSetCase, data_root: Path
+) -> None:
+    """The data set's class of the first labelled pixel becomes an internal node of the
+    tree (over two finer classes, as another data set's): its pixels are coarse labels,
+    the node's id; every other class its leaf's id in the matched tree."""
+    dm = case.module(data_root)
+    labels = case.labels("val", 0)
+    coarse = dm.class_names[int(labels[labels != IGNORED][0])]
+    tree = with_children(dm.hierarchy, coarse, ("fine_a", "fine_b"))
+    matched = dm.use_hierarchy(tree)
+    assert matched.leaves == (*[n for n in case.classes if n != coarse], "fine_a", "fine_b")
+    assert dm.num_classes == len(case.classes) + 1 and dm.hierarchy == matched
+    ids = dm.label_ids
+    assert [matched.node_names[i] for i in ids.tolist()] == list(case.classes)
+    assert ids[case.classes.index(coarse)] >= matched.num_leaves  # an internal node's id
+    dm.setup("fit")
+    _, masks = next(iter(dm.val_dataloader()))
+    for index in range(2):
+        classes = case.labels("val", index)
+        known = classes != IGNORED
+        expected = torch.where(known, ids[classes.clamp(0, len(ids) - 1)], classes)
+        assert torch.equal(masks[index], expected)
+    assert bool((masks == matched.label_id(coarse)).any())
 
 
 @every_loader

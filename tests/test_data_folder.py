@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _data_sets import HEIGHT, Folder, save
+from _data_sets import HEIGHT, CoarseFolder, Folder, save
 
 from hl_lightning.data import BadDataError, FolderDataModule
 from hl_lightning.hierarchy import HierarchyError
@@ -168,3 +168,37 @@ def test_whole_frames_of_different_sizes_are_batched_one_at_a_time(tmp_path: Pat
     shapes = [tuple(images.shape) for images, _ in dm.val_dataloader()]
     frame, other = (1, 3, HEIGHT, CASE.width), (1, 3, HEIGHT + 6, CASE.width)
     assert shapes == [frame, other, frame]
+
+
+# ---------------------------------------------------------------------------- coarse classes
+def test_a_coarse_folder_gives_the_node_ids_of_its_classes(tmp_path: Path) -> None:
+    """Classes sky, road, things: things is an internal node (car, person) of the tree."""
+    case = CoarseFolder()
+    root = case.write(tmp_path)
+    tree = root / "tree.yaml"
+    dm = FolderDataModule(root, "classes.txt", hierarchy=tree, batch_size=3, image_size=None)
+    assert dm.class_names == ("sky", "road", "things") and dm.num_classes == 4
+    assert dm.hierarchy.leaves == ("sky", "road", "car", "person")
+    things = dm.hierarchy.label_id("things")
+    assert dm.label_ids.tolist() == [0, 1, things] and things == 5
+    dm.setup("fit")
+    _, masks = next(iter(dm.val_dataloader()))
+    expected = torch.stack([case.labels("val", i) for i in range(3)])
+    expected = torch.where(expected == 2, things, expected)
+    assert torch.equal(masks, expected) and bool((masks == things).any())
+    # a file value outside the class list stays bad data, though 3 is a node id (person)
+    _, (mask,) = case.paths(root, "val", 0)
+    values = case.values("val", 0).clone()
+    values[0, :4] = 3
+    save(values, mask, "L")
+    dm = FolderDataModule(root, "classes.txt", hierarchy=tree, image_size=None)
+    dm.setup("validate")
+    with pytest.raises(
+        BadDataError, match="4 pixels with values 3, which are neither label ids 0-2"
+    ):
+        dm.val_dataset[0]
+    # every leaf named or under a named node; every name a node
+    with pytest.raises(HierarchyError, match="missing from the class names: road"):
+        FolderDataModule(root, ["sky", "things"], hierarchy=tree)
+    with pytest.raises(HierarchyError, match="not leaves of the hierarchy: vehicles"):
+        FolderDataModule(root, ["sky", "road", "vehicles"], hierarchy=tree)

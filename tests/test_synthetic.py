@@ -21,8 +21,9 @@ from hl_lightning.data import (
     synthetic_normalisation,
     synthetic_variant_hierarchy,
 )
-from hl_lightning.hierarchy import HierarchyError
+from hl_lightning.hierarchy import Hierarchy, HierarchyError
 from hl_lightning.models import UNet
+from hl_lightning.options import OptionError
 
 K = len(SYNTHETIC_CLASSES)
 
@@ -291,3 +292,67 @@ def test_datamodule_runs_through_a_lightning_fit_and_test() -> None:
     (result,) = trainer.test(model, datamodule=dm, verbose=False)
     assert trainer.num_training_batches == 2
     assert torch.isfinite(torch.tensor(result["test_loss"]))
+
+
+# ---------------------------------------------------------------------------- coarse mode
+def coarse_run(num_train: int, fraction: float = 0.0, **options: object) -> SyntheticDataModule:
+    dm = SyntheticDataModule(
+        num_train=num_train, num_val=4, num_test=4, image_size=32, coarse_fraction=fraction,
+        **options,
+    )  # fmt: skip
+    dm.setup("fit")
+    dm.setup("test")
+    return dm
+
+
+def family_of_every_pixel(masks: torch.Tensor, level: int = 1) -> torch.Tensor:
+    """The node id of each leaf pixel's group at ``level`` from the tree's paths (a leaf
+    that is its own group there: its own id), read off the tree by name."""
+    h = synthetic_variant_hierarchy("default").reorder(SYNTHETIC_CLASSES)
+    groups = h.group_names(level)
+    table = [h.node_names.index(groups[g]) for g in h.level_index(level).tolist()]
+    mapped = torch.tensor(table)[masks.clamp(max=K - 1)]
+    return torch.where(masks == IGNORE_INDEX, masks, mapped)
+
+
+def test_coarse_mode_labels_the_last_training_images_at_the_family_level() -> None:
+    fine, coarse = coarse_run(8), coarse_run(8, 0.5)
+    fine_masks, coarse_masks = fine.train_dataset.masks, coarse.train_dataset.masks
+    assert torch.equal(coarse.train_dataset.images, fine.train_dataset.images)
+    assert torch.equal(coarse_masks[:4], fine_masks[:4])  # the first images stay fine
+    assert torch.equal(coarse_masks[4:], family_of_every_pixel(fine_masks[4:]))
+    h = coarse.hierarchy
+    assert {h.node_names[i] for i in coarse_masks[4:].unique().tolist() if i < h.num_nodes} == {
+        "background", "sky", "water", "vegetation", "round", "angular"
+    }  # fmt: skip
+    for split in ("val", "test"):  # evaluation stays fine
+        ours, theirs = getattr(coarse, f"{split}_dataset"), getattr(fine, f"{split}_dataset")
+        assert torch.equal(ours.masks, theirs.masks)
+    kinds = coarse_run(8, 0.25, coarse_level=0).train_dataset.masks
+    assert torch.equal(kinds[6:], family_of_every_pixel(fine_masks[6:], level=0))
+
+
+def test_n_fine_then_m_coarse_shares_the_first_n_images_with_n_and_with_n_plus_m_fine() -> None:
+    """The evidence study's arms: (a) N fine, (b) N fine + M coarse, (c) N + M fine."""
+    n, m = 6, 10
+    a, b, c = coarse_run(n), coarse_run(n + m, m / (n + m)), coarse_run(n + m)
+    assert b.num_coarse == m and a.num_coarse == c.num_coarse == 0
+    assert torch.equal(b.train_dataset.images[:n], a.train_dataset.images)
+    assert torch.equal(b.train_dataset.masks[:n], a.train_dataset.masks)
+    assert torch.equal(b.train_dataset.images, c.train_dataset.images)
+    assert torch.equal(b.train_dataset.masks[n:], family_of_every_pixel(c.train_dataset.masks[n:]))
+    assert torch.equal(a.val_dataset.images, c.val_dataset.images)
+
+
+def test_bad_coarse_options_are_named() -> None:
+    with pytest.raises(
+        OptionError, match=r"coarse_fraction is a share in \[0, 1\], got 1.5"
+    ) as info:
+        SyntheticDataModule(num_train=4, coarse_fraction=1.5)
+    assert info.value.option == "coarse_fraction"
+    with pytest.raises(OptionError, match=r"coarse_level must be a level coarser .*got 2"):
+        SyntheticDataModule(num_train=4, coarse_fraction=0.5, coarse_level=2)
+    dm = SyntheticDataModule(num_train=4, num_val=2, coarse_fraction=0.5)
+    dm.use_hierarchy(Hierarchy.flat(SYNTHETIC_CLASSES))  # one level: nothing coarser
+    with pytest.raises(OptionError, match=r"need a tree of 2 levels or more .* this one has 1"):
+        dm.setup("fit")

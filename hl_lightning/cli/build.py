@@ -27,6 +27,7 @@ from hl_lightning.cli.config_check import (
     parameter_hints,
 )
 from hl_lightning.cli.loggers import make_loggers
+from hl_lightning.data import SegmentationDataModule
 from hl_lightning.hierarchies import load_hierarchy
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
@@ -126,6 +127,9 @@ def build_model(cfg: DictConfig, datamodule: Any) -> HierarchicalSegmenter:
     """Return the configured model (``cfg.model`` around ``cfg.backbone``, trained with
     ``cfg.loss``) for the data's class names and the tree of ``cfg.hierarchy``."""
     hierarchy = build_hierarchy(cfg.hierarchy, datamodule.class_names)
+    if isinstance(datamodule, SegmentationDataModule):  # its masks: this tree's node ids
+        with building("data"):
+            datamodule.use_hierarchy(hierarchy)
     log.info("hierarchy %r", hierarchy)
     name, options = _loss_options(cfg.loss)
     with building("loss"):  # a value the loss refuses, named before the model is built
@@ -145,8 +149,10 @@ def build_model(cfg: DictConfig, datamodule: Any) -> HierarchicalSegmenter:
 
 
 def build_hierarchy(spec: DictConfig, class_names: tuple[str, ...]) -> Hierarchy:
-    """Return the tree ``spec`` (``source``, ``level_names``) names, leaf ``i`` being the
-    data's class ``i``: the one place where the app matches leaves to class names."""
+    """Return the tree ``spec`` (``source``, ``level_names``) names, matched to the data's
+    class names by name (leaf ``i`` is class ``i`` where they are the leaves; a class may
+    name an internal node: coarse labels): the one place where the app matches classes to
+    the tree (:func:`~hl_lightning.hierarchy.match_class_names`)."""
     values = _check_hierarchy(spec)
     return load_hierarchy(values["source"], class_names, values.get("level_names"))
 

@@ -1,4 +1,5 @@
-"""Datasets and LightningDataModules: the synthetic default, any folder, and real data sets."""
+"""Datasets and LightningDataModules: the synthetic default, any folder, real data sets, and
+several of them at once."""
 
 from hl_lightning.data.cityscapes import (
     CITYSCAPES_CLASSES,
@@ -10,7 +11,7 @@ from hl_lightning.data.coco_stuff import (
     COCO_STUFF_LABELS,
     CocoStuffDataModule,
 )
-from hl_lightning.data.datamodule import SegmentationDataModule, SyntheticDataModule
+from hl_lightning.data.datamodule import SegmentationDataModule
 from hl_lightning.data.files import FileDataModule, FileOptions
 from hl_lightning.data.folder import FolderDataModule
 from hl_lightning.data.helen import HELEN_CLASSES, HELEN_FLIP_PAIRS, HelenDataModule
@@ -21,11 +22,13 @@ from hl_lightning.data.mapillary import (
     mapillary_class_names,
     mapillary_hierarchy,
 )
+from hl_lightning.data.multi import MultiDataModule
 from hl_lightning.data.pascal_person_part import (
     PASCAL_PERSON_PART_CLASSES,
     PascalPersonPartDataModule,
 )
 from hl_lightning.data.synthetic import SyntheticShapes
+from hl_lightning.data.synthetic_module import SyntheticDataModule
 from hl_lightning.data.synthetic_variants import (
     SYNTHETIC_CLASSES,
     SYNTHETIC_HARD_CLASSES,
@@ -62,6 +65,7 @@ __all__ = [
     "HelenDataModule",
     "LIPDataModule",
     "MapillaryDataModule",
+    "MultiDataModule",
     "PairedTransform",
     "PascalPersonPartDataModule",
     "SegmentationDataModule",

@@ -1,4 +1,5 @@
-"""LightningDataModules: a generic one over (image, mask) datasets, and the synthetic default."""
+"""The generic LightningDataModule over (image, mask) datasets, its class list and tree, and
+its loaders: seeded, resumable training order; batches of one image size."""
 
 from __future__ import annotations
 
@@ -12,31 +13,33 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from hl_lightning.data.io import IGNORE_INDEX, BadDataError
 from hl_lightning.data.seeds import derive_seed
-from hl_lightning.data.synthetic import SyntheticShapes
-from hl_lightning.data.synthetic_variants import (
-    Variant,
-    synthetic_classes,
-    synthetic_variant_hierarchy,
+from hl_lightning.hierarchy import (
+    Hierarchy,
+    check_ignore_index,
+    class_label_ids,
+    match_class_names,
 )
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.options import OptionError
 
 __all__ = [
+    "SPLIT_STAGE",
     "EpochSeededSampler",
     "OneSizeCollate",
     "ResumableDataLoader",
     "SegmentationDataModule",
-    "SyntheticDataModule",
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: The stage whose set-up loads each split.
+SPLIT_STAGE = {"train": "fit", "val": "validate", "test": "test"}
 
 
 @dataclass(frozen=True)
 class OneSizeCollate:
     """Collate the ``(image, mask)`` pairs of one batch of ``split``; images of different
-    sizes (whole frames at their own size) are a :class:`BadDataError` that names the
-    sizes and the options that fix it, not torch's "stack expects each tensor to be equal
-    size".
+    sizes (whole frames at their own size, data sets of other sizes) are a
+    :class:`BadDataError` that names the sizes and the options that fix it, not torch's
+    "stack expects each tensor to be equal size".
 
     Example:
         >>> collate = OneSizeCollate("val")
@@ -59,9 +62,14 @@ class OneSizeCollate:
         }
         if len(sizes) > 1:
             shown = ", ".join(f"{h} x {w}" for h, w in sorted(sizes, reverse=True))
+            fix = (
+                "give the data sets one data.image_size"
+                if self.split == "train"
+                else "set data.eval_batch_size=1 (one image a batch) or one data.eval_size for "
+                "them all"
+            )
             raise BadDataError(
-                f"{self.split} images of different sizes in one batch ({shown}): set "
-                "data.eval_batch_size=1 (one image a batch) or one data.eval_size for them all"
+                f"{self.split} images of different sizes in one batch ({shown}): {fix}"
             )
         return default_collate(items)
 
@@ -184,9 +192,13 @@ class SegmentationDataModule(LightningDataModule):
     """Data loaders over datasets of ``(image, mask)`` pairs, with their classes and tree.
 
     Batches are ``(images, masks)``: images (B, C, H, W) float, masks (B, H, W) int64
-    leaf label ids, ``ignore_index`` where unlabelled. Label id ``i`` is
-    ``class_names[i]``; :attr:`hierarchy` is the given tree reordered to that order
-    (checked here, at set-up), or the flat hierarchy when none is given.
+    label ids, ``ignore_index`` where unlabelled. The class names are matched to the tree
+    by name (:func:`~hl_lightning.hierarchy.match_class_names`, checked here, at set-up):
+    :attr:`hierarchy` is the given tree (or the flat one over the class names) with leaf
+    ``i`` being ``class_names[i]`` where the class names are its leaves. A class name may
+    be an internal node: a coarse class, whose pixels hold that node's id (a coarse
+    label). :attr:`label_ids` gives the label id of every class; ready datasets hold
+    these label ids, and the file-backed subclasses map their files' values to them.
 
     Use it directly with ready datasets, or subclass it and assign ``train_dataset``,
     ``val_dataset`` and ``test_dataset`` in :meth:`setup`. The training loader shuffles
@@ -204,7 +216,7 @@ class SegmentationDataModule(LightningDataModule):
             where the images keep sizes of their own (whole frames).
         num_workers: data-loader worker processes (kept alive between epochs when > 0).
         seed: seed of the training order.
-        ignore_index: the mask value of unlabelled pixels.
+        ignore_index: the mask value of unlabelled pixels: no node id of the tree.
         pin_memory: pin batches in page-locked memory (faster copies to a GPU).
 
     Example:
@@ -215,6 +227,10 @@ class SegmentationDataModule(LightningDataModule):
         [4, 2]
         >>> dm.hierarchy.num_levels
         1
+        >>> tree = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> coarse = SegmentationDataModule(["sky", "vehicle"], tree)  # "vehicle": coarse
+        >>> coarse.hierarchy.leaves, coarse.label_ids.tolist(), coarse.num_classes
+        (('sky', 'car', 'truck'), [0, 3], 3)
     """
 
     def __init__(
@@ -240,8 +256,8 @@ class SegmentationDataModule(LightningDataModule):
                 f"num_workers={num_workers}"
             )
         self._class_names = tuple(str(name) for name in class_names)
-        tree = Hierarchy.flat(self._class_names) if hierarchy is None else hierarchy
-        self._hierarchy = tree.reorder(self._class_names)
+        self._ignore_index = ignore_index
+        self.use_hierarchy(Hierarchy.flat(self._class_names) if hierarchy is None else hierarchy)
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
         self.test_dataset = test_dataset
@@ -249,18 +265,43 @@ class SegmentationDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch
         self.num_workers = num_workers
         self.seed = seed
-        self._ignore_index = ignore_index
         self.pin_memory = pin_memory
+
+    def use_hierarchy(self, hierarchy: Hierarchy) -> Hierarchy:
+        """Match the class names to ``hierarchy`` by name and use it; return the matched tree.
+
+        The label ids of the masks become its node ids (:attr:`label_ids`). ``hl-train``
+        calls it with the run's tree (``hierarchy=``) before the splits are set up. A
+        class name that is no node of the tree, a leaf neither named nor under a named node
+        (:class:`~hl_lightning.hierarchy.HierarchyError`) and an ``ignore_index`` that is a
+        node id (an :class:`~hl_lightning.options.OptionError`) are refused.
+        """
+        matched = match_class_names(hierarchy, self._class_names)
+        try:
+            check_ignore_index(matched, self._ignore_index)
+        except ValueError as error:
+            raise OptionError("ignore_index", str(error)) from None
+        self._hierarchy = matched
+        self._label_ids = class_label_ids(matched, self._class_names)
+        return matched
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """The K class names; label id ``i`` is ``class_names[i]``."""
+        """The data set's class names: mask value (class) ``i`` is ``class_names[i]``."""
         return self._class_names
 
     @property
+    def label_ids(self) -> torch.Tensor:
+        """LongTensor (C,): the label id (node id of :attr:`hierarchy`) of class ``i``.
+
+        ``i`` itself for a class list of the leaves; an internal node's id for a coarse class.
+        """
+        return self._label_ids.clone()
+
+    @property
     def num_classes(self) -> int:
-        """K, the number of classes (logits a network must output)."""
-        return len(self._class_names)
+        """K, the number of leaves of the tree (logits a network must output)."""
+        return self._hierarchy.num_leaves
 
     @property
     def ignore_index(self) -> int:
@@ -269,8 +310,22 @@ class SegmentationDataModule(LightningDataModule):
 
     @property
     def hierarchy(self) -> Hierarchy:
-        """The class tree with leaf ``i`` being ``class_names[i]``."""
+        """The class tree matched to the class names (leaf ``i``: ``class_names[i]`` where
+        they are the leaves); its node ids are the masks' label ids."""
         return self._hierarchy
+
+    def setup_split(self, split: str) -> Dataset[Batch]:
+        """Return the dataset of ``split`` (train, val or test), set up where it is not yet
+        (by :meth:`setup` of the stage that reads it; subclasses set up that split alone)."""
+        if getattr(self, f"{split}_dataset") is None:
+            self.setup(SPLIT_STAGE[split])
+        dataset = getattr(self, f"{split}_dataset")
+        if dataset is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no {split} dataset: pass {split}_dataset or call "
+                f"setup() first"
+            )
+        return dataset
 
     def train_dataloader(self) -> DataLoader[Batch]:
         """Return the shuffled training loader (order seeded from ``seed``)."""
@@ -296,82 +351,9 @@ class SegmentationDataModule(LightningDataModule):
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             # map-style datasets of (image, mask) pairs have a length
             sampler=EpochSeededSampler(cast(Sized, dataset), self.seed) if shuffle else None,
-            collate_fn=None if shuffle else OneSizeCollate(split),
+            collate_fn=OneSizeCollate(split),
             generator=torch.Generator().manual_seed(self.seed),  # loader workers' seeds
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
-        )
-
-
-class SyntheticDataModule(SegmentationDataModule):
-    """The embedded default data: :class:`SyntheticShapes` splits and their hierarchy.
-
-    The train, val and test splits are drawn from independent seeds derived from
-    ``seed``, so they never share a scene, and are generated in :meth:`setup` (about a
-    second per 500 images of 64 x 64 on one CPU core). The defaults give 32 training
-    batches an epoch, a few seconds with the default :class:`~hl_lightning.models.UNet`
-    on two CPU cores.
-
-    Args:
-        num_train, num_val, num_test: images per split.
-        image_size: side of the square images.
-        batch_size, num_workers, seed, pin_memory: as in :class:`SegmentationDataModule`.
-        ignore_edges: mark a one-pixel line on class boundaries as ``ignore_index``.
-        variant: ``"default"`` (13 classes), or ``"hard"`` (17 classes, kinds and families
-            not told by colour alone; its tree is the built-in ``synthetic_hard``).
-
-    Example:
-        >>> dm = SyntheticDataModule(num_train=8, num_val=4, num_test=4, batch_size=4)
-        >>> dm.setup("fit")
-        >>> images, masks = next(iter(dm.train_dataloader()))
-        >>> images.shape, masks.shape
-        (torch.Size([4, 3, 64, 64]), torch.Size([4, 64, 64]))
-        >>> dm.num_classes, dm.hierarchy.num_levels
-        (13, 3)
-    """
-
-    def __init__(
-        self,
-        num_train: int = 512,
-        num_val: int = 128,
-        num_test: int = 128,
-        image_size: int = 64,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-        ignore_edges: bool = True,
-        pin_memory: bool = False,
-        variant: Variant = "default",
-    ) -> None:
-        super().__init__(
-            synthetic_classes(variant),
-            synthetic_variant_hierarchy(variant),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            ignore_index=IGNORE_INDEX,
-            pin_memory=pin_memory,
-        )
-        self.save_hyperparameters()
-        self.split_sizes = {"train": num_train, "val": num_val, "test": num_test}
-        self.image_size = image_size
-        self.ignore_edges = ignore_edges
-        self.variant: Variant = variant
-
-    def setup(self, stage: str) -> None:
-        """Generate the splits ``stage`` needs: fit: train and val; validate: val; test: test."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
-        for split in splits.get(stage, ()):
-            if getattr(self, f"{split}_dataset") is None:
-                setattr(self, f"{split}_dataset", self._split(split))
-
-    def _split(self, split: str) -> SyntheticShapes:
-        """Return the dataset of ``split`` (train, val or test)."""
-        return SyntheticShapes(
-            self.split_sizes[split],
-            self.image_size,
-            seed=derive_seed(self.seed, split),
-            ignore_edges=self.ignore_edges,
-            variant=self.variant,
         )

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict
 
+import torch
 from omegaconf import Container, OmegaConf
 from typing_extensions import Unpack
 
@@ -132,9 +133,13 @@ class FileDataModule(SegmentationDataModule):
     (:class:`FileOptions`), checks the files at set-up and builds
     :class:`~hl_lightning.data.samples.SegmentationFiles` with the transforms.
 
+    Class names are matched to the tree by name (:meth:`use_hierarchy`; ``hl-train``
+    gives the run's tree): a class that names an internal node is a coarse class, and its
+    pixels become that node's id (a coarse label); the others become their leaf's id.
+
     Args:
         root: the dataset folder (must exist).
-        class_names: the K class names in label-id order.
+        class_names: the class names in the order of the files' values (label ids).
         hierarchy: the class tree (any leaf order), or None for the flat hierarchy.
         **options: the shared options, :class:`FileOptions`.
     """
@@ -183,10 +188,6 @@ class FileDataModule(SegmentationDataModule):
         ignore_index, batch_size, seed = o["ignore_index"], o["batch_size"], o["seed"]
         self.root = self.data_root(root)
         one_of("on_bad", on_bad, ("error", "skip"))
-        if 0 <= ignore_index < len(class_names):
-            raise ValueError(
-                f"ignore_index {ignore_index} is a label id (there are {len(class_names)} classes)"
-            )
         super().__init__(
             class_names,
             hierarchy,
@@ -230,7 +231,7 @@ class FileDataModule(SegmentationDataModule):
         self.eval_transform = PairedTransform(
             self.eval_size, mean=mean, std=std, ignore_index=ignore_index
         )
-        self.decoder = LabelMasks(self.num_classes, ignore_index)
+        self.decoder = LabelMasks(len(self.class_names), ignore_index)
 
     @classmethod
     def data_root(cls, root: str | Path) -> Path:
@@ -255,8 +256,13 @@ class FileDataModule(SegmentationDataModule):
     def setup(self, stage: str) -> None:
         """Check and load the splits ``stage`` needs: fit: train, val; validate: val; test."""
         for split in _STAGE_SPLITS.get(stage, ()):
-            if getattr(self, f"{split}_dataset") is None:
-                setattr(self, f"{split}_dataset", self.split_dataset(split))
+            self.setup_split(split)
+
+    def setup_split(self, split: str) -> SegmentationFiles:
+        """Return the checked dataset of ``split``, loaded once (that split alone)."""
+        if getattr(self, f"{split}_dataset") is None:
+            setattr(self, f"{split}_dataset", self.split_dataset(split))
+        return getattr(self, f"{split}_dataset")
 
     def split_dataset(self, split: str) -> SegmentationFiles:
         """Return the checked dataset of ``split`` (raise or skip bad samples per ``on_bad``)."""
@@ -285,10 +291,13 @@ class FileDataModule(SegmentationDataModule):
         if not usable:
             raise BadDataError(f"no usable samples in the {where}")
         train = split == "train"
+        label_ids = self.label_ids  # class i's node id: itself unless a class is coarse
+        identity = torch.equal(label_ids, torch.arange(len(label_ids)))
         return SegmentationFiles(
             usable,
             self.decoder,
             self.train_transform if train else self.eval_transform,
             on_bad=self.on_bad,
             seed=derive_seed(self.seed, "augment", split),
+            label_ids=None if identity else label_ids,
         )

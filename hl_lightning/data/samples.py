@@ -55,6 +55,9 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             :class:`BadDataError` naming the file; ``"skip"``: those pixels are ignored,
             with a warning naming the file.
         seed: seed of the augmentations.
+        label_ids: LongTensor (C,): the label id (node id) of each class the decoder gives
+            (coarse classes: internal nodes), applied after the transform; None: the
+            decoded values are the label ids.
 
     Example:
         >>> import tempfile
@@ -79,8 +82,10 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         transform: PairedTransform,
         on_bad: OnBad = "error",
         seed: int = 0,
+        label_ids: torch.Tensor | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.label_ids = label_ids
         self.decoder = decoder
         self.transform = transform
         self.on_bad = on_bad
@@ -127,7 +132,13 @@ class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             if self.on_bad == "error":
                 raise BadDataError(message + " (on_bad=skip ignores such pixels)")
             warnings.warn(f"{message}; those pixels are ignored", stacklevel=2)
-        return self.transform(image, mask, self._random())
+        image, mask = self.transform(image, mask, self._random())
+        if self.label_ids is not None:  # classes -> label ids; the ignore value stays
+            classes = (mask >= 0) & (mask < len(self.label_ids))
+            mask = torch.where(
+                classes, self.label_ids[mask.clamp(0, len(self.label_ids) - 1)], mask
+            )
+        return image, mask
 
     def _random(self) -> torch.Generator:
         """Return the augmentation generator of this process (a worker's own stream)."""

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from hl_lightning.hierarchies.mapillary import mapillary_hierarchy
-from hl_lightning.hierarchy import Hierarchy, HierarchyError
+from hl_lightning.hierarchy import Hierarchy, HierarchyError, match_class_names
 
 __all__ = [
     "BUILTIN_HIERARCHIES",
@@ -166,7 +166,11 @@ def load_hierarchy(
     class_names: Sequence[str] | None = None,
     level_names: Sequence[str] | None = None,
 ) -> Hierarchy:
-    """Return the hierarchy named by ``source``, with leaf ``i`` = ``class_names[i]`` if given.
+    """Return the hierarchy named by ``source``, its leaves ordered for ``class_names`` if given.
+
+    Class names are matched by name (:func:`~hl_lightning.hierarchy.match_class_names`):
+    leaf ``i`` is ``class_names[i]`` where they are the leaves; names of internal nodes
+    (coarse classes) are allowed, each leaf named or under a named node.
 
     ``source`` is a built-in name (see :data:`BUILTIN_HIERARCHIES`), ``"flat"`` (every
     class a child of the root; needs ``class_names``), a path to a text/YAML/JSON tree
@@ -196,7 +200,7 @@ def load_hierarchy(
         )
     if level_names is not None:
         hierarchy = hierarchy.with_level_names(level_names)
-    return hierarchy if class_names is None else hierarchy.reorder(class_names)
+    return hierarchy if class_names is None else match_class_names(hierarchy, class_names)
 
 
 def _is_vistas_config(path: str) -> bool:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from hl_lightning.decode import DecodeMethod, check_method, decode_levels
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.hierarchy import Hierarchy, class_label_ids, match_class_names
 from hl_lightning.lightning.backbones import build_backbone, with_class_count
 from hl_lightning.lightning.checks import (
     ChannelCountError,
@@ -252,13 +252,18 @@ class HierarchicalSegmenter(L.LightningModule):
         """Check the data's class names and the backbone's channel count before training."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         names = getattr(datamodule, "class_names", None)
-        if names is not None and tuple(names) != self.hierarchy.leaves:
-            self.hierarchy.reorder(list(names))  # raises, listing missing and extra names
-            raise ValueError(
-                "the data's label ids follow another order than the hierarchy's leaves: give "
-                "the model the data module's hierarchy (datamodule.hierarchy), or "
-                "hierarchy.reorder(datamodule.class_names)"
+        if names is not None:  # the data's label ids must be this tree's node ids
+            matched = match_class_names(self.hierarchy, list(names))  # raises, listing names
+            data_ids = getattr(datamodule, "label_ids", None)
+            other_ids = data_ids is not None and not torch.equal(
+                data_ids, class_label_ids(self.hierarchy, list(names))
             )
+            if matched.leaves != self.hierarchy.leaves or other_ids:
+                raise ValueError(
+                    "the data's label ids follow another order than the hierarchy's leaves "
+                    "(or are node ids of another tree): give the model the data module's "
+                    "hierarchy (datamodule.hierarchy), or hierarchy.reorder(datamodule.class_names)"
+                )
         self.check_backbone(self.input_shape or data_input_shape(datamodule))
         if self.compile_options is not False and not self._compiled:
             options = {} if self.compile_options is True else dict(self.compile_options)
