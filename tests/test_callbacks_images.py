@@ -18,7 +18,7 @@ from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.callbacks import LevelPredictionImages, level_legend, prediction_grid
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
-from hl_lightning.palette import level_palettes
+from hl_lightning.palette import level_palettes, node_palette
 
 
 class ImageRecorder:
@@ -124,6 +124,38 @@ def test_grid_with_legend_is_the_grid_above_the_legend() -> None:
     full = prediction_grid(images, masks, predictions, h)
     assert torch.equal(full[: len(bare)], bare)
     assert torch.equal(full[len(bare) :], level_legend(h, bare.shape[1]))
+
+
+def test_coarse_truth_is_drawn_in_its_nodes_colour_below_its_level() -> None:
+    """A mask holding "vehicle" (an internal node: a coarse label) beside leaves: at level 0
+    the vehicle group's colour, at level 1 (below the node) the node's own colour, not
+    black; the legend lists the coarse node."""
+    h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+    vehicle = h.label_id("vehicle")
+    masks = torch.zeros(1, 8, 8, dtype=torch.long)  # sky
+    masks[0, :, 4:] = vehicle
+    masks[0, 6:, :2] = 255
+    predictions = [torch.zeros(1, 8, 8, dtype=torch.long)] * 2
+    grid = prediction_grid(torch.rand(1, 3, 8, 8), masks, predictions, h, 255, legend=False)
+    scale, step = 12, 98  # 8-pixel images enlarged to 96, cells every 98 pixels
+    palettes, nodes = level_palettes(h), node_palette(h)
+
+    def truth(level: int) -> torch.Tensor:
+        cell = grid[16 : 16 + 96, (1 + 2 * level) * step : (1 + 2 * level) * step + 96]
+        return cell[::scale, ::scale]  # one pixel of every enlarged image pixel
+
+    coarse, fine = truth(0), truth(1)
+    assert (coarse[:, 4:] == palettes[0][1]).all()  # the vehicle group at its level
+    assert (fine[:, 4:] == nodes[vehicle]).all()  # below: the node's colour
+    assert (nodes[vehicle] == palettes[0][1]).all() and nodes[vehicle].any()
+    assert (fine[:6, :4] == palettes[1][0]).all()  # sky: a leaf
+    assert (fine[6:, :2] == 0).all()  # ignored: black
+    full = prediction_grid(torch.rand(1, 3, 8, 8), masks, predictions, h, 255)
+    legend = full[len(grid) :]
+    assert torch.equal(legend, level_legend(h, grid.shape[1], [vehicle]))
+    assert len(legend) == len(level_legend(h, grid.shape[1])) + 14  # one more line
+    leaves_only = prediction_grid(torch.rand(1, 3, 8, 8), masks.clamp(max=2), predictions, h)
+    assert len(leaves_only) == len(grid) + len(level_legend(h, grid.shape[1]))
 
 
 def test_grid_undoes_the_normalisation_when_given() -> None:

@@ -12,7 +12,7 @@ import torch
 from hl_lightning.data import synthetic_hierarchy
 from hl_lightning.decode import level_parents
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.palette import colorize, level_palettes
+from hl_lightning.palette import colorize, level_palettes, node_palette
 
 
 def hue(rgb: list[int]) -> float:
@@ -97,3 +97,13 @@ def test_colorize_maps_groups_and_blacks_out_other_values() -> None:
     assert image[0, 0].tolist() == [[10, 20, 30], [40, 50, 60]]
     assert image[0, 1].tolist() == [[0, 0, 0], [0, 0, 0]]
     assert colorize(labels.to(torch.uint8).clamp(0, 1), palette).shape == (1, 2, 2, 3)
+
+
+def test_every_node_gets_its_groups_colour_at_its_own_level(hierarchy: Hierarchy) -> None:
+    """A leaf: its finest-level colour; an internal node: its group's at its depth."""
+    palettes, nodes = level_palettes(hierarchy), node_palette(hierarchy)
+    assert nodes.dtype == torch.uint8 and nodes.shape == (hierarchy.num_nodes, 3)
+    for node, name in enumerate(hierarchy.node_names):
+        level = hierarchy.node_level(node)
+        group = hierarchy.group_names(level).index(name)
+        assert nodes[node].tolist() == palettes[level][group].tolist(), name

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, default_collate
 from hl_lightning.atomic import atomic_write
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.checks import unpack_batch as _unpack
-from hl_lightning.palette import colorize, level_palettes
+from hl_lightning.palette import colorize, level_palettes, node_palette
 
 __all__ = [
     "LevelPredictionImages",
@@ -172,12 +172,16 @@ def prediction_grid(
     One row per image: the image, then for each level (coarse to fine) the ground truth and
     the prediction, coloured with :func:`~hl_lightning.palette.level_palettes` (children
     are shades of their parent; ignored pixels black), under a title row and above the
-    colours' legend (:func:`level_legend`). Small images are enlarged (nearest neighbour)
-    so that a cell is at least 96 pixels high.
+    colours' legend (:func:`level_legend`). A coarse label (an internal node's id) is
+    known down to its node's level: below it, its pixels are drawn in the node's own
+    colour (:func:`~hl_lightning.palette.node_palette`), and the legend lists such nodes.
+    Small images are enlarged (nearest neighbour) so that a cell is at least 96 pixels
+    high.
 
     Args:
         images: (N, C, H, W) float, normalised as the network sees them.
-        masks: (N, H, W) leaf label ids, ``ignore_index`` where unlabelled.
+        masks: (N, H, W) label ids (leaves, or internal nodes: coarse labels),
+            ``ignore_index`` where unlabelled.
         predictions: D label maps (N, H, W) of group ids, one per level, coarse to fine
             (the values of :meth:`HierarchicalSegmenter.predict_step`).
         hierarchy: the class tree (leaf ``i`` = label id ``i``).
@@ -193,15 +197,24 @@ def prediction_grid(
         >>> grid.shape, grid.dtype  # a title row, 2 x 5 cells of 96 pixels, 2-pixel gaps, legend
         (torch.Size([256, 488, 3]), torch.uint8)
     """
-    palettes = level_palettes(hierarchy)
-    masks = masks.detach().cpu()
+    palettes, nodes = level_palettes(hierarchy), node_palette(hierarchy)
+    masks = masks.detach().cpu().long()
+    labelled = (masks >= 0) & (masks < hierarchy.num_nodes)  # node ids, not ignored
+    if ignore_index is not None:
+        labelled &= masks != ignore_index
+    label = masks.clamp(0, hierarchy.num_nodes - 1)
+    node_groups = hierarchy.node_level_matrix()  # -1 below a coarse label's level
     columns = [_display(images, mean, std)]
     titles = ["image"]
+    coarse = labelled & (masks >= hierarchy.num_leaves)
     for level, (name, palette, predicted) in enumerate(
         zip(hierarchy.level_names, palettes, predictions, strict=True)
     ):
-        truth = hierarchy.labels_at_level(masks, level, ignore_index)
-        columns += [colorize(truth, palette), colorize(predicted.detach().cpu(), palette)]
+        groups = torch.where(labelled, node_groups[level][label], -1)
+        truth = colorize(groups, palette)
+        below = labelled & (groups < 0)  # coarse labels below their level: the node's colour
+        truth[below] = nodes[label[below]]
+        columns += [truth, colorize(predicted.detach().cpu(), palette)]
         titles += [f"{name} truth", f"{name} pred"]
     scale = math.ceil(_CELL / min(masks.shape[-2:]))
     cells = torch.stack(columns, 1)  # (N, columns, H, W, 3)
@@ -210,19 +223,27 @@ def prediction_grid(
     rows, count, height, width, _ = cells.shape
     grid = cells.permute(0, 2, 1, 3, 4).reshape(rows * height, count * width, 3)
     picture = _titled(grid[:-_GAP, :-_GAP], titles, width)
-    return torch.cat([picture, level_legend(hierarchy, picture.shape[1])]) if legend else picture
+    if not legend:
+        return picture
+    shown = masks[coarse].unique().tolist()  # the coarse labels in the truth
+    return torch.cat([picture, level_legend(hierarchy, picture.shape[1], shown)])
 
 
-def level_legend(hierarchy: Hierarchy, width: int) -> Tensor:
+def level_legend(hierarchy: Hierarchy, width: int, coarse: Sequence[int] = ()) -> Tensor:
     """Return the legend of the level colours as a uint8 RGB strip (H, ``width``, 3).
 
     A line per level: its name, then a colour square and the name of each of its groups,
-    in group order, wrapped to ``width``; a last line for black, the ignored pixels.
+    in group order, wrapped to ``width``; with ``coarse`` (internal node ids: the coarse
+    labels of the ground truth), a line saying that such truth is drawn in its node's
+    colour below the node's level, with each node's colour; a last line for black, the
+    ignored pixels.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> level_legend(h, 300).shape  # 2 levels and the ignored pixels: 3 lines of 14 pixels
         torch.Size([46, 300, 3])
+        >>> level_legend(h, 500, coarse=[h.label_id("vehicle")]).shape  # and a coarse line
+        torch.Size([60, 500, 3])
     """
     lines = [
         (f"{name}:", list(zip(hierarchy.group_names(d), palette.tolist(), strict=True)))
@@ -230,6 +251,10 @@ def level_legend(hierarchy: Hierarchy, width: int) -> Tensor:
             zip(hierarchy.level_names, level_palettes(hierarchy), strict=True)
         )
     ]
+    if coarse:
+        colours = node_palette(hierarchy)
+        nodes = [(hierarchy.node_names[i], colours[i].tolist()) for i in coarse]
+        lines.append(("coarse truth below its node's level:", nodes))
     lines.append(("", [("ignored", [0, 0, 0])]))
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     placed: list[tuple[int, int, str, tuple[int, ...] | None]] = []  # x, y, text, its colour
