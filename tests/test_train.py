@@ -192,7 +192,7 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
     datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule)
     hierarchy = model.hierarchy
-    hard = "synthetic_hard" in option or option == "evidence"
+    hard = "synthetic_hard" in option or option in ("evidence", "coarse_evidence")
     assert hierarchy.leaves == (SYNTHETIC_HARD_CLASSES if hard else SYNTHETIC_CLASSES)
     expected_levels = {"flat": 1, "synthetic": 3, "synthetic_hard": 3, "file": 3}[
         option if group == "hierarchy" else "synthetic"
