@@ -50,7 +50,8 @@ def make_metrics(hierarchy: Hierarchy) -> dict[str, torch.nn.Module]:
 
 
 def make_data(hierarchy: Hierarchy) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Return 4 batches (logits (2, K, 6, 6), target (2, 6, 6)) with some ignored pixels."""
+    """Return 4 batches (logits (2, K, 6, 6), target (2, 6, 6)) with some ignored pixels and
+    some coarse labels (internal node ids)."""
     gen = torch.Generator().manual_seed(0)
     k = hierarchy.num_leaves
     batches = []
@@ -58,6 +59,8 @@ def make_data(hierarchy: Hierarchy) -> list[tuple[torch.Tensor, torch.Tensor]]:
         target = torch.randint(0, k, (2, 6, 6), generator=gen)
         logits = torch.randn(2, k, 6, 6, generator=gen)
         logits += 2 * torch.nn.functional.one_hot(target, k).permute(0, 3, 1, 2)
+        coarse = torch.randint(k, hierarchy.num_nodes, target.shape, generator=gen)
+        target = torch.where(torch.rand(target.shape, generator=gen) < 0.2, coarse, target)
         target[torch.rand(target.shape, generator=gen) < 0.1] = 255
         batches.append((logits, target))
     return batches

@@ -16,6 +16,10 @@ updates it once for both. :class:`HierarchicalSegmentationMetrics` holds the sta
 all of them, calibration and consistency included, and fills them from one check and
 one pass per batch.
 
+Targets hold label ids of any node of the tree (:attr:`Hierarchy.node_names`): a leaf,
+or an internal node as a coarse label, which each metric counts at the node's level and
+the coarser ones and skips below, as it skips ``ignore_index`` (see each metric).
+
 One file per metric in each layer: ``confusion`` (mIoU, accuracy), ``severity``,
 ``calibration``, ``consistency``; ``segmentation`` (all in one), ``base`` (what the
 classes share), ``functional/batch`` (the checks and the one pass of an update) and

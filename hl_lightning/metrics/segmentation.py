@@ -21,6 +21,7 @@ from hl_lightning.metrics.functional.consistency import _consistency_compute, _c
 from hl_lightning.metrics.functional.severity import (
     _mistake_severity_compute,
     _mistake_severity_update,
+    _predicted_leaf,
 )
 from hl_lightning.metrics.severity import _add_mistake_states
 
@@ -33,7 +34,8 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
     ``compute()`` returns a dict: ``"miou"`` (D,) and ``"acc"`` (D,) as
     :class:`~hl_lightning.metrics.HierarchicalJaccardIndex` and
     :class:`~hl_lightning.metrics.HierarchicalPixelAccuracy` with the same ``decode``,
-    ``"severity"`` and ``"serious"`` as :class:`~hl_lightning.metrics.MistakeSeverity`,
+    ``"severity"`` and ``"serious"`` as :class:`~hl_lightning.metrics.MistakeSeverity`
+    (same ``decode``: the mistakes of the leaf the decoding predicts),
     and with ``reliability`` ``"ece"`` (D,) as
     :class:`~hl_lightning.metrics.HierarchicalCalibrationError` (``n_bins``, norm l1) and
     ``"inconsistency"`` as :class:`~hl_lightning.metrics.HierarchicalConsistency`.
@@ -64,7 +66,7 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
     mistake_counts: Tensor
     calibration: Tensor
     consistency: Tensor
-    leaf_distance: Tensor
+    mistake_table: Tensor
 
     def __init__(
         self,
@@ -88,17 +90,19 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
             self.add_state("consistency", torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
+        """Count one batch: logits (B, K, *S) float, target (B, *S) label ids (leaves or
+        coarse labels)."""
         method = None if self.decode == "leaf" and not self.reliability else self.decode
         batch = self._batch(logits, target, method, leaf=True, marginal=self.reliability)
         if batch is None:
             return
         outputs, counted = batch
         tables = self._tables()
-        self.confmat += _hierarchical_confusion_matrix_update(outputs, counted, tables, self.decode)
-        self.mistake_counts += _mistake_severity_update(
-            cast(Tensor, outputs.leaf), counted, self.leaf_distance, tables.num_levels
+        self._add_counts(
+            _hierarchical_confusion_matrix_update(outputs, counted, tables, self.decode)
         )
+        predicted = _predicted_leaf(outputs, tables, self.decode)
+        self.mistake_counts += _mistake_severity_update(predicted, counted, self.mistake_table)
         if self.reliability:
             self.calibration += _calibration_update(outputs, counted, self.n_bins)
             decoded = cast(Tensor, outputs.decoded)
