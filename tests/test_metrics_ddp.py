@@ -17,7 +17,9 @@ from hl_lightning.metrics import (
     HierarchicalCalibrationError,
     HierarchicalConsistency,
     HierarchicalJaccardIndex,
+    HierarchicalOperatingCurve,
     HierarchicalPixelAccuracy,
+    HierarchicalPrecisionRecall,
     HierarchicalSegmentationMetrics,
     MistakeSeverity,
 )
@@ -33,7 +35,7 @@ TREE = {
 
 
 def make_metrics(hierarchy: Hierarchy) -> dict[str, torch.nn.Module]:
-    """Return one of every metric, both confusion layouts (per level, leaf)."""
+    """Return one of every metric, both confusion layouts (per level, leaf), node predictions."""
     return {
         "iou": HierarchicalJaccardIndex(hierarchy),
         "iou_none": HierarchicalJaccardIndex(hierarchy, average="none"),
@@ -46,6 +48,10 @@ def make_metrics(hierarchy: Hierarchy) -> dict[str, torch.nn.Module]:
         "all_leaf_train": HierarchicalSegmentationMetrics(
             hierarchy, decode="leaf", reliability=False
         ),
+        "severity_crm": MistakeSeverity(hierarchy, decode="crm"),
+        "all_crm_nodes": HierarchicalSegmentationMetrics(hierarchy, decode="crm", threshold=0.6),
+        "precision_recall": HierarchicalPrecisionRecall(hierarchy, 0.7),
+        "curve": HierarchicalOperatingCurve(hierarchy, 10),
     }
 
 
@@ -73,7 +79,8 @@ def compute_all(rank: int, world_size: int) -> dict[str, object]:
     for logits, target in make_data(hierarchy)[rank::world_size]:
         for metric in metrics.values():
             metric.update(logits, target)
-    return {name: metric.compute() for name, metric in metrics.items()}
+    values = {name: metric.compute() for name, metric in metrics.items()}
+    return {k: tuple(v) if isinstance(v, tuple) else v for k, v in values.items()}  # plain data
 
 
 def worker(rank: int, port: int, out: Path) -> None:

@@ -18,6 +18,7 @@ from hl_lightning.metrics.functional.confusion import (
     _pixel_accuracy_compute,
 )
 from hl_lightning.metrics.functional.consistency import _consistency_compute, _consistency_update
+from hl_lightning.metrics.functional.nodes import _node_claims_update, _precision_recall
 from hl_lightning.metrics.functional.severity import (
     _mistake_severity_compute,
     _mistake_severity_update,
@@ -38,7 +39,9 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
     (same ``decode``: the mistakes of the leaf the decoding predicts),
     and with ``reliability`` ``"ece"`` (D,) as
     :class:`~hl_lightning.metrics.HierarchicalCalibrationError` (``n_bins``, norm l1) and
-    ``"inconsistency"`` as :class:`~hl_lightning.metrics.HierarchicalConsistency`.
+    ``"inconsistency"`` as :class:`~hl_lightning.metrics.HierarchicalConsistency`;
+    with a ``threshold`` (in [0.5, 1), and ``reliability``) also ``"hp"``, ``"hr"`` and
+    ``"hf"`` as :class:`~hl_lightning.metrics.HierarchicalPrecisionRecall` at it.
     The values equal those metrics' on the same batches, for a fraction of their summed
     cost: the inputs are checked once and the logits read once
     (:func:`~hl_lightning.decode.level_outputs`). Every state is a sum, so DDP sync is
@@ -67,6 +70,8 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
     calibration: Tensor
     consistency: Tensor
     mistake_table: Tensor
+    node_counts: Tensor
+    node_threshold: Tensor
 
     def __init__(
         self,
@@ -75,13 +80,22 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
         decode: DecodeMethod = "marginal",
         n_bins: int = 15,
         reliability: bool = True,
+        threshold: float | None = None,
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
-        _validate_args(hierarchy, ignore_index, decode=decode, n_bins=n_bins)
+        _validate_args(hierarchy, ignore_index, decode=decode, n_bins=n_bins, threshold=threshold)
+        if threshold is not None and not reliability:
+            raise ValueError("threshold needs reliability=True (the pass that reads probabilities)")
         super().__init__(hierarchy, ignore_index, decode, validate_args, **kwargs)
         self.n_bins = n_bins
         self.reliability = reliability
+        self.threshold = threshold
+        if threshold is not None:
+            grid = torch.tensor([float(threshold)], dtype=torch.float64)
+            self.register_buffer("node_threshold", grid, persistent=False)
+            counts = torch.zeros(2, 2, dtype=torch.long)
+            self.add_state("node_counts", counts, dist_reduce_fx="sum")
         _add_mistake_states(self, hierarchy)
         if reliability:
             size = (3, hierarchy.num_levels, n_bins)
@@ -107,10 +121,13 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
             self.calibration += _calibration_update(outputs, counted, self.n_bins)
             decoded = cast(Tensor, outputs.decoded)
             self.consistency += _consistency_update(decoded, counted, tables.parents)
+        if self.threshold is not None:
+            self.node_counts += _node_claims_update(outputs, counted, self.node_threshold)
 
     def compute(self) -> dict[str, Tensor]:
         """Return {"miou": (D,), "acc": (D,), "severity": (), "serious": ()}, with
-        ``reliability`` also {"ece": (D,), "inconsistency": ()}."""
+        ``reliability`` also {"ece": (D,), "inconsistency": ()}, with a ``threshold`` also
+        {"hp": (), "hr": (), "hf": ()}."""
         confmats = self.confusion_matrices()
         values = {
             "miou": cast(Tensor, _jaccard_index_compute(confmats, "macro")),
@@ -120,4 +137,7 @@ class HierarchicalSegmentationMetrics(_HierarchicalConfusionMatrix):
         if self.reliability:
             values["ece"] = _calibration_compute(self.calibration, "l1")
             values["inconsistency"] = _consistency_compute(self.consistency)
+        if self.threshold is not None:
+            nodes = _precision_recall(self.node_counts)
+            values.update({name: value[0] for name, value in nodes.items()})
         return values

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
-from hl_lightning.decode import check_method
+from hl_lightning.decode import check_method, check_threshold, check_thresholds
 from hl_lightning.hierarchy import Hierarchy
 
 __all__ = ["AVERAGES", "NORMS", "Average", "Norm"]
@@ -24,12 +25,15 @@ def _validate_args(
     average: str | None = None,
     n_bins: int | None = None,
     norm: str | None = None,
+    threshold: float | None = None,
+    thresholds: int | Sequence[float] | None = None,
 ) -> None:
     """Raise a ValueError naming the first argument of a metric that cannot be used.
 
     ``hierarchy`` and ``ignore_index`` are always checked (``ignore_index`` may be no node
-    id: a leaf, or an internal node as a coarse label); ``decode``, ``average``, ``n_bins``
-    and ``norm`` where given (None: the metric has no such argument).
+    id: a leaf, or an internal node as a coarse label); ``decode``, ``average``, ``n_bins``,
+    ``norm``, ``threshold`` and ``thresholds`` where given (None: the metric has no such
+    argument).
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -68,3 +72,7 @@ def _validate_args(
         raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
     if norm is not None and norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if threshold is not None:
+        check_threshold(threshold)
+    if thresholds is not None:
+        check_thresholds(thresholds)
