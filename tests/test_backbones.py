@@ -285,7 +285,7 @@ def test_torchvision_aux_head_gets_gradients_and_its_loss_is_logged(tmp_path: Pa
     after = list(net.aux_classifier.parameters())
     assert len(after) == 5
     assert all(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
-    assert torch.isfinite(trainer.callback_metrics["train/aux_loss_epoch"])
+    assert torch.isfinite(trainer.callback_metrics["train/aux_loss"])
 
 
 class DeepSupervision(nn.Module):

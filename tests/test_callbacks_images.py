@@ -13,8 +13,9 @@ from lightning.pytorch.loggers import Logger
 from PIL import Image
 
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
+from hl_lightning.hierarchies import mapillary_paper_hierarchy
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.lightning.callbacks import LevelPredictionImages, prediction_grid
+from hl_lightning.lightning.callbacks import LevelPredictionImages, level_legend, prediction_grid
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 from hl_lightning.palette import level_palettes
@@ -66,7 +67,7 @@ def test_grid_layout_colours_and_ignored_pixels() -> None:
     masks[:, :4] = 255  # ignored rows: black in the ground truth
     predictions = [h.labels_at_level(masks.clamp(max=2), d) for d in range(2)]
     images = torch.rand(2, 3, 32, 32)
-    grid = prediction_grid(images, masks, predictions, h, 255)
+    grid = prediction_grid(images, masks, predictions, h, 255, legend=False)
     assert grid.dtype == torch.uint8
     assert grid.shape == (16 + 2 * 96 + 2, 5 * 96 + 4 * 2, 3)  # title, 2 rows x 5 columns
     cell = grid[16 : 16 + 96]  # the first image's row, 96-pixel cells at every 98 pixels
@@ -81,6 +82,48 @@ def test_grid_layout_colours_and_ignored_pixels() -> None:
     }
     assert (grid[16 : 16 + 96, 96:98] == 255).all()  # white gap between cells
     assert (grid[:16] < 128).any()  # titles drawn in the header
+
+
+def swatch_counts(strip: torch.Tensor) -> dict[tuple[int, ...], int]:
+    """Return how many pixels of the strip (H, W, 3) have each colour."""
+    colours, counts = strip.reshape(-1, 3).unique(dim=0, return_counts=True)
+    return {tuple(c): int(n) for c, n in zip(colours.tolist(), counts.tolist(), strict=True)}
+
+
+@pytest.mark.parametrize("tree", ["small", "mapillary"])
+def test_legend_shows_every_groups_colour_per_level_within_its_width(tree: str) -> None:
+    h = (
+        Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        if tree == "small"
+        else mapillary_paper_hierarchy()
+    )
+    width = 5 * 98 - 2
+    strip = level_legend(h, width)
+    assert strip.dtype == torch.uint8 and strip.shape[1] == width
+    counts = swatch_counts(strip)
+    need: dict[tuple[int, ...], int] = {(0, 0, 0): 1}  # black: the ignored pixels
+    for palette in level_palettes(h):  # one 10 x 10 square per group and level
+        for colour in palette.tolist():
+            need[tuple(colour)] = need.get(tuple(colour), 0) + 1
+    for colour, squares in need.items():
+        assert counts.get(colour, 0) >= 100 * squares, colour
+    lines = strip.shape[0] // 14
+    if tree == "small":
+        assert lines == 3  # a line per level and one for the ignored pixels, no wrapping
+    else:  # 7 + 37 + 66 groups, wrapped to the width
+        assert lines > 3 + (37 + 66) * 60 // width
+    assert (strip[:, -2:] == 255).all()  # nothing drawn past the width: wrapped before
+
+
+def test_grid_with_legend_is_the_grid_above_the_legend() -> None:
+    h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+    masks = torch.randint(3, (2, 16, 16))
+    predictions = [h.labels_at_level(masks, d) for d in range(2)]
+    images = torch.rand(2, 3, 16, 16)
+    bare = prediction_grid(images, masks, predictions, h, legend=False)
+    full = prediction_grid(images, masks, predictions, h)
+    assert torch.equal(full[: len(bare)], bare)
+    assert torch.equal(full[len(bare) :], level_legend(h, bare.shape[1]))
 
 
 def test_grid_undoes_the_normalisation_when_given() -> None:
@@ -123,8 +166,10 @@ def test_callback_writes_pngs_every_n_epochs_and_logs_to_tensorboard(tmp_path: P
         image.verify()
     with Image.open(files[-1]) as image:
         assert image.format == "PNG" and image.mode == "RGB"
-        # 3 rows of 96-pixel cells; image + truth and prediction at 3 levels
-        assert image.size == (7 * 96 + 6 * 2, 16 + 3 * 96 + 2 * 2)
+        # 3 rows of 96-pixel cells; image + truth and prediction at 3 levels; the legend
+        width = 7 * 96 + 6 * 2
+        legend = level_legend(dm.hierarchy, width)
+        assert image.size == (width, 16 + 3 * 96 + 2 * 2 + legend.shape[0])
         assert colours(image) > 20
         picture = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     logged = logger.experiment.images

@@ -39,7 +39,7 @@ QUICK = ["experiment=quick", "data.num_train=4", "data.num_val=2", "data.num_tes
         (["model.optimizer.lr=-1"], "model.optimizer", "Invalid learning rate: -1"),
         (["model.decode=foo"], "model.decode", "'foo' is not one of marginal, leaf"),
         (["+model.foo=1"], "model.foo", "HierarchicalSegmenter takes no option foo"),
-        (["model.aux_weight=-1"], "model", "aux_weight must be finite and >= 0"),
+        (["model.aux_weight=-1"], "model.aux_weight", "aux_weight must be finite and >= 0"),
         (["backbone=custom"], "backbone._target_", "has no value (???)"),
         (
             ["backbone=custom", "backbone._target_=mynets.MyNet"],

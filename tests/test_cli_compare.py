@@ -1,4 +1,4 @@
-"""Tests for hl_lightning/cli/compare.py: hl-compare's figures and tables.
+"""Tests for hl_lightning/cli/compare/command.py: hl-compare's figures and tables, end to end.
 
 Real runs come from one 2-job hl-train sweep (hierarchical vs flat, 2 epochs of tiny
 data), shared by the slow tests; the fast tests use hand-written metrics files.
@@ -6,26 +6,26 @@ data), shared by the slow tests; the fast tests use hand-written metrics files.
 
 from __future__ import annotations
 
-import csv
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
-from itertools import product
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import yaml
-from PIL import Image
+from _compare_runs import (
+    LEVELS,
+    TEST_MIOU,
+    VAL_MIOU,
+    check_png,
+    ci95,
+    fake_run,
+    read_csv,
+    seed_sweep,
+    tree_config,
+)
 
 from hl_lightning.cli import compare
-from hl_lightning.cli._stats import Estimate
-
-LEVELS = ("kind", "family", "class")
-T_975_DF2 = 4.302653  # t(0.975, 2), for 3 seeds
 
 
 @pytest.fixture(scope="module")
@@ -50,71 +50,6 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, tiny_run: list[str]) -> Path
     return root / "sw"
 
 
-def check_png(path: Path, min_size: tuple[int, int] = (400, 250)) -> None:
-    """Assert that ``path`` is a valid, non-blank PNG of at least ``min_size`` pixels."""
-    with Image.open(path) as image:
-        image.verify()
-    with Image.open(path) as image:
-        assert image.format == "PNG"
-        assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
-        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 20
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as file:
-        return list(csv.DictReader(file))
-
-
-def fake_run(
-    path: Path,
-    overrides: list[str],
-    levels: tuple[str, ...] = LEVELS,
-    epochs: int = 3,
-    tested: bool = True,
-    level_names: list[str] | None = None,
-    val_miou: Sequence[float] | None = None,
-    test_miou: float = 0.9,
-    config: dict[str, Any] | None = None,
-    reliability: dict[str, float] | None = None,
-) -> Path:
-    """Write a run folder with metrics like hl-train's CSV logger (alphabetical columns).
-
-    The validation mIoU of every level is ``val_miou`` per epoch (default 0.1, 0.2, ...),
-    the test mIoU ``test_miou``; ``config`` goes into ``.hydra/config.yaml`` (a ``seed``
-    there is the run's seed when the overrides have none); ``reliability`` adds test values
-    such as ``{"ece/class": 0.1, "inconsistency": 0.02}`` (logged as ``test/<key>``).
-    """
-    keys = [f"{s}/loss/{lv}" for s in ("train", "val", "test") for lv in levels]
-    keys += [f"{s}/miou/{lv}" for s in ("val", "test") for lv in levels]
-    keys += ["val/severity", "val/serious", "test/severity", "test/serious"]
-    curve = val_miou if val_miou is not None else [0.1 * (epoch + 1) for epoch in range(epochs)]
-    rows = []
-    for epoch in range(epochs):
-        rows.append({f"val/loss/{lv}": 0.1 * (epoch + 1) for lv in levels})
-        rows[-1].update({f"val/miou/{lv}": curve[epoch] for lv in levels})
-        rows[-1].update({"val/severity": 2.0 - epoch, "val/serious": 0.5})
-        rows.append({f"train/loss/{lv}": 3.0 - epoch for lv in levels})
-        for row in rows[-2:]:
-            row.update(epoch=epoch, step=epoch)
-    if tested:
-        rows.append({f"test/loss/{lv}": 0.9 for lv in levels})
-        rows[-1].update({f"test/miou/{lv}": test_miou for lv in levels})
-        rows[-1].update({"test/severity": 1.25, "test/serious": 0.125, "epoch": epochs, "step": 9})
-        rows[-1].update({f"test/{key}": value for key, value in (reliability or {}).items()})
-        keys += [f"test/{key}" for key in reliability or {}]
-    (path / "csv").mkdir(parents=True)
-    with (path / "csv" / "metrics.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=["epoch", "step", *sorted(keys)])
-        writer.writeheader()
-        writer.writerows(rows)
-    (path / ".hydra").mkdir()
-    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    written = {"hierarchy": {"level_names": level_names}, **(config or {})}
-    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(written))
-    return path
-
-
-# ---------------------------------------------------------------------------- real runs
 @pytest.mark.slow
 def test_multirun_dir_gives_figures_and_tables(
     sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -181,86 +116,6 @@ def test_default_callbacks_draw_prediction_images(sweep: Path) -> None:
         check_png(sweep / job / "predictions" / "epoch_001.png")
 
 
-# ---------------------------------------------------------------------------- hand-made runs
-def test_runs_are_found_in_job_order_and_labelled_by_differing_overrides(tmp_path: Path) -> None:
-    common = ["experiment=quick", "data.num_train=16"]
-    for job, seed in (("0_a", 0), ("2_b", 2), ("10_c", 10)):
-        fake_run(tmp_path / "multi" / job, [*common, f"seed={seed}", f"+extra={job}"])
-    runs = compare.load_runs([tmp_path / "multi"])
-    assert [run.path.name for run in runs] == ["0_a", "2_b", "10_c"]
-    assert [run.seed for run in runs] == ["0", "2", "10"]
-    assert "seed" not in (runs[0].overrides or {})
-    configurations = compare.group_runs(runs)
-    assert [c.label for c in configurations] == ["+extra=0_a", "+extra=2_b", "+extra=10_c"]
-
-
-def test_runs_that_differ_only_in_seed_are_one_configuration(tmp_path: Path) -> None:
-    for job, (loss, seed) in enumerate(product(("flat", "hierarchical"), (10, 2, 0))):
-        fake_run(
-            tmp_path / "sw" / f"{job}_{loss}", ["data.num_train=16", f"loss={loss}", f"seed={seed}"]
-        )
-    configurations = compare.group_runs(compare.load_runs([tmp_path / "sw"]))
-    assert [c.label for c in configurations] == ["loss=flat", "loss=hierarchical"]
-    assert [c.seeds for c in configurations] == [["0", "2", "10"]] * 2
-    assert configurations[0].overrides == {
-        "data.num_train": "data.num_train=16",
-        "loss": "loss=flat",
-    }
-
-
-def test_the_seed_comes_from_the_config_without_an_override(tmp_path: Path) -> None:
-    for seed in (0, 1):
-        fake_run(tmp_path / f"s{seed}", ["loss=flat"], config={"seed": seed})
-    (configuration,) = compare.group_runs(compare.load_runs([tmp_path / "s0", tmp_path / "s1"]))
-    assert configuration.seeds == ["0", "1"] and configuration.label == "s0"
-
-
-def test_runs_without_hydra_folders_are_configurations_of_their_own(tmp_path: Path) -> None:
-    runs = [fake_run(tmp_path / name, []) for name in ("a", "b")]
-    for run in runs:
-        shutil.rmtree(run / ".hydra")
-    configurations = compare.group_runs(compare.load_runs(runs))
-    assert [c.label for c in configurations] == ["a", "b"]
-    single = compare.load_runs([fake_run(tmp_path / "c", ["loss=flat", "seed=1"])])
-    assert compare.group_runs(single)[0].label == "c"
-
-
-def test_levels_follow_the_config_order_else_natural_order(tmp_path: Path) -> None:
-    named = fake_run(tmp_path / "named", [], level_names=list(LEVELS))
-    assert compare.load_runs([named])[0].levels == LEVELS  # CSV columns are alphabetical
-    numbered = fake_run(tmp_path / "numbered", [], levels=tuple(f"level{i}" for i in (10, 2, 0)))
-    assert compare.load_runs([numbered])[0].levels == ("level0", "level2", "level10")
-
-
-def test_untested_runs_report_the_last_validation(tmp_path: Path) -> None:
-    run = fake_run(tmp_path / "r", ["loss=flat"], tested=False, level_names=list(LEVELS))
-    (row,) = compare.summary_rows(compare.group_runs(compare.load_runs([run])))
-    assert row.cells["stage"] == "val"
-    assert row.estimates["miou/class"] == Estimate(pytest.approx(0.3), None, 1)
-    assert row.estimates["severity"] == Estimate(0.0, None, 1)
-
-
-def test_calibration_and_inconsistency_are_values_when_logged(tmp_path: Path) -> None:
-    logged = {f"ece/{lv}": 0.05 * (i + 1) for i, lv in enumerate(LEVELS)}
-    runs = [
-        fake_run(
-            tmp_path / f"{seed}",
-            ["loss=hierarchical", f"seed={seed}"],
-            level_names=list(LEVELS),
-            reliability={**logged, "ece/class": 0.1 + 0.1 * seed, "inconsistency": 0.02 * seed},
-        )
-        for seed in range(3)
-    ]
-    (row,) = compare.summary_rows(compare.group_runs(compare.load_runs(runs)))
-    assert list(row.estimates)[-4:] == [*(f"ece/{lv}" for lv in LEVELS), "inconsistency"]
-    assert row.estimates["ece/kind"].mean == pytest.approx(0.05)  # type: ignore[union-attr]
-    assert row.estimates["ece/class"].mean == pytest.approx(0.2)  # type: ignore[union-attr]
-    assert row.estimates["inconsistency"].ci95 > 0  # type: ignore[union-attr]
-    plain = fake_run(tmp_path / "plain", [], level_names=list(LEVELS))
-    (row,) = compare.summary_rows(compare.group_runs(compare.load_runs([plain])))
-    assert "inconsistency" not in row.estimates and "ece/kind" not in row.estimates
-
-
 def test_runs_with_other_levels_show_missing_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -285,41 +140,6 @@ def test_errors_exit_non_zero_with_a_message(
     assert compare.main([str(run), "--metric", "iou"]) == 1
     assert "no per-level metric 'iou'" in capsys.readouterr().err
     assert not (run / "loss_curves.png").exists()
-
-
-# ---------------------------------------------------------------------------- seeds
-# 3 seeds x 2 losses: the final test mIoU (every level) and the validation mIoU per epoch
-TEST_MIOU = {"flat": [0.50, 0.52, 0.57], "hierarchical": [0.55, 0.56, 0.60]}
-VAL_MIOU = {
-    "flat": [[0.30, 0.45, 0.50], [0.30, 0.50, 0.50], [0.48, 0.49, 0.50]],  # 95%: epoch 3, 2, 1
-    "hierarchical": [[0.40, 0.50, 0.52], [0.50, 0.52, 0.52], [0.45, 0.50, 0.52]],  # 2, 1, 2
-}
-
-
-def seed_sweep(root: Path, extra: dict[str, list[str]] | None = None) -> Path:
-    """Write a sweep of 3 seeds x 2 losses (hl-train's job names) below ``root``; return it."""
-    for job, (loss, seed) in enumerate(product(("flat", "hierarchical"), range(3))):
-        overrides = [
-            "data.num_train=16",
-            f"loss={loss}",
-            f"seed={seed}",
-            *(extra or {}).get(loss, []),
-        ]
-        name = f"{job}_loss={loss},seed={seed}"
-        fake_run(
-            root / name,
-            overrides,
-            level_names=list(LEVELS),
-            val_miou=VAL_MIOU[loss][seed],
-            test_miou=TEST_MIOU[loss][seed],
-            config={"seed": seed},
-        )
-    return root
-
-
-def ci95(values: Sequence[float]) -> float:
-    """Return the half-width of the 95% t interval of 3 values, by hand."""
-    return T_975_DF2 * float(np.std(values, ddof=1)) / np.sqrt(len(values))
 
 
 def test_seeds_give_means_intervals_and_paired_differences(
@@ -384,42 +204,6 @@ def test_another_baseline_flips_the_sign(tmp_path: Path) -> None:
     assert float(difference["miou/kind_diff"]) == pytest.approx(-0.04, abs=1e-4)
 
 
-def test_only_shared_seeds_are_paired(tmp_path: Path) -> None:
-    sweep = seed_sweep(tmp_path / "sw")
-    shutil.rmtree(sweep / "0_loss=flat,seed=0")
-    shutil.rmtree(sweep / "5_loss=hierarchical,seed=2")
-    configurations = compare.group_runs(compare.load_runs([sweep]))
-    (row,) = compare.difference_rows(configurations, {"loss": "flat"})
-    assert row.cells["n_pairs"] == "1" and row.cells["seeds"] == "1"
-    estimate = row.estimates["miou/kind"]
-    assert estimate is not None and estimate.ci95 is None and estimate.p is None
-    assert estimate.mean == pytest.approx(0.56 - 0.52)
-    shown = compare._shown_row(row, paired=True)
-    assert shown["miou/kind"] == "+0.0400 (1 pair)"
-
-
-def test_a_grid_pairs_each_configuration_with_its_own_baseline(tmp_path: Path) -> None:
-    for size in (32, 64):
-        seed_sweep(
-            tmp_path / f"size{size}", {loss: [f"data.image_size={size}"] for loss in TEST_MIOU}
-        )
-    configurations = compare.group_runs(
-        compare.load_runs([tmp_path / "size32", tmp_path / "size64"])
-    )
-    assert len(configurations) == 4
-    rows = compare.difference_rows(configurations, {"loss": "flat"})
-    assert [(row.cells["run"], row.cells["baseline"]) for row in rows] == [
-        ("loss=hierarchical, data.image_size=32", "loss=flat, data.image_size=32"),
-        ("loss=hierarchical, data.image_size=64", "loss=flat, data.image_size=64"),
-    ]
-
-
-def test_epochs_to_95_for_rising_metrics_and_the_falling_loss() -> None:
-    assert compare._epochs_to_95([0.30, 0.45, 0.50], "miou") == 3.0
-    assert compare._epochs_to_95([0.50, 0.40, 0.50], "miou") == 1.0
-    assert compare._epochs_to_95([3.0, 2.0, 1.04, 1.0], "loss") == 3.0
-
-
 def test_runs_that_do_not_pair_name_the_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -464,24 +248,6 @@ def test_an_unknown_baseline_names_the_configurations(
     assert message in capsys.readouterr().err
 
 
-def test_runs_of_one_configuration_must_differ_only_in_seed(tmp_path: Path) -> None:
-    a = fake_run(tmp_path / "a", ["loss=flat", "seed=0"], config={"data": {"image_size": 32}})
-    b = fake_run(tmp_path / "b", ["loss=flat", "seed=1"], config={"data": {"image_size": 64}})
-    with pytest.raises(compare.CompareError) as error:
-        compare.group_runs(compare.load_runs([a, b]))
-    assert str(error.value) == (
-        f"{a} and {b} have the same overrides (loss=flat) but their .hydra/config.yaml differ in "
-        "data.image_size, not only in seed: the runs of one configuration may differ only in "
-        "seed; leave one out"
-    )
-    c = fake_run(tmp_path / "c", ["loss=flat", "seed=0"], config={"data": {"image_size": 32}})
-    with pytest.raises(compare.CompareError, match=r"same overrides \(loss=flat\) and seed 0: a"):
-        compare.group_runs(compare.load_runs([a, c]))
-    d, e = fake_run(tmp_path / "d", ["loss=flat"]), fake_run(tmp_path / "e", ["loss=flat"])
-    with pytest.raises(compare.CompareError, match=r"same overrides \(loss=flat\) and no seed"):
-        compare.group_runs(compare.load_runs([d, e]))
-
-
 def test_missing_matplotlib_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -491,3 +257,42 @@ def test_missing_matplotlib_says_what_to_install(
     run = fake_run(tmp_path / "r", [])
     with pytest.raises(SystemExit, match=r'pip install "hl_lightning\[plots\]"'):
         compare.main([str(run)])
+
+
+def test_runs_on_different_trees_are_labelled_in_every_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep, out = tmp_path / "sw", tmp_path / "out"
+    flat, faces = ("level0",), ("level0", "level1")
+    fake_run(sweep / "0_flat", ["hierarchy=flat", "seed=0"], flat, config=tree_config("flat"))
+    faces_config = tree_config("faces.txt")
+    fake_run(sweep / "1_faces", ["hierarchy=file", "seed=0"], faces, config=faces_config)
+    assert compare.main([str(sweep), "--out", str(out), "--baseline", "hierarchy=flat"]) == 0
+    rows = read_csv(out / "comparison.csv")
+    assert [row["tree"] for row in rows] == ["flat: level0", "faces.txt: level0 > level1"]
+    assert list(rows[0])[-1] == "tree"
+    assert rows[0]["miou/level0@flat_mean"] == "0.9000" and rows[0]["miou/level0@faces_mean"] == "-"
+    assert rows[1]["miou/level0@flat_mean"] == "-" and rows[1]["miou/level1@faces_mean"] == "0.9000"
+    (difference,) = read_csv(out / "differences.csv")
+    assert list(difference)[-2:] == ["tree", "baseline_tree"]
+    assert difference["baseline_tree"] == "flat: level0"
+    assert difference["miou/level0@flat_diff"] == "-"  # never one level against another
+    markdown = (out / "comparison.md").read_text()
+    assert "| serious | tree |" in markdown and "| faces.txt: level0 > level1 |" in markdown
+    assert "faces.txt: level0 > level1" in capsys.readouterr().out
+
+
+def test_every_file_is_written_through_write_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = []
+    write = compare.command.write_output
+    monkeypatch.setattr(
+        compare.command,
+        "write_output",
+        lambda path, data: written.append(path) or write(path, data),
+    )
+    sweep, out = seed_sweep(tmp_path / "sw"), tmp_path / "out"
+    assert compare.main([str(sweep), "--out", str(out)]) == 0
+    assert sorted(written) == sorted(out.iterdir())
+    assert len(written) == 5  # two figures, comparison.csv, differences.csv, comparison.md

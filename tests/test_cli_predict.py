@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hl_lightning import atomic
 from hl_lightning.cli import predict
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
 from hl_lightning.lightning.module import HierarchicalSegmenter
@@ -190,6 +193,142 @@ def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
         predict.main(["--help"])
     text = capsys.readouterr().out
     assert text.startswith("usage: hl-predict") and "--level" in text and "``" not in text
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """Return hl-predict's one error line on stderr (and check it is the only output there)."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hl-predict: error: "), err
+    return lines[0]
+
+
+def test_an_output_over_an_input_is_refused_naming_both(
+    checkpoint: Path, images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Masks written into the image folder would replace the input noise_class.png."""
+    Image.new("RGB", (8, 8)).save(images / "noise_class.png")
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    assert predict.main([str(checkpoint), str(images), str(images)]) == 1
+    line = error_line(capsys)
+    assert f"{images}/noise_class.png" in line and "the input image" in line
+    assert "would overwrite" in line
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before  # nothing written
+
+
+def test_an_output_over_the_checkpoint_is_refused(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    ckpt = out / "noise_kind.png"  # an odd name, but an input all the same
+    ckpt.write_bytes(checkpoint.read_bytes())
+    assert predict.main([str(ckpt), str(images), str(out)]) == 1
+    assert f"would overwrite the input checkpoint {ckpt}" in error_line(capsys)
+    assert ckpt.read_bytes() == checkpoint.read_bytes()
+
+
+def test_the_image_folder_may_take_the_masks_where_no_name_clashes(
+    checkpoint: Path, images: Path
+) -> None:
+    written = predict.predict_folder(checkpoint, images, images, level="kind")
+    assert [p.name for p in written] == [
+        "noise_kind.png",
+        "photo_kind.png",
+        "scene_kind.png",
+        "legend.csv",
+    ]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_broken_checkpoint_gives_one_line_naming_it(
+    damage: str, checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.ckpt"
+    if damage == "truncated":
+        path.write_bytes(checkpoint.read_bytes()[:5000])
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
+    assert predict.main([str(path), str(images), str(tmp_path / "out")]) == 1
+    assert f"the checkpoint {path} is" in error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--std", "0"], "--std must be finite and non-zero, got [0.0]"),
+        (["--std", "0.5,0,0.5"], "--std must be finite and non-zero, got [0.5, 0.0, 0.5]"),
+        (["--mean", "nan"], "--mean must be finite, got [nan]"),
+        (["--std", "inf"], "--std must be finite and non-zero, got [inf]"),
+    ],
+)
+def test_a_normalisation_that_gives_non_finite_inputs_is_refused(
+    flags: list[str],
+    message: str,
+    checkpoint: Path,
+    images: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert predict.main([str(checkpoint), str(images), str(tmp_path / "out"), *flags]) == 1
+    assert message in error_line(capsys)
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_a_tiny_std_that_overflows_names_the_image(
+    checkpoint: Path, images: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        predict.PredictError, match=r"noise.png: the normalised image is not finite"
+    ):
+        predict.predict_folder(checkpoint, images, tmp_path / "out", std="1e-45")
+
+
+def test_non_finite_weights_are_refused(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = torch.load(checkpoint, weights_only=True)
+    state["state_dict"]["backbone.weight"][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "nan.ckpt"
+    torch.save(state, path)
+    assert predict.main([str(path), str(images), str(tmp_path / "out")]) == 1
+    line = error_line(capsys)
+    assert f"the checkpoint {path} holds non-finite weights" in line
+    assert line.endswith("in backbone.weight")
+
+
+def test_non_finite_logits_are_refused_naming_the_image(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finite weights so large that the network's sums overflow to infinity."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["state_dict"]["backbone.weight"].fill_(3e38)
+    path = tmp_path / "huge.ckpt"
+    torch.save(state, path)
+    assert predict.main([str(path), str(images), str(tmp_path / "out")]) == 1
+    line = error_line(capsys)
+    assert f"{images}/noise.png" in line and "logits are not finite" in line
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_a_full_disk_gives_one_line_naming_the_path(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "noise_kind.png").write_bytes(b"an earlier mask")
+
+    def full(descriptor: int) -> None:  # the flush to disk of a full file system
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    assert predict.main([str(checkpoint), str(images), str(out), "--level", "kind"]) == 1
+    line = error_line(capsys)
+    assert f"no space left on the device to write {out}/noise_kind.png (" in line
+    assert (out / "noise_kind.png").read_bytes() == b"an earlier mask"
+    assert [p.name for p in out.iterdir()] == ["noise_kind.png"]
 
 
 def test_decode_and_threshold_write_node_maps_in_node_colours(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 import yaml
 
 from hl_lightning.cli.resume import (
@@ -66,6 +67,80 @@ def test_resume_config_applies_plain_overrides_and_refuses_presets(tmp_path: Pat
         resume_config(tmp_path, ["backbone=smp"])
     with pytest.raises(ResumeError, match=r"no .*/none/.hydra/config.yaml; resume takes"):
         resume_config(tmp_path / "none", [])
+
+
+def test_a_truncated_checkpoint_names_the_newest_intact_one_to_resume_from(
+    tmp_path: Path,
+) -> None:
+    h = SyntheticDataModule(num_train=2, num_val=2, num_test=2).hierarchy
+    model = HierarchicalSegmenter(unet(4), h)
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    intact = checkpoint(tmp_path, model).rename(folder / "epoch000.ckpt")
+    last = folder / "last.ckpt"
+    last.write_bytes(intact.read_bytes()[:3000])  # a kill or a full disk while it was copied
+    with pytest.raises(ResumeError) as info:
+        check_checkpoint_fits(last, model.hparams, str(tmp_path / "run"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"the checkpoint {last} is truncated or damaged")
+    assert message.endswith(
+        f"; the newest intact checkpoint of the run is {intact}: continue from it with "
+        f"hl-train resume={tmp_path / 'run'} ckpt_path={intact}"
+    )
+    intact.write_text("not a checkpoint either")
+    with pytest.raises(ResumeError, match=f"; no intact checkpoint in {folder}: start the run"):
+        check_checkpoint_fits(last, model.hparams, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"), [("", "is empty"), ("seed: 0\nbackbone: {width: 4", "cannot be read")]
+)
+def test_a_broken_saved_config_names_the_file(text: str, problem: str, tmp_path: Path) -> None:
+    (tmp_path / ".hydra").mkdir()
+    saved = tmp_path / ".hydra" / "config.yaml"
+    saved.write_text(text)
+    with pytest.raises(ResumeError) as info:
+        resume_config(tmp_path, [])
+    assert str(info.value).startswith(f"resume={tmp_path}: the saved config {saved} {problem}")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_resume_with_a_truncated_last_checkpoint_says_which_to_use(
+    tmp_path: Path, tiny_run: list[str], hl_train: str
+) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    first = subprocess.run(
+        [hl_train, *tiny_run, f"hydra.run.dir={out}"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = out / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:-100])
+    resumed = subprocess.run(
+        [hl_train, f"resume={out}", "trainer.max_epochs=2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 1
+    assert "Traceback" not in resumed.stderr
+    (line,) = [line for line in resumed.stderr.splitlines() if line.startswith("hl-train: error:")]
+    assert line.startswith(f"hl-train: error: the checkpoint {last} is truncated or damaged")
+    intact = out / "checkpoints" / "epoch000.ckpt"
+    assert line.endswith(f"hl-train resume={out} ckpt_path={intact}")
+    suggested = subprocess.run(
+        [hl_train, f"resume={out}", f"ckpt_path={intact}", "trainer.max_epochs=2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert suggested.returncode == 0, suggested.stderr[-3000:]
+    assert f"Restored all states from the checkpoint at {intact}" in suggested.stderr
+    assert torch.load(last, weights_only=False)["epoch"] == 2  # trained on, saved whole
 
 
 @pytest.mark.slow

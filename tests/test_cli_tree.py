@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -9,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from matplotlib.text import Annotation, Text
 from PIL import Image
 
+from hl_lightning import Hierarchy
 from hl_lightning.cli import tree
 from hl_lightning.data import synthetic_hierarchy
+from hl_lightning.hierarchies import load_hierarchy
 
 BAD_TREE = "animal\n\tcat\n\t\t\tkitten\n"  # line 3 jumps two levels deeper
 
@@ -99,6 +103,48 @@ def test_png_draws_the_tree(
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50  # not blank
 
 
+@pytest.mark.parametrize("name", ["classes", "tree.txt"])
+def test_png_over_the_tree_file_is_refused_naming_both(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    path.write_text("sky\nvehicle\n\tcar\n\ttruck\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(path)
+    for png in (path, tmp_path / "sub" / ".." / name, tmp_path / "link"):
+        assert tree.main([str(path), "--png", str(png)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"hl-tree: error: --png {png} would overwrite the input tree file {path}\n"
+    assert path.read_text() == "sky\nvehicle\n\tcar\n\ttruck\n"
+
+
+def test_png_is_a_png_whatever_the_file_is_named(tmp_path: Path) -> None:
+    assert tree.main(["synthetic", "--png", str(tmp_path / "tree.drawing")]) == 0
+    with Image.open(tmp_path / "tree.drawing") as image:
+        assert image.format == "PNG"
+
+
+def test_png_is_replaced_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "tree.png"
+    png.write_bytes(b"an older drawing")
+    inode = png.stat().st_ino
+    assert tree.main(["synthetic", "--png", str(png)]) == 0
+    assert png.stat().st_ino != inode  # renamed over the old file, never written in place
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+    assert [p.name for p in tmp_path.iterdir()] == ["tree.png"]
+
+
+def test_png_into_a_missing_folder_gives_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "none" / "tree.png"
+    assert tree.main(["synthetic", "--png", str(png)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hl-tree: error: ") and str(png.parent) in err
+    assert err.count("\n") == 1
+
+
 def test_png_without_matplotlib_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,6 +204,7 @@ def test_flat_tree_has_no_coarse_ids(capsys: pytest.CaptureFixture[str], tmp_pat
             20,
             20 + 1 + 2,
         ),
+        ("voc", [["0", "category", "5", "2"], ["1", "class", "21", "19"]], 21, 21 + 3),
     ],
 )
 def test_new_builtin_trees_print_with_their_level_tables(
@@ -202,3 +249,53 @@ def test_json_tree_file_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str
     path.write_text('{"vehicle": ["car", "truck"], "sky": null}')
     assert tree.main([str(path)]) == 0
     assert "|   |-- car" in capsys.readouterr().out
+
+
+LONG_NAMES = {
+    "a_very_long_category_name_that_goes_on_and_on": {
+        "subcategory_with_an_extremely_long_descriptive_name": [
+            "leaf_class_with_a_very_long_name_number_one",
+            "short",
+            "leaf_class_with_a_very_long_name_number_three",
+        ],
+        "tiny": ["x", "y"],
+    },
+    "other_top_level_group_with_long_name": [
+        "z",
+        "another_really_long_leaf_class_name_at_the_right_edge",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", ["long_names", "mapillary_paper", "synthetic"])
+def test_tree_png_labels_lie_inside_the_figure_and_apart(name: str) -> None:
+    h = Hierarchy.from_dict(LONG_NAMES) if name == "long_names" else load_hierarchy(name)
+    figure = tree.tree_figure(h, title=name)
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    box = figure.bbox
+    texts = [t for t in figure.findobj(Text) if t.get_visible() and t.get_text()]
+    shown = {t.get_text() for t in texts}
+    assert {node.name for node, _ in h.walk()} <= shown  # every node is named
+    for text in texts:
+        extent = text.get_window_extent(renderer)
+        inside = box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0
+        assert inside and extent.y1 <= box.y1, (text.get_text(), extent, box)
+    inner = [t for t in texts if isinstance(t, Annotation)]  # the inner nodes' labels
+    assert len(inner) == sum(not node.is_leaf for node, _ in h.walk())
+    extents = [t.get_window_extent(renderer) for t in inner]
+    for i, first in enumerate(extents):
+        for second in extents[i + 1 :]:
+            assert not first.overlaps(second), (first, second)
+    leaves = [t for t in texts if t.get_text() in h.leaves]
+    leaf_extents = [t.get_window_extent(renderer) for t in leaves]
+    assert len(leaf_extents) == h.num_leaves
+    assert all(not a.overlaps(b) for a, b in itertools.combinations(leaf_extents, 2))
+
+
+def test_png_file_is_the_figure_at_100_dpi(tmp_path: Path) -> None:
+    h = Hierarchy.from_dict(LONG_NAMES)
+    tree.draw_tree(h, tmp_path / "tree.png")
+    width, height = tree.tree_figure(h).get_size_inches() * 100
+    with Image.open(tmp_path / "tree.png") as image:
+        assert abs(image.width - width) <= 1 and abs(image.height - height) <= 1  # not cropped

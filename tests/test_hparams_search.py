@@ -5,6 +5,7 @@ They need the ``[optuna]`` extra (hydra-optuna-sweeper) and are skipped without 
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -61,7 +62,12 @@ def test_a_two_trial_level_weights_study_returns_the_best_weights(
         "0_loss.level_weights.0",
         "1_loss.level_weights.0",
     ]
+    returned = []
     for trial in trials:  # each trial trained with its sampled weights
         config = yaml.safe_load((trial / ".hydra" / "config.yaml").read_text())
         weights = config["loss"]["level_weights"]
         assert len(weights) == 3 and weights[2] == 1.0 and 0.0 <= weights[0] <= 2.0
+        with (trial / "csv" / "metrics.csv").open(newline="") as file:
+            rows = [row for row in csv.DictReader(file) if row["val/miou"]]
+        returned.append(float(rows[-1]["val/miou"]))  # optimized_metric: the last validation's
+    assert best["best_value"] == pytest.approx(max(returned), rel=1e-6)

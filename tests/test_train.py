@@ -1,8 +1,8 @@
 """Tests for hl_lightning/train.py and hl_lightning/conf/: the hl-train Hydra app.
 
 Configs are composed in-process with Hydra's compose API and trained with ``train(cfg)``;
-the console script runs as a subprocess (a single run, a bad override, a 2-job sweep), and
-a slow test installs the built wheel elsewhere and runs it from there.
+the console script runs as a subprocess (a single run, a bad override, a 2-job sweep).
+The built wheel is installed and run elsewhere in tests/test_packaging.py.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ import csv
 import importlib.util
 import json
 import os
-import shutil
-import site
 import subprocess
-import sys
-import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -26,8 +22,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 
-from hl_lightning.cli.build import ConfigError, build_model, check_config, make_loggers
-from hl_lightning.cli.train import train
+from hl_lightning.cli.build import ConfigError, build_model, check_config
+from hl_lightning.cli.loggers import make_loggers
+from hl_lightning.cli.train import optimized_value, train
 from hl_lightning.data import SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASSES
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
@@ -102,6 +99,7 @@ def test_every_group_and_option_is_covered() -> None:
         "backbone",
         "callbacks",
         "data",
+        "debug",
         "experiment",
         "hierarchy",
         "hparams_search",
@@ -123,6 +121,7 @@ COMPOSE_ONLY = {
     ("data", "coco_stuff"),
     ("data", "pascal_person_part"),
     ("data", "lip"),
+    ("data", "voc"),
     ("hierarchy", "helen"),
     ("hierarchy", "mapillary_paper"),
     ("hierarchy", "mapillary_auto"),
@@ -130,6 +129,7 @@ COMPOSE_ONLY = {
     ("hierarchy", "coco_stuff"),
     ("hierarchy", "pascal_person_part"),
     ("hierarchy", "lip"),
+    ("hierarchy", "voc"),
     ("experiment", "paper_helen"),
     ("experiment", "paper_vistas"),
     ("experiment", "hssn_cityscapes"),
@@ -165,6 +165,8 @@ def test_config_option_composes(tmp_path: Path, group: str, option: str) -> None
     for key in ("data", "hierarchy", "model", "loss", "trainer", "logger", "callbacks"):
         assert key in cfg, key
     assert cfg.trainer.default_root_dir == str(tmp_path)
+    if group == "debug" or (group == "logger" and option not in ("csv", "default")):
+        return  # built and run in tests/test_debug.py and tests/test_train_loggers.py
     if (group, option) in COMPOSE_ONLY:
         if group == "trainer":  # composes; not run without a GPU
             assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "16-mixed"
@@ -219,6 +221,19 @@ def test_bad_level_weights_name_their_config_key(weights: str, message: str) -> 
         build_model(cfg, instantiate(cfg.data))
 
 
+def test_optimized_metric_is_returned_or_named_as_not_logged() -> None:
+    metrics = {"val/miou": 0.25, "val/loss": 1.5, "val/miou/kind": 0.5}
+    assert optimized_value(metrics, "val/miou") == 0.25
+    assert optimized_value(metrics, "val/miou/kind") == 0.5
+    assert optimized_value(metrics, None) is None
+    with pytest.raises(
+        ConfigError,
+        match=r"optimized_metric: 'val/mIoU' was not logged; the run "
+        r"logged val/loss, val/miou \(and per level",
+    ):
+        optimized_value(metrics, "val/mIoU")
+
+
 def test_missing_hierarchy_source_is_reported() -> None:
     cfg = make_config(["hierarchy=file"], Path("out"))
     assert OmegaConf.is_missing(cfg.hierarchy, "source")
@@ -242,17 +257,6 @@ def test_train_quick_in_process(tmp_path: Path, tiny_run: list[str]) -> None:
     assert again["test/loss"] == metrics["test/loss"]
 
 
-@pytest.mark.parametrize(
-    ("overrides", "levels"),
-    [
-        (["loss=flat"], LEVELS),
-        (["hierarchy=flat"], ("level0",)),
-        (["hierarchy=file", "hierarchy.source={tree}"], ("level0", "level1", "level2")),
-        (["hierarchy=file", "hierarchy.source={tree}", "hierarchy.level_names=[a,b,c]"], "abc"),
-        (["loss.level_weights=[1,0.5,0.25]"], LEVELS),
-    ],
-    ids=["loss-flat", "hierarchy-flat", "hierarchy-file", "file-level-names", "level-weights"],
-)
 def documented_keys(stages: tuple[str, ...], levels: tuple[str, ...]) -> set[str]:
     """Return the metric keys of the README's table of logged keys, placeholders expanded."""
     readme = (REPO / "README.md").read_text()
@@ -275,6 +279,17 @@ def test_the_readme_table_of_logged_keys_is_what_a_run_logs(
     assert documented_keys(("train", "val", "test"), LEVELS) == logged
 
 
+@pytest.mark.parametrize(
+    ("overrides", "levels"),
+    [
+        (["loss=flat"], LEVELS),
+        (["hierarchy=flat"], ("level0",)),
+        (["hierarchy=file", "hierarchy.source={tree}"], ("level0", "level1", "level2")),
+        (["hierarchy=file", "hierarchy.source={tree}", "hierarchy.level_names=[a,b,c]"], "abc"),
+        (["loss.level_weights=[1,0.5,0.25]"], LEVELS),
+    ],
+    ids=["loss-flat", "hierarchy-flat", "hierarchy-file", "file-level-names", "level-weights"],
+)
 def test_train_overrides(
     tmp_path: Path, overrides: list[str], levels: tuple[str, ...], tiny_run: list[str]
 ) -> None:
@@ -486,71 +501,3 @@ def test_ddp_ranks_share_the_run_directory(
     output = result.stdout + result.stderr
     assert "sync_dist" not in output  # the logged values are global: no warning
     assert "/None/" not in output  # rank 1 names no config file it has not written
-
-
-# ---------------------------------------------------------------------------- packaging
-def isolated_site_path(site_dir: Path) -> str:
-    """Return a PYTHONPATH: the installed wheel, then this interpreter's site-packages.
-
-    The subprocess runs with ``python -S``: no .pth file runs, so the editable install's
-    finder (which maps hl_lightning to the repository) stays inactive.
-    """
-    return os.pathsep.join([str(site_dir), *site.getsitepackages()])
-
-
-@pytest.mark.slow
-def test_wheel_ships_its_configs_and_runs_from_another_directory(
-    tmp_path: Path, tiny_run: list[str]
-) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    shutil.copy(REPO / "pyproject.toml", source)
-    readme = REPO / "README.md"
-    if readme.exists():
-        shutil.copy(readme, source)
-    else:  # pyproject names it; another task writes it
-        (source / "README.md").write_text("# hl_lightning\n")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "hl_lightning", source / "hl_lightning", ignore=ignore)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    wheel_args = ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")]
-    built = run([*pip, *wheel_args, str(source)], tmp_path)
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = (tmp_path / "dist").glob("hl_lightning-*.whl")
-
-    names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {
-        f"hl_lightning/conf/{p.relative_to(REPO / 'hl_lightning' / 'conf').as_posix()}"
-        for p in (REPO / "hl_lightning" / "conf").rglob("*.yaml")
-    }
-    assert "hl_lightning/conf/train.yaml" in shipped
-    assert shipped <= names, shipped - names
-    assert {"hl_lightning/hierarchies/synthetic.yaml", "hl_lightning/py.typed"} <= names
-
-    site_dir = tmp_path / "site"
-    installed = run([*pip, "install", "--no-deps", "--target", str(site_dir), str(wheel)], tmp_path)
-    assert installed.returncode == 0, installed.stderr[-3000:]
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {"PYTHONPATH": isolated_site_path(site_dir)}
-    probe = (
-        "import hl_lightning, hl_lightning.cli.train; from importlib import resources; "
-        "print(hl_lightning.__file__); print(resources.files('hl_lightning.conf'))"
-    )
-    where = run([sys.executable, "-S", "-c", probe], elsewhere, **env)
-    assert where.returncode == 0, where.stderr[-3000:]
-    package_file, conf_dir = where.stdout.split()
-    assert Path(package_file).is_relative_to(site_dir)
-    assert Path(conf_dir).is_relative_to(site_dir)
-
-    out = elsewhere / "run"
-    args = [sys.executable, "-S", "-m", "hl_lightning.cli.train", *tiny_run, f"hydra.run.dir={out}"]
-    result = run(args, elsewhere, **env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "test per level:" in result.stdout
-    assert (out / "checkpoints" / "last.ckpt").is_file()
-    log = "\n".join(p.read_text() for p in out.glob("*.log"))
-    shipped_tree = site_dir / "hl_lightning" / "hierarchies" / "synthetic.yaml"
-    assert f"source='{shipped_tree}'" in log  # the synthetic tree came from the wheel
-    assert str(REPO / "hl_lightning") not in log

@@ -9,33 +9,28 @@ object.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 import lightning as L
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, RichProgressBar
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.cli.config_check import (
     ConfigError,
+    building,
     check_keys,
     check_node,
     check_values,
     parameter_hints,
 )
-from hl_lightning.data.io import BadDataError
+from hl_lightning.cli.loggers import make_loggers
 from hl_lightning.hierarchies import load_hierarchy
-from hl_lightning.hierarchy import Hierarchy, HierarchyError
-from hl_lightning.lightning.backbones import BackboneConfigError
+from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.module import HierarchicalSegmenter
+from hl_lightning.lightning.optimization import make_optimizer, make_scheduler
 from hl_lightning.losses import LOSSES, LossName, build_loss, loss_options
 
 __all__ = [
@@ -72,10 +67,6 @@ _FILLED_MODEL_KEYS = (
     "ignore_index",
     "backbone_class",
 )
-#: Errors of a value that its target refuses (a negative learning rate, batch size 0, ...).
-_VALUE_ERRORS = (ValueError, MisconfigurationException)
-#: User errors that name their problem themselves (file and line): passed on unchanged.
-_NAMED_ERRORS = (BadDataError, HierarchyError, ConfigError)
 
 
 @dataclass(frozen=True)
@@ -98,10 +89,10 @@ def build_run(cfg: DictConfig, interactive: bool = False) -> Run:
     """
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)  # the weights and the data order
-    with _building("data"):
+    with building("data"):
         datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule)
-    with _building("trainer"):
+    with building("trainer"):
         trainer: L.Trainer = instantiate(
             cfg.trainer,
             logger=make_loggers(cfg.get("logger")),
@@ -137,9 +128,9 @@ def build_model(cfg: DictConfig, datamodule: Any) -> HierarchicalSegmenter:
     hierarchy = build_hierarchy(cfg.hierarchy, datamodule.class_names)
     log.info("hierarchy %r", hierarchy)
     name, options = _loss_options(cfg.loss)
-    with _building("loss"):  # a value the loss refuses, named before the model is built
+    with building("loss"):  # a value the loss refuses, named before the model is built
         build_loss(name, hierarchy, datamodule.ignore_index, **options)
-    with _building("model"):
+    with building("model"):
         model = instantiate(
             cfg.model,
             backbone=cfg.backbone,
@@ -170,21 +161,6 @@ def _check_hierarchy(spec: DictConfig) -> dict[str, Any]:
     return values
 
 
-def make_loggers(cfg: DictConfig | None) -> list[Logger]:
-    """Return the configured loggers; TensorBoard only when its package is installed."""
-    loggers = []
-    for name, spec in (cfg or {}).items():
-        if "TensorBoard" in spec.get("_target_", "") and not _tensorboard_installed():
-            log.info("logger %s skipped: the tensorboard package is not installed", name)
-            continue
-        loggers.append(_build_node(f"logger.{name!s}", spec))
-    return loggers
-
-
-def _tensorboard_installed() -> bool:
-    return any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
-
-
 def make_callbacks(cfg: DictConfig | None, interactive: bool) -> list[Callback]:
     """Return the configured callbacks, plus a Rich progress bar on a terminal."""
     callbacks = [
@@ -199,7 +175,7 @@ def make_callbacks(cfg: DictConfig | None, interactive: bool) -> list[Callback]:
 
 def _build_node(key: str, node: DictConfig) -> Any:
     """Return the object of the config node ``key`` (checked by :func:`check_config`)."""
-    with _building(key):
+    with building(key):
         return instantiate(node)
 
 
@@ -225,43 +201,10 @@ def _loss_options(loss: DictConfig) -> tuple[LossName, dict[str, Any]]:
 
 
 def _check_optimizer(model_cfg: DictConfig, model: HierarchicalSegmenter) -> None:
-    """Build the optimizer and scheduler once, so that a refused value (a negative
-    learning rate) is named by its key at set-up, not when training starts."""
-    optimizer = None
-    for key in ("optimizer", "scheduler"):
-        spec = model_cfg.get(key)
-        if spec is None:
-            continue
-        with _building(f"model.{key}"):
-            factory = instantiate(spec, _partial_=True)
-            if key == "optimizer":
-                optimizer = factory(model.parameters())
-            elif optimizer is not None:
-                factory(optimizer)
-
-
-@contextmanager
-def _building(key: str) -> Iterator[None]:
-    """Turn a value that the target being built refuses into a ConfigError naming ``key``
-    (or ``key.<option>`` where the error names its option); other errors pass on."""
-    try:
-        yield
-    except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, _NAMED_ERRORS):
-            raise cause from None
-        if isinstance(cause, BackboneConfigError):
-            raise ConfigError("backbone", str(cause)) from None
-        if isinstance(cause, _VALUE_ERRORS):
-            raise ConfigError(_option_key(key, cause), str(cause)) from None
-        raise
-    except _NAMED_ERRORS:
-        raise
-    except _VALUE_ERRORS as error:
-        raise ConfigError(_option_key(key, error), str(error)) from None
-
-
-def _option_key(key: str, error: BaseException) -> str:
-    """Return ``key.<option>`` where the error names the option it refuses, else ``key``."""
-    option = getattr(error, "option", None)
-    return f"{key}.{option}" if isinstance(option, str) else key
+    """Build the optimizer and schedule once, so that a refused value (a negative learning
+    rate) is named by its key at set-up, not when training starts."""
+    with building("model.optimizer"):
+        optimizer = make_optimizer(model.optimizer_factory, model.parameters())
+    if model.scheduler_factory is not None:
+        with building("model.scheduler"):  # any length: the run's is known at fit time
+            make_scheduler(model.scheduler_factory, optimizer, 1)

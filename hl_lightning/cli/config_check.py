@@ -15,15 +15,23 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal, Union
 
+from hydra.errors import InstantiationException
 from hydra.utils import get_object
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import Container, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hl_lightning.data.io import BadDataError
+from hl_lightning.hierarchy import HierarchyError
+from hl_lightning.lightning.backbones import BackboneConfigError
+
 __all__ = [
     "ConfigError",
+    "building",
     "check_keys",
     "check_node",
     "check_values",
@@ -229,3 +237,36 @@ def _omegaconf_type(hint: Any) -> Any:
         if args and args[0] in _SCALARS:
             return list[args[0]]  # type: ignore[valid-type]
     return Any
+
+
+#: Errors of a value that its target refuses (a negative learning rate, batch size 0, ...).
+_VALUE_ERRORS = (ValueError, MisconfigurationException)
+#: User errors that name their problem themselves (file and line): passed on unchanged.
+_NAMED_ERRORS = (BadDataError, HierarchyError, ConfigError)
+
+
+@contextmanager
+def building(key: str) -> Iterator[None]:
+    """Turn a value that the target being built refuses into a ConfigError naming ``key``
+    (or ``key.<option>`` where the error names its option); other errors pass on."""
+    try:
+        yield
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, _NAMED_ERRORS):
+            raise cause from None
+        if isinstance(cause, BackboneConfigError):
+            raise ConfigError("backbone", str(cause)) from None
+        if isinstance(cause, _VALUE_ERRORS):
+            raise ConfigError(_option_key(key, cause), str(cause)) from None
+        raise
+    except _NAMED_ERRORS:
+        raise
+    except _VALUE_ERRORS as error:
+        raise ConfigError(_option_key(key, error), str(error)) from None
+
+
+def _option_key(key: str, error: BaseException) -> str:
+    """Return ``key.<option>`` where the error names the option it refuses, else ``key``."""
+    option = getattr(error, "option", None)
+    return f"{key}.{option}" if isinstance(option, str) else key

@@ -18,12 +18,20 @@ decoding (``crm``: the leaf of least expected tree distance). With ``--threshold
 node whose probability reaches τ (:func:`~hl_lightning.decode.predict_nodes`) in that
 node's colour ("vehicle" where the model cannot tell car from truck), black where no
 level-0 group reaches it; the legend then lists every node (level ``nodes``).
+
+Before anything is written the inputs are checked: a broken or foreign checkpoint, one
+with non-finite weights, a normalisation that is not finite (a zero ``--std``) and an
+output that would overwrite an input (an image, the checkpoint) each end the command with
+one line. A network whose logits are not finite stops it at that image. Every file is
+written whole (:mod:`hl_lightning.atomic`): a kill or a full disk keeps the previous one.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,10 +43,13 @@ import yaml
 from PIL import Image
 from torch import Tensor
 
+from hl_lightning.atomic import atomic_write
 from hl_lightning.cli._launch import importable_launch_directory
+from hl_lightning.cli._version import version_text
 from hl_lightning.data import synthetic_normalisation
 from hl_lightning.decode import DecodeMethod, check_method, check_threshold, decode_levels
 from hl_lightning.decode import predict_nodes as predict_node_map
+from hl_lightning.lightning.checkpoints import CheckpointError, read_checkpoint
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
 from hl_lightning.palette import colorize, level_palettes, node_palette
 
@@ -119,10 +130,37 @@ def _levels(model: HierarchicalSegmenter, level: str | int) -> list[int]:
     return [index % len(names)]
 
 
-def _data_hparams(ckpt: str | Path) -> Mapping[str, Any]:
-    """Return the data module hyper-parameters saved in the checkpoint (empty if none)."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-    return checkpoint.get("datamodule_hyper_parameters") or {}
+def _normalisation(values: Any, given: Any, name: str, fallback: Sequence[float]) -> list[float]:
+    """Return the ``--mean`` or ``--std`` values (``given``, else the checkpoint's, else
+    ``fallback``), refused where not finite or, for the std, zero."""
+    source = f"--{name}" if given is not None else f"the checkpoint's data {name}"
+    numbers = _floats(given if given is not None else values.get(name, fallback), source)
+    if not all(math.isfinite(v) for v in numbers):
+        qualifier = " and non-zero" if name == "std" else ""
+        raise PredictError(f"{source} must be finite{qualifier}, got {numbers}")
+    if name == "std" and 0 in numbers:
+        raise PredictError(f"{source} must be finite and non-zero, got {numbers}")
+    return numbers
+
+
+def _refuse_overwriting_inputs(outputs: Sequence[Path], inputs: Mapping[Path, str]) -> None:
+    """Raise a PredictError naming both if an output file is one of the ``inputs`` (path:
+    kind), whatever the spelling (links, ``..``): an input exists, so it has an inode."""
+    identities = {}
+    for path, kind in inputs.items():
+        info = os.stat(path)
+        identities[(info.st_dev, info.st_ino)] = (path, kind)
+    for output in outputs:
+        try:
+            info = os.stat(output)
+        except FileNotFoundError:
+            continue
+        if (info.st_dev, info.st_ino) in identities:
+            path, kind = identities[(info.st_dev, info.st_ino)]
+            raise PredictError(
+                f"the output {output} would overwrite the input {kind} {path}; "
+                "choose another output folder"
+            )
 
 
 def predict_folder(
@@ -158,49 +196,65 @@ def predict_folder(
     images = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise PredictError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {input_dir}")
-    data = _data_hparams(ckpt)
+    data = read_checkpoint(ckpt).get("datamodule_hyper_parameters") or {}
     model = HierarchicalSegmenter.load_from_checkpoint(ckpt, map_location=device)
     model.eval()
     hierarchy = model.hierarchy
     levels = _levels(model, level)
     size = _size(size if size is not None else data.get("image_size"))
     fallback = synthetic_normalisation(data.get("variant", "default"))
-    mean = _floats(mean if mean is not None else data.get("mean", fallback[0]), "mean")
-    std = _floats(std if std is not None else data.get("std", fallback[1]), "std")
+    mean = _normalisation(data, mean, "mean", fallback[0])
+    std = _normalisation(data, std, "std", fallback[1])
     channels = model.in_channels
     if {len(mean), len(std)} - {1, channels}:
         raise PredictError(f"mean and std need 1 or {channels} values, got {mean} and {std}")
-    palettes = level_palettes(hierarchy)
+    palettes, node_colours = level_palettes(hierarchy), node_palette(hierarchy)
     folder = Path(output_dir)
+    masks = {
+        path: [folder / f"{path.stem}_{hierarchy.level_names[d]}.png" for d in levels]
+        + ([folder / f"{path.stem}_nodes.png"] if threshold is not None else [])
+        for path in images
+    }
+    legend = folder / "legend.csv"
+    inputs_by_path = {Path(ckpt): "checkpoint", **dict.fromkeys(images, "image")}
+    _refuse_overwriting_inputs([*(m for ms in masks.values() for m in ms), legend], inputs_by_path)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for path in images:
         inputs, original = load_image(path, channels, size, mean, std)
+        if not bool(torch.isfinite(inputs).all()):
+            raise PredictError(
+                f"{path}: the normalised image is not finite (mean {mean}, std {std})"
+            )
         with torch.no_grad():
             logits = model(inputs.to(model.device))
+            if not bool(torch.isfinite(logits).all()):
+                raise PredictError(
+                    f"{path}: the network's logits are not finite (NaN or infinity) with the "
+                    f"checkpoint {ckpt}; no masks written from them"
+                )
             if logits.shape[-2:] != original:
                 logits = F.interpolate(logits, size=original, mode="bilinear")
             logits = model.leaf_logits(logits)
             maps = decode_levels(logits, hierarchy, method or model.decode)
-            nodes = None if threshold is None else predict_node_map(logits, hierarchy, threshold)
-        for d in levels:
-            target = folder / f"{path.stem}_{hierarchy.level_names[d]}.png"
-            Image.fromarray(colorize(maps[d][0].cpu(), palettes[d]).numpy()).save(target)
+            label_maps = [(maps[d], palettes[d]) for d in levels]
+            if threshold is not None:  # the node map, in each node's colour
+                nodes = predict_node_map(logits, hierarchy, threshold)
+                label_maps.append((nodes, node_colours))
+        for (label_map, palette), target in zip(label_maps, masks[path], strict=True):
+            with atomic_write(target, "wb") as file:
+                Image.fromarray(colorize(label_map[0].cpu(), palette).numpy()).save(
+                    file, format="PNG"
+                )
             written.append(target)
-        if nodes is not None:
-            target = folder / f"{path.stem}_nodes.png"
-            Image.fromarray(colorize(nodes[0].cpu(), node_palette(hierarchy)).numpy()).save(target)
-            written.append(target)
-    legend = folder / "legend.csv"
-    with legend.open("w", newline="") as file:
+    with atomic_write(legend, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["level", "group", "red", "green", "blue"])
         for d in levels:
             for name, colour in zip(hierarchy.group_names(d), palettes[d].tolist(), strict=True):
                 writer.writerow([hierarchy.level_names[d], name, *colour])
         if threshold is not None:
-            colours = node_palette(hierarchy).tolist()
-            for name, colour in zip(hierarchy.node_names, colours, strict=True):
+            for name, colour in zip(hierarchy.node_names, node_colours.tolist(), strict=True):
                 writer.writerow(["nodes", name, *colour])
     return [*written, legend]
 
@@ -209,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     """Return hl-predict's argument parser."""
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
         description="Colour-coded per-level masks for a folder of images, from a checkpoint.",
         epilog="example: hl-predict outputs/train/RUN/checkpoints/last.ckpt photos masks "
         "--level family",
@@ -254,6 +309,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also write <image>_nodes.png: per pixel the deepest node whose probability "
         "reaches this value in [0.5, 1) (e.g. 0.8), in its colour",
     )
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     return parser
 
 
@@ -263,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     importable_launch_directory()  # a backbone class of the launch directory (mynets.MyNet)
     try:
         written = predict_folder(**vars(args))
-    except (PredictError, MissingBackboneError, OSError) as err:
+    except (PredictError, CheckpointError, MissingBackboneError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     legend = written[-1]

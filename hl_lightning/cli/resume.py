@@ -4,7 +4,9 @@
 continues from its ``checkpoints/last.ckpt`` into the same directory, and writes its own
 record under ``<run>/resumes/<time>/``: the run's original ``.hydra`` is never touched.
 Overrides given with it change keys of the saved config (``trainer.max_epochs=20``); the
-model's shape (backbone, hierarchy, loss) must stay that of the checkpoint.
+model's shape (backbone, hierarchy, loss) must stay that of the checkpoint. A broken saved
+config or checkpoint (a kill or a full disk while it was written) is named in one line,
+with the newest intact checkpoint of the run to continue from instead.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
+
+from hl_lightning.lightning.checkpoints import (
+    CheckpointError,
+    newest_intact_checkpoint,
+    read_checkpoint,
+)
 
 __all__ = [
     "ResumeError",
@@ -69,8 +76,19 @@ def resume_config(run: str | Path, overrides: Sequence[str]) -> DictConfig:
             f"resume={run}: no {saved}; resume takes an hl-train run directory "
             "(outputs/train/<time>, or a sweep's job folder)"
         )
-    cfg = OmegaConf.load(saved)
-    assert isinstance(cfg, DictConfig)
+    try:
+        cfg = OmegaConf.load(saved)
+    except yaml.YAMLError as error:
+        problem = str(error).splitlines()[0]
+        raise ResumeError(
+            f"resume={run}: the saved config {saved} cannot be read ({problem}); a run "
+            "stopped while it started leaves it cut short: start the run again"
+        ) from None
+    if not isinstance(cfg, DictConfig) or not cfg:
+        raise ResumeError(
+            f"resume={run}: the saved config {saved} is empty or not a mapping; a run "
+            "stopped while it started leaves it so: start the run again"
+        )
     for override in overrides:
         key, sep, value = override.partition("=")
         key = key.lstrip("+")
@@ -125,10 +143,28 @@ def model_differences(checkpoint: Mapping[str, Any], model: Mapping[str, Any]) -
     return differences
 
 
+def _read_or_suggest(path: Path, run: str) -> dict[str, Any]:
+    """Return the checkpoint at ``path`` (:func:`read_checkpoint`); where it is broken, raise
+    a ResumeError naming it and the newest intact checkpoint beside it to continue from."""
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as error:
+        intact = newest_intact_checkpoint(path.parent)
+        if intact is None:
+            advice = f"no intact checkpoint in {path.parent}: start the run again"
+        else:
+            advice = (
+                f"the newest intact checkpoint of the run is {intact}: continue from it with "
+                f"hl-train resume={run} ckpt_path={intact}"
+            )
+        raise ResumeError(f"{error}; {advice}") from None
+
+
 def check_checkpoint_fits(path: str | Path, model_hparams: Mapping[str, Any], run: str) -> None:
     """Raise a :class:`ResumeError` listing the differences when the checkpoint at ``path``
-    holds another model than ``model_hparams`` describe (before Lightning's state-dict error)."""
-    saved = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    holds another model than ``model_hparams`` describe (before Lightning's state-dict error),
+    or naming it where it is broken (:func:`read_checkpoint`), with the newest intact one."""
+    saved = _read_or_suggest(Path(path), run).get("hyper_parameters", {})
     differences = model_differences(saved, model_hparams)
     if differences:
         listed = "\n  ".join(differences)

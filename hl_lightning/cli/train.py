@@ -1,4 +1,4 @@
-"""hl-train: the Hydra app that trains a HierarchicalSegmenter (``python -m hl_lightning.train``).
+"""hl-train: the Hydra app that trains a HierarchicalSegmenter (``-m hl_lightning.cli.train``).
 
 Compose the config from ``conf/`` groups, instantiate data, hierarchy, model, loggers,
 callbacks and trainer, fit, test with the best checkpoint, and return the final metrics.
@@ -7,6 +7,7 @@ callbacks and trainer, fit, test with the best checkpoint, and return the final 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,13 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from hl_lightning.atomic import DiskFullError
 from hl_lightning.cli._launch import importable_launch_directory, user_message
 from hl_lightning.cli._quiet import quiet_third_party
+from hl_lightning.cli._version import version_text
 from hl_lightning.cli.build import ConfigError, build_run
 from hl_lightning.cli.resume import (
     ResumeError,
@@ -43,6 +47,7 @@ _USER_ERRORS = (
     BadDataError,
     ChannelCountError,
     ConfigError,
+    DiskFullError,
     HierarchyError,
     MissingBackboneError,
     NonFiniteLossError,
@@ -98,12 +103,41 @@ def _checkpoint_file(trainer: L.Trainer, ckpt_path: str | None) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def optimized_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """Return the metric ``name`` (``optimized_metric``) for a sweeper; None without a name.
+
+    Example:
+        >>> optimized_value({"val/miou": 0.5}, "val/miou"), optimized_value({}, None)
+        (0.5, None)
+    """
+    if not name:
+        return None
+    if name not in metrics:
+        logged = ", ".join(sorted(k for k in metrics if k.count("/") == 1))
+        raise ConfigError(
+            "optimized_metric",
+            f"{name!r} was not logged; the run logged {logged} (and per level: <key>/<level name>)",
+        )
+    return metrics[name]
+
+
+def main() -> Any:
+    """Run ``hl-train``: ``--version`` prints the versions, anything else runs :func:`run`."""
+    if "--version" in sys.argv[1:]:
+        print(version_text("hl-train"))
+        return None
+    return run()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://hl_lightning.conf", config_name="train")
-def main(cfg: DictConfig) -> Any:
+def run(cfg: DictConfig) -> Any:
     """Run ``hl-train`` (Hydra: ``hl-train key=value ...``, ``-m`` for sweeps, ``--help``).
 
+    Returns the ``optimized_metric`` (a sweeper's objective; an error if it was not logged).
+
     A known problem (a bad hierarchy or data file, a checkpoint of another model, a
-    non-finite loss, ...) ends the run with its message on stderr and exit status 1.
+    non-finite loss, a full disk, ...) ends the run with its message on stderr and exit
+    status 1. SIGTERM ends it, once ``last.ckpt`` is saved, with status 143 (128 + 15).
     """
     quiet_third_party()
     importable_launch_directory()
@@ -117,14 +151,16 @@ def main(cfg: DictConfig) -> Any:
         if cfg.get("resume"):
             cfg = resume_config(cfg.resume, list(hydra_cfg.overrides.task))
             log.info("resuming %s from %s (its saved config)", cfg.paths.output_dir, cfg.ckpt_path)
-        metrics = train(cfg)
+        return optimized_value(train(cfg), cfg.get("optimized_metric"))
     except _USER_ERRORS as error:
         message = user_message(error)
         log.error("%s: %s", type(error).__name__, message)
         print(f"hl-train: error: {message}", file=sys.stderr)
         raise SystemExit(1) from None
-    metric = cfg.get("optimized_metric")
-    return metrics.get(metric) if metric else None
+    except SIGTERMException:  # Lightning's stop (exit status 0); CheckpointOnSigterm saved
+        resume = f"hl-train resume={cfg.paths.output_dir}"
+        print(f"hl-train: stopped by SIGTERM; continue with {resume}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 if __name__ == "__main__":

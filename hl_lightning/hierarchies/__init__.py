@@ -9,7 +9,8 @@ Shipped trees, one YAML file each, with their level names:
 - ``cityscapes``: the 7 official Cityscapes categories over the 19 evaluated classes;
 - ``coco_stuff``: the official COCO-Stuff hierarchy over its 171 classes (80 things, 91 stuff);
 - ``pascal_person_part``: HSSN's human tree over the 7 Pascal-Person-Part labels;
-- ``lip``: HSSN's human tree over the 20 LIP labels.
+- ``lip``: HSSN's human tree over the 20 LIP labels;
+- ``voc``: the 4 official Pascal VOC super-categories over its 20 classes and background.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "mapillary_paper_hierarchy",
     "pascal_person_part_hierarchy",
     "synthetic_hierarchy",
+    "voc_hierarchy",
 ]
 
 #: The level names (coarse to fine) of every shipped tree, by file name.
@@ -47,6 +49,7 @@ LEVEL_NAMES: dict[str, tuple[str, ...]] = {
     "coco_stuff": ("kind", "setting", "supercategory", "class"),
     "pascal_person_part": ("figure", "body", "part"),
     "lip": ("figure", "body", "part"),
+    "voc": ("category", "class"),
 }
 
 
@@ -127,6 +130,16 @@ def lip_hierarchy() -> Hierarchy:
         [2, 3, 20]
     """
     return builtin_hierarchy("lip")
+
+
+def voc_hierarchy() -> Hierarchy:
+    """Return Pascal VOC's super-categories over its 20 classes and background (2 levels: 5, 21).
+
+    Example:
+        >>> voc_hierarchy().group_names(0)
+        ('background', 'person', 'animal', 'vehicle', 'indoor')
+    """
+    return builtin_hierarchy("voc")
 
 
 def synthetic_hierarchy() -> Hierarchy:

@@ -14,15 +14,25 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
 
+from hl_lightning.atomic import atomic_write
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.lightning.module import _unpack
+from hl_lightning.lightning.checks import unpack_batch as _unpack
 from hl_lightning.palette import colorize, level_palettes
 
-__all__ = ["LevelPredictionImages", "LevelSummary", "level_table", "prediction_grid"]
+__all__ = [
+    "LevelPredictionImages",
+    "LevelSummary",
+    "RunTags",
+    "level_legend",
+    "level_table",
+    "prediction_grid",
+]
 
 _CELL = 96  # smallest side of a grid cell, pixels: small images are enlarged (nearest)
 _GAP = 2  # white pixels between cells
 _HEADER = 16  # height of the title row, pixels
+_SWATCH = 10  # side of a legend's colour square, pixels
+_LINE = 14  # height of a legend line, pixels
 
 
 def level_table(
@@ -106,6 +116,29 @@ class LevelSummary(L.Callback):
             print(f"{stage} per level:\n{table}", flush=True)
 
 
+class RunTags(L.Callback):
+    """Log the run's tags (``hl-train tags=[a,b]``) among every logger's hyper-parameters.
+
+    Once, at the first set-up (fit, or test alone), as ``{"tags": [...]}``: CSV and
+    TensorBoard write it to their ``hparams.yaml``, MLflow as a parameter, W&B into the
+    run's config. No tags, nothing logged.
+
+    Example:
+        >>> RunTags(["baseline", "v2"]).tags
+        ['baseline', 'v2']
+    """
+
+    def __init__(self, tags: Sequence[str] = ()) -> None:
+        self.tags = [str(tag) for tag in tags]
+        self._logged = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.tags and not self._logged:
+            self._logged = True
+            for logger in trainer.loggers:
+                logger.log_hyperparams({"tags": self.tags})
+
+
 def _display(images: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
     """Return uint8 RGB images (N, H, W, 3) from normalised float images (N, C, H, W).
 
@@ -132,13 +165,15 @@ def prediction_grid(
     ignore_index: int | None = 255,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    legend: bool = True,
 ) -> Tensor:
     """Return a uint8 RGB picture (H, W, 3): per image, its ground truth and prediction per level.
 
     One row per image: the image, then for each level (coarse to fine) the ground truth and
     the prediction, coloured with :func:`~hl_lightning.palette.level_palettes` (children
-    are shades of their parent; ignored pixels black), under a title row. Small images are
-    enlarged (nearest neighbour) so that a cell is at least 96 pixels high.
+    are shades of their parent; ignored pixels black), under a title row and above the
+    colours' legend (:func:`level_legend`). Small images are enlarged (nearest neighbour)
+    so that a cell is at least 96 pixels high.
 
     Args:
         images: (N, C, H, W) float, normalised as the network sees them.
@@ -149,13 +184,14 @@ def prediction_grid(
         ignore_index: the mask value of unlabelled pixels.
         mean, std: the per-channel normalisation to undo for display; when None, each
             image's range is stretched to [0, 1].
+        legend: draw the legend of the colours under the cells.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> masks = torch.randint(3, (2, 32, 32))
         >>> grid = prediction_grid(torch.rand(2, 3, 32, 32), masks, [masks % 2, masks], h)
-        >>> grid.shape, grid.dtype  # a title row, then 2 x 5 cells of 96 pixels, 2-pixel gaps
-        (torch.Size([210, 488, 3]), torch.uint8)
+        >>> grid.shape, grid.dtype  # a title row, 2 x 5 cells of 96 pixels, 2-pixel gaps, legend
+        (torch.Size([256, 488, 3]), torch.uint8)
     """
     palettes = level_palettes(hierarchy)
     masks = masks.detach().cpu()
@@ -173,7 +209,54 @@ def prediction_grid(
     cells = torch.nn.functional.pad(cells, (0, 0, 0, _GAP, 0, _GAP), value=255)
     rows, count, height, width, _ = cells.shape
     grid = cells.permute(0, 2, 1, 3, 4).reshape(rows * height, count * width, 3)
-    return _titled(grid[:-_GAP, :-_GAP], titles, width)
+    picture = _titled(grid[:-_GAP, :-_GAP], titles, width)
+    return torch.cat([picture, level_legend(hierarchy, picture.shape[1])]) if legend else picture
+
+
+def level_legend(hierarchy: Hierarchy, width: int) -> Tensor:
+    """Return the legend of the level colours as a uint8 RGB strip (H, ``width``, 3).
+
+    A line per level: its name, then a colour square and the name of each of its groups,
+    in group order, wrapped to ``width``; a last line for black, the ignored pixels.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> level_legend(h, 300).shape  # 2 levels and the ignored pixels: 3 lines of 14 pixels
+        torch.Size([46, 300, 3])
+    """
+    lines = [
+        (f"{name}:", list(zip(hierarchy.group_names(d), palette.tolist(), strict=True)))
+        for d, (name, palette) in enumerate(
+            zip(hierarchy.level_names, level_palettes(hierarchy), strict=True)
+        )
+    ]
+    lines.append(("", [("ignored", [0, 0, 0])]))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    placed: list[tuple[int, int, str, tuple[int, ...] | None]] = []  # x, y, text, its colour
+    y = 2
+    for heading, groups in lines:
+        x = 2
+        if heading:
+            placed.append((x, y, heading, None))
+            x += math.ceil(measure.textlength(heading)) + 6
+        indent = x
+        for name, colour in groups:
+            size = _SWATCH + 3 + math.ceil(measure.textlength(name)) + 10
+            if x + size > width and x > indent:  # wrap, under the first group
+                x, y = indent, y + _LINE
+            placed.append((x, y, name, tuple(colour)))
+            x += size
+        y += _LINE
+    picture = Image.new("RGB", (width, y + 2), "white")
+    draw = ImageDraw.Draw(picture)
+    for x, y, text, colour in placed:
+        if colour is not None:
+            draw.rectangle(
+                (x, y + 1, x + _SWATCH + 1, y + _SWATCH + 2), fill=colour, outline="grey"
+            )
+            x += _SWATCH + 5
+        draw.text((x, y), text, fill="black")
+    return _tensor(picture)
 
 
 def _titled(grid: Tensor, titles: Sequence[str], step: int) -> Tensor:
@@ -183,6 +266,11 @@ def _titled(grid: Tensor, titles: Sequence[str], step: int) -> Tensor:
     draw = ImageDraw.Draw(picture)
     for i, title in enumerate(titles):
         draw.text((i * step + 2, 2), title, fill="black")
+    return _tensor(picture)
+
+
+def _tensor(picture: Image.Image) -> Tensor:
+    """Return an RGB picture as a uint8 tensor (H, W, 3)."""
     return torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8).view(
         picture.height, picture.width, 3
     )
@@ -210,9 +298,10 @@ class LevelPredictionImages(L.Callback):
     Every ``every_n_epochs`` validation epochs (not the sanity check), the first
     ``num_images`` images of the (first) validation set, the same ones each time, are
     predicted with the module's decoding and drawn by :func:`prediction_grid`. The picture
-    is saved as ``<dirpath>/epoch_XXX.png`` and, for every logger whose experiment has
-    ``add_image`` (TensorBoard), logged as ``val/predictions`` at the global step. Needs a
-    module with a ``hierarchy`` and a ``predict_step`` returning one map per level, as
+    is saved (whole: :mod:`hl_lightning.atomic`) as ``<dirpath>/epoch_XXX.png`` and, for
+    every logger whose experiment has ``add_image`` (TensorBoard), logged as
+    ``val/predictions`` at the global step. Needs a module with a ``hierarchy`` and a
+    ``predict_step`` returning one map per level, as
     :class:`~hl_lightning.lightning.module.HierarchicalSegmenter` does; only rank 0 draws.
 
     Args:
@@ -259,7 +348,8 @@ class LevelPredictionImages(L.Callback):
         grid = self.draw(trainer, pl_module)
         folder = self.dirpath or Path(trainer.default_root_dir) / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid.numpy()).save(folder / f"epoch_{epoch:03d}.png")
+        with atomic_write(folder / f"epoch_{epoch:03d}.png", "wb") as file:
+            Image.fromarray(grid.numpy()).save(file, format="PNG")
         for logger in trainer.loggers:
             # Lightning's Logger base class has no experiment; its loggers all define one
             add_image = getattr(getattr(logger, "experiment", None), "add_image", None)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import Container, OmegaConf
 from torch import Tensor, nn
@@ -18,6 +17,24 @@ from torchmetrics import MeanMetric, MetricCollection
 from hl_lightning.decode import DecodeMethod, check_method, decode_levels
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.backbones import build_backbone, with_class_count
+from hl_lightning.lightning.checks import (
+    ChannelCountError,
+    check_channels,
+    check_module_options,
+    data_input_shape,
+    input_shape_of,
+    missing_backbone,
+    non_finite_causes,
+    unpack_batch,
+)
+from hl_lightning.lightning.inference import Inference, InferenceMode, resize_logits
+from hl_lightning.lightning.optimization import (
+    OptimizerFactory,
+    SchedulerFactory,
+    SchedulerInterval,
+    make_optimizer,
+    make_scheduler,
+)
 from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
 from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
 from hl_lightning.metrics import (
@@ -34,16 +51,9 @@ __all__ = [
     "NonFiniteLossError",
 ]
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-
 
 class NonFiniteLossError(RuntimeError):
     """A loss that went NaN or infinite; the message names the step, stage and cause."""
-
-
-class ChannelCountError(ValueError):
-    """A backbone whose outputs have another channel count than the loss needs."""
 
 
 class MissingBackboneError(TypeError):
@@ -119,6 +129,14 @@ class HierarchicalSegmenter(L.LightningModule):
             non-finite (the input, the backbone's outputs, which level); ``"skip"`` skips
             the batch (no optimizer step, no metric update), warns and counts it
             (``<stage>/skipped_batches`` per epoch).
+        inference: how validation, test and prediction run the backbone over an image:
+            ``"whole"`` (once, at the size the data gives), or ``"slide"`` (windows of
+            ``crop_size`` every ``stride`` pixels, overlapping logits averaged, as
+            mmsegmentation's slide mode): see :class:`~hl_lightning.lightning.inference.Inference`.
+        crop_size, stride: the windows of ``"slide"``, [height, width] each.
+        scheduler_interval: step the schedule every ``"epoch"`` or every optimizer
+            ``"step"`` (a poly decay per iteration). A scheduler config whose length
+            (``total_iters``, ``T_max``, ``total_steps``) is null runs for the whole training.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -143,10 +161,14 @@ class HierarchicalSegmenter(L.LightningModule):
         compile: bool | Mapping[str, Any] = False,
         backbone_class: str | None = None,
         on_nonfinite: Literal["error", "skip"] = "error",
+        inference: InferenceMode = "whole",
+        crop_size: Sequence[int] | None = None,
+        stride: Sequence[int] | None = None,
+        scheduler_interval: SchedulerInterval = "epoch",
     ) -> None:
         super().__init__()
         if backbone is None:
-            raise MissingBackboneError(_missing_backbone(backbone_class))
+            raise MissingBackboneError(missing_backbone(backbone_class))
         if hierarchy is None:
             raise TypeError("HierarchicalSegmenter needs a hierarchy (a Hierarchy or its config)")
         if not isinstance(hierarchy, Hierarchy):
@@ -165,13 +187,9 @@ class HierarchicalSegmenter(L.LightningModule):
             self.hierarchical_loss = self.criterion  # logged levels and loss: one pass
         else:  # the paper's level NLLs, logged
             self.hierarchical_loss = HierarchicalLoss(hierarchy, ignore_index)
-        input_shape = None if input_shape is None else _shape(_plain(input_shape))
+        input_shape = None if input_shape is None else input_shape_of(_plain(input_shape))
         compile = _plain(compile)
-        aux_weight = float(aux_weight)
-        if not aux_weight >= 0:
-            raise ValueError(f"aux_weight must be finite and >= 0, got {aux_weight}")
-        if on_nonfinite not in ("error", "skip"):
-            raise ValueError(f"on_nonfinite must be 'error' or 'skip', got {on_nonfinite!r}")
+        aux_weight = check_module_options(aux_weight, on_nonfinite, scheduler_interval)
         if isinstance(backbone, nn.Module):
             backbone_class = f"{type(backbone).__module__}.{type(backbone).__qualname__}"
         self.save_hyperparameters(ignore=["backbone", "hierarchy", "optimizer", "scheduler"])
@@ -193,6 +211,8 @@ class HierarchicalSegmenter(L.LightningModule):
         self.input_shape = input_shape
         self.aux_weight = aux_weight
         self.on_nonfinite = on_nonfinite
+        self.infer = Inference(inference, _sides(crop_size), _sides(stride))
+        self.scheduler_interval = scheduler_interval
         self._skipped: dict[str, int] = {}  # non-finite batches skipped this epoch, per stage
         self.compile_options = compile
         self.train_loss = MeanMetric()  # train/loss_epoch: the mean over every process
@@ -235,7 +255,8 @@ class HierarchicalSegmenter(L.LightningModule):
 
         C = K leaf logits, or one logit per tree node for ``loss="tree_min"``.
         """
-        return _resize(split_outputs(self.compute_logits(images)).logits, images.shape[-2:])
+        logits = split_outputs(self.compute_logits(images)).logits
+        return resize_logits(logits, images.shape[-2:])
 
     # ------------------------------------------------------------------ set-up checks
     def setup(self, stage: str) -> None:
@@ -249,7 +270,7 @@ class HierarchicalSegmenter(L.LightningModule):
                 "the model the data module's hierarchy (datamodule.hierarchy), or "
                 "hierarchy.reorder(datamodule.class_names)"
             )
-        self.check_backbone(self.input_shape or _data_input_shape(datamodule))
+        self.check_backbone(self.input_shape or data_input_shape(datamodule))
         if self.compile_options is not False and not self._compiled:
             options = {} if self.compile_options is True else dict(self.compile_options)
             self.backbone.compile(**options)  # in place: the state_dict keys stay the same
@@ -280,30 +301,11 @@ class HierarchicalSegmenter(L.LightningModule):
         finally:
             self.train(was_training)
         outputs = split_outputs(raw)
-        self._check_channels(outputs.logits, shape, "the backbone returns")
+        tree_min = isinstance(self.criterion, TreeMinLoss)
+        check_channels(outputs.logits, self.num_channels, tree_min, shape, "the backbone returns")
         for i, logits in enumerate(outputs.aux):
-            self._check_channels(logits, shape, f"the backbone's auxiliary output {i + 1} has")
-
-    def _check_channels(self, logits: Tensor, shape: tuple[int, ...], what: str) -> None:
-        """Raise unless ``logits`` are (B, num_channels, h, w), naming both counts."""
-        k = self.num_channels
-        if logits.dim() != 4 or logits.shape[1] != k:
-            channels = logits.shape[1] if logits.dim() > 1 else None
-            if isinstance(self.criterion, TreeMinLoss):
-                has = f"loss 'tree_min' needs one channel per node of the tree, {k} nodes"
-            else:
-                has = f"the hierarchy has {k} leaves"
-            hint = f"set the backbone's number of output classes to {k}"
-            if what != "the backbone returns":
-                hint += (
-                    " (auxiliary outputs are logits too; for other extra outputs override "
-                    "HierarchicalSegmenter.compute_logits to return the logits only)"
-                )
-            raise ChannelCountError(
-                f"{what} {channels} channels (logits of shape "
-                f"{tuple(logits.shape)} for input {shape}), but {has}: "
-                f"it must return (B, {k}, H, W); {hint}"
-            )
+            what = f"the backbone's auxiliary output {i + 1} has"
+            check_channels(logits, self.num_channels, tree_min, shape, what)
 
     # ------------------------------------------------------------------ steps
     def _make_metrics(self, stage: str) -> MetricCollection:
@@ -324,9 +326,12 @@ class HierarchicalSegmenter(L.LightningModule):
         return getattr(self, f"{stage}_metrics")
 
     def _shared_step(self, batch: Any, stage: str, batch_idx: int = 0) -> Tensor | None:
-        images, target = _unpack(batch)
-        raw = split_outputs(self.compute_logits(images))
-        outputs = _resize(raw.logits, images.shape[-2:])
+        images, target = unpack_batch(batch)
+        if stage == "train":
+            raw = split_outputs(self.compute_logits(images))
+            outputs, aux = resize_logits(raw.logits, images.shape[-2:]), raw.aux
+        else:  # validation and test: the whole image, or windows over it (``inference``)
+            outputs, aux = self.infer(self, images), ()
         reuse = self.criterion is self.hierarchical_loss  # the paper's loss: its logged levels
         with torch.set_grad_enabled(reuse and torch.is_grad_enabled()):
             logits = self.leaf_logits(outputs)
@@ -338,9 +343,9 @@ class HierarchicalSegmenter(L.LightningModule):
         levels = levels.detach()
         batch_size = images.shape[0]
         aux_loss = None
-        if raw.aux and stage == "train":
+        if aux:
             size = images.shape[-2:]
-            aux_loss = torch.stack([self.criterion(_resize(a, size), target) for a in raw.aux])
+            aux_loss = torch.stack([self.criterion(resize_logits(a, size), target) for a in aux])
             aux_loss = aux_loss.sum()
             loss = loss + self.aux_weight * aux_loss
         if not torch.isfinite(loss):  # one check of the scalar the step computed anyway
@@ -398,18 +403,8 @@ class HierarchicalSegmenter(L.LightningModule):
     ) -> None:
         """Stop the run (``on_nonfinite="error"``) or count a skipped batch, saying what went
         non-finite: the input images, the backbone's outputs, which levels, the aux loss."""
-        causes = []
-        if not torch.isfinite(images).all():
-            causes.append(f"{int((~torch.isfinite(images)).sum())} input image values")
-        if not torch.isfinite(outputs).all():
-            causes.append(f"{int((~torch.isfinite(outputs)).sum())} backbone output values")
-        bad = [
-            n for n, v in zip(self.hierarchy.level_names, levels, strict=True) if not v.isfinite()
-        ]
-        if bad:
-            causes.append(f"the level losses of {', '.join(bad)}")
-        if aux_loss is not None and not aux_loss.isfinite():
-            causes.append("the auxiliary heads' loss")
+        names = self.hierarchy.level_names
+        causes = non_finite_causes(images, outputs, dict(zip(names, levels, strict=True)), aux_loss)
         what = "; ".join(causes) or f"the {self.loss_name} loss itself (finite level losses)"
         where = f"{stage} loss is {loss.item()} at step {self.global_step} (batch {batch_idx})"
         if self.on_nonfinite == "error":
@@ -468,77 +463,40 @@ class HierarchicalSegmenter(L.LightningModule):
         """Return one label map (B, H, W) per level, keyed by level name, coarse to fine."""
         images = batch[0] if isinstance(batch, list | tuple) else batch
         images = images["image"] if isinstance(images, Mapping) else images
-        maps = decode_levels(self.leaf_logits(self(images)), self.hierarchy, self.decode)
+        logits = self.leaf_logits(self.infer(self, images))
+        maps = decode_levels(logits, self.hierarchy, self.decode)
         return dict(zip(self.hierarchy.level_names, maps, strict=True))
 
     # ------------------------------------------------------------------ optimisation
+    def _run_length(self) -> int | None:
+        """Return the epochs (or, stepping every step, the optimizer steps) of the run; None
+        without a trainer or for a run of no fixed length."""
+        if self._trainer is None:
+            return None
+        if self.scheduler_interval == "epoch":
+            epochs = self.trainer.max_epochs
+            return epochs if epochs is not None and epochs > 0 else None
+        steps = self.trainer.estimated_stepping_batches  # max_steps, or epochs x batches
+        return int(steps) if 0 < steps < math.inf else None
+
     def configure_optimizers(self) -> Any:
-        factory = self.optimizer_factory
-        optimizer: torch.optim.Optimizer
-        if factory is None:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
-        elif isinstance(factory, Mapping):
-            optimizer = instantiate(factory, _partial_=True)(self.parameters())
-        else:
-            optimizer = factory(self.parameters())
-        factory = self.scheduler_factory
-        if factory is None:
+        """Return the optimizer and, if configured, its schedule (stepped every
+        ``scheduler_interval``; a null length runs for the whole training)."""
+        optimizer = make_optimizer(self.optimizer_factory, self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        if isinstance(factory, Mapping):
-            scheduler = instantiate(factory, _partial_=True)(optimizer)
-        else:
-            scheduler = factory(optimizer)
+        scheduler = make_scheduler(self.scheduler_factory, optimizer, self._run_length())
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "monitor": "val/loss",
+            },
         }
 
 
-def _missing_backbone(backbone_class: str | None) -> str:
-    """Return the error message for a module built (or reloaded) without a backbone."""
-    if backbone_class is None:
-        return (
-            "HierarchicalSegmenter needs a backbone: an nn.Module, or a config with _target_ "
-            "(a backbone= preset)"
-        )
-    return (
-        f"this checkpoint's backbone was passed as an object ({backbone_class}), which "
-        "checkpoints do not hold: pass it again, built as for training: "
-        f"HierarchicalSegmenter.load_from_checkpoint(path, backbone={backbone_class}(...)). "
-        "A backbone given as a config (backbone= presets, hl-train) reloads with the path alone"
-    )
-
-
-def _shape(value: Sequence[int]) -> tuple[int, int, int]:
-    """Return ``value`` as a (C, H, W) tuple of ints; raise unless it has 3 positive sides."""
-    shape = tuple(int(n) for n in value)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) with positive sides, got {value!r}")
-    return shape[0], shape[1], shape[2]
-
-
-def _data_input_shape(datamodule: Any) -> tuple[int, int, int]:
-    """Return (3, H, W) of the data module's ``image_size`` when it has one, else (3, 64, 64)."""
-    size = getattr(datamodule, "image_size", None)
-    if size is None:
-        size = getattr(datamodule, "hparams", {}).get("image_size")
-    if size is None:
-        return (3, 64, 64)
-    sides = [int(size)] * 2 if isinstance(size, int) else [int(s) for s in size]
-    return (3, sides[0], sides[-1])
-
-
-def _resize(logits: Tensor, size: torch.Size) -> Tensor:
-    """Return logits (B, C, h, w) bilinearly resized to ``size`` (H, W)."""
-    if logits.shape[-2:] != size:
-        return F.interpolate(logits, size=size, mode="bilinear")
-    return logits
-
-
-def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
-    """Return (images, masks) from a tuple/list batch or a dict with image and mask keys."""
-    if isinstance(batch, Mapping):
-        images, masks = batch["image"], batch["mask"]
-    else:
-        images, masks = batch[0], batch[1]
-    return images, masks.long()
+def _sides(value: Sequence[int] | None) -> tuple[int, int] | None:
+    """Return [height, width] (a config list) as a tuple, None as None."""
+    value = _plain(value)
+    return None if value is None else (int(value[0]), int(value[-1]))

@@ -1,4 +1,4 @@
-"""Tests for hl_lightning/cli/_stats.py: t quantiles and CDF, means with CIs, paired tests.
+"""Tests for hl_lightning/cli/compare/stats.py: t quantiles and CDF, means with CIs, paired tests.
 
 Checked against t-table values and values worked out by hand, and against scipy where
 it is installed.
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hl_lightning.cli._stats import (
+from hl_lightning.cli.compare.stats import (
     Estimate,
     beta_inc,
     mean_ci,

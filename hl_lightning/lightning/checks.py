@@ -1,0 +1,143 @@
+"""The module's set-up checks and helpers: input shapes, a missing backbone, batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hl_lightning.options import OptionError
+
+__all__ = [
+    "ChannelCountError",
+    "check_channels",
+    "check_module_options",
+    "data_input_shape",
+    "input_shape_of",
+    "missing_backbone",
+    "non_finite_causes",
+    "unpack_batch",
+]
+
+
+class ChannelCountError(ValueError):
+    """A backbone whose outputs have another channel count than the loss needs."""
+
+
+def check_channels(
+    logits: Tensor, count: int, tree_min: bool, shape: tuple[int, ...], what: str
+) -> None:
+    """Raise a ChannelCountError unless ``logits`` are (B, count, h, w), naming both counts
+    (``tree_min``: the count is the tree's nodes) and the setting to change.
+
+    Example:
+        >>> check_channels(torch.zeros(1, 3, 4, 4), 3, False, (1, 3, 4, 4), "it returns")
+    """
+    if logits.dim() == 4 and logits.shape[1] == count:
+        return
+    channels = logits.shape[1] if logits.dim() > 1 else None
+    if tree_min:
+        has = f"loss 'tree_min' needs one channel per node of the tree, {count} nodes"
+    else:
+        has = f"the hierarchy has {count} leaves"
+    hint = f"set the backbone's number of output classes to {count}"
+    if what != "the backbone returns":
+        hint += (
+            " (auxiliary outputs are logits too; for other extra outputs override "
+            "HierarchicalSegmenter.compute_logits to return the logits only)"
+        )
+    raise ChannelCountError(
+        f"{what} {channels} channels (logits of shape {tuple(logits.shape)} for input "
+        f"{shape}), but {has}: it must return (B, {count}, H, W); {hint}"
+    )
+
+
+def check_module_options(aux_weight: float, on_nonfinite: str, scheduler_interval: str) -> float:
+    """Return ``aux_weight`` as a float; raise an :class:`OptionError` naming the first of the
+    module's options that cannot be used.
+
+    Example:
+        >>> check_module_options(0.4, "skip", "step")
+        0.4
+    """
+    weight = float(aux_weight)
+    if not weight >= 0:
+        raise OptionError("aux_weight", f"aux_weight must be finite and >= 0, got {weight}")
+    if on_nonfinite not in ("error", "skip"):
+        raise OptionError(
+            "on_nonfinite", f"on_nonfinite must be 'error' or 'skip', got {on_nonfinite!r}"
+        )
+    if scheduler_interval not in ("epoch", "step"):
+        raise OptionError(
+            "scheduler_interval",
+            f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}",
+        )
+    return weight
+
+
+def non_finite_causes(
+    images: Tensor, outputs: Tensor, level_losses: Mapping[str, Tensor], aux_loss: Tensor | None
+) -> list[str]:
+    """Return what is not finite in a step: the input images, the backbone's outputs, the
+    levels' losses (by name), the auxiliary heads' loss.
+
+    Example:
+        >>> non_finite_causes(torch.ones(2), torch.tensor([1.0, float("nan")]), {}, None)
+        ['1 backbone output values']
+    """
+    causes = []
+    if not torch.isfinite(images).all():
+        causes.append(f"{int((~torch.isfinite(images)).sum())} input image values")
+    if not torch.isfinite(outputs).all():
+        causes.append(f"{int((~torch.isfinite(outputs)).sum())} backbone output values")
+    bad = [name for name, value in level_losses.items() if not value.isfinite()]
+    if bad:
+        causes.append(f"the level losses of {', '.join(bad)}")
+    if aux_loss is not None and not aux_loss.isfinite():
+        causes.append("the auxiliary heads' loss")
+    return causes
+
+
+def missing_backbone(backbone_class: str | None) -> str:
+    """Return the error message for a module built (or reloaded) without a backbone."""
+    if backbone_class is None:
+        return (
+            "HierarchicalSegmenter needs a backbone: an nn.Module, or a config with _target_ "
+            "(a backbone= preset)"
+        )
+    return (
+        f"this checkpoint's backbone was passed as an object ({backbone_class}), which "
+        "checkpoints do not hold: pass it again, built as for training: "
+        f"HierarchicalSegmenter.load_from_checkpoint(path, backbone={backbone_class}(...)). "
+        "A backbone given as a config (backbone= presets, hl-train) reloads with the path alone"
+    )
+
+
+def input_shape_of(value: Sequence[int]) -> tuple[int, int, int]:
+    """Return ``value`` as a (C, H, W) tuple of ints; raise unless it has 3 positive sides."""
+    shape = tuple(int(n) for n in value)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) with positive sides, got {value!r}")
+    return shape[0], shape[1], shape[2]
+
+
+def data_input_shape(datamodule: Any) -> tuple[int, int, int]:
+    """Return (3, H, W) of the data module's ``image_size`` when it has one, else (3, 64, 64)."""
+    size = getattr(datamodule, "image_size", None)
+    if size is None:
+        size = getattr(datamodule, "hparams", {}).get("image_size")
+    if size is None:
+        return (3, 64, 64)
+    sides = [int(size)] * 2 if isinstance(size, int) else [int(s) for s in size]
+    return (3, sides[0], sides[-1])
+
+
+def unpack_batch(batch: Any) -> tuple[Tensor, Tensor]:
+    """Return (images, masks) from a tuple/list batch or a dict with image and mask keys."""
+    if isinstance(batch, Mapping):
+        images, masks = batch["image"], batch["mask"]
+    else:
+        images, masks = batch[0], batch[1]
+    return images, masks.long()
