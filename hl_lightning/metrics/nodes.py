@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hl_lightning.atomic import atomic_write
 from hl_lightning.decode import check_thresholds
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.metrics.base import _HierarchicalMetric
@@ -195,7 +196,8 @@ def plot_operating_curve(
 
 def save_operating_curve(curve: OperatingCurve, path: str | Path) -> Path:
     """Write the curve's points to a CSV file (``threshold,hp,hr,hf``, one row per
-    threshold); return its path.
+    threshold), whole or not at all (:func:`hl_lightning.atomic.atomic_write`); return its
+    path.
 
     Example:
         >>> import tempfile
@@ -209,7 +211,7 @@ def save_operating_curve(curve: OperatingCurve, path: str | Path) -> Path:
     """
     path = Path(path)
     rows = zip(curve.thresholds, curve.hp, curve.hr, curve.hf, strict=True)
-    with path.open("w", newline="") as file:
+    with atomic_write(path, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["threshold", "hp", "hr", "hf"])
         writer.writerows([f"{float(v):.6g}" for v in row] for row in rows)

@@ -4,7 +4,8 @@
 :class:`TemperatureScaling` collects a uniform random sample of the labelled pixels of
 any number of batches (their logits and label ids, at most ``max_logits`` logit values
 kept, so memory stays bounded on a whole validation split), then :meth:`~TemperatureScaling.fit`
-finds the T of least mean NLL of the labels on the sample: L-BFGS on log T in float64. A
+finds the T of least mean NLL of the labels on the sample: L-BFGS on log T in float64
+(T within (1/100, 100)). A
 label's likelihood is its node's probability (a leaf's softmax probability, a coarse
 label's summed over its leaves). The fit reports the NLL and the per-level calibration
 error (:class:`~hl_lightning.metrics.HierarchicalCalibrationError`) on the sample before
@@ -25,6 +26,11 @@ from hl_lightning.metrics.functional.calibration import hierarchical_calibration
 from hl_lightning.tables import validate_inputs
 
 __all__ = ["TemperatureFit", "TemperatureScaling", "fit_temperature"]
+
+#: The fitted temperature lies in (1 / 100, 100): log T = 4.6 tanh(u), u free. A model
+#: worse than chance pushes T to the upper end (the uniform prediction), a model that is
+#: right everywhere to the lower end; ordinary models land near 1 to 3.
+_LOG_T_BOUND = 4.6
 
 
 @dataclass(frozen=True)
@@ -131,24 +137,25 @@ class TemperatureScaling:
         group = nodes.gather(0, level.unsqueeze(0)).squeeze(0)
         under = leaves[level] == group.unsqueeze(1)  # (N, K): the leaves under each node
         logits, under_node = self._logits.double(), under[self._labels]
-        log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        free = torch.zeros((), dtype=torch.float64, requires_grad=True)  # log T = 4.6 tanh
         optimizer = torch.optim.LBFGS(
-            [log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe", tolerance_change=1e-12
+            [free], lr=1.0, max_iter=100, line_search_fn="strong_wolfe", tolerance_change=1e-12
         )
 
         def closure() -> Tensor:
             optimizer.zero_grad()
-            loss = self._nll(logits, log_t, under_node)
+            loss = self._nll(logits, _LOG_T_BOUND * free.tanh(), under_node)
             loss.backward()
             return loss
 
         optimizer.step(closure)
-        temperature = float(log_t.detach().exp())
+        log_t = (_LOG_T_BOUND * free.tanh()).detach()
+        temperature = float(log_t.exp())
         if not 0 < temperature < float("inf"):
             raise ValueError(f"the temperature fit did not converge (T = {temperature})")
         with torch.no_grad():
             before = float(self._nll(logits, torch.zeros((), dtype=torch.float64), under_node))
-            after = float(self._nll(logits, log_t.detach(), under_node))
+            after = float(self._nll(logits, log_t, under_node))
         ece = [
             hierarchical_calibration_error(
                 self._logits / t, self._labels, h, None, n_bins=self.n_bins
