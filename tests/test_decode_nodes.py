@@ -81,7 +81,8 @@ def test_confident_nodes_move_up_the_tree_as_the_threshold_rises(tree: Hierarchy
         nodes = predict_nodes(logits, tree, threshold).flatten().tolist()
         if previous is not None:  # each node is the previous one or an ancestor of it
             for now, before in zip(nodes, previous, strict=True):
-                assert now == NO_NODE or tree.node_names[now] in paths[before]
+                if now != NO_NODE:  # no node before means none now either
+                    assert before != NO_NODE and tree.node_names[now] in paths[before]
         previous = nodes
 
 
