@@ -163,14 +163,25 @@ def test_command_takes_positional_paths_and_flags(
         (["a", "b", "c", "--level"], "--level: expected one argument"),
     ],
 )
-def test_bad_arguments_exit_with_usage(
+def test_bad_arguments_exit_with_one_line_and_status_1(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
         predict.main(args)
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert err.startswith("usage: hl-predict") and message in err
+    assert err.startswith("hl-predict: error: ") and message in err
+    assert err.count("\n") == 1 and err.endswith("(see hl-predict --help)\n")
+
+
+@pytest.mark.parametrize("flag", ["--size", "--mean", "--std"])
+def test_a_flag_value_of_the_wrong_type_is_one_line_naming_it(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    assert predict.main([str(checkpoint), str(images), str(tmp_path / "out"), flag, "abc"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"hl-predict: error: {flag} ")
 
 
 def test_bad_inputs_exit_non_zero_with_a_message(

@@ -1,12 +1,33 @@
-"""What every console script does at launch: import from the launch directory, and the
-message of a user error raised in a data-loader worker."""
+"""What every console script does at launch: its argument parser, importing from the launch
+directory, and the message of a user error raised in a data-loader worker."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from typing import NoReturn
 
-__all__ = ["importable_launch_directory", "user_message"]
+__all__ = ["CommandLineParser", "importable_launch_directory", "user_message"]
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit status 1, as
+    every other user error of the console scripts (argparse's own: usage lines, status 2).
+
+    Example:
+        >>> parser = CommandLineParser(prog="hl-x")
+        >>> _ = parser.add_argument("--size", type=int)
+        >>> try:
+        ...     parser.parse_args(["--size", "abc"])
+        ... except SystemExit as stop:
+        ...     print(stop.code)
+        1
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message> (see <prog> --help)`` and exit with status 1."""
+        self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def importable_launch_directory() -> None:

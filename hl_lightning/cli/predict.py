@@ -44,7 +44,7 @@ from PIL import Image
 from torch import Tensor
 
 from hl_lightning.atomic import atomic_write
-from hl_lightning.cli._launch import importable_launch_directory
+from hl_lightning.cli._launch import CommandLineParser, importable_launch_directory
 from hl_lightning.cli._version import version_text
 from hl_lightning.data import synthetic_normalisation
 from hl_lightning.decode import DecodeMethod, check_method, check_threshold, decode_levels
@@ -67,23 +67,27 @@ def _size(value: Any) -> tuple[int, int] | None:
     """Return ``value`` (an int side, ``"HxW"``, ``[H, W]`` or None) as ``(H, W)`` or None."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = [int(part) for part in value.lower().split("x")]
-    sides = [int(value)] * 2 if isinstance(value, int) else [int(v) for v in value]
+    problem = f"--size must be a positive side or HxW (96x128), got {value!r}"
+    try:
+        if isinstance(value, str):
+            value = [int(part) for part in value.lower().split("x")]
+        sides = [int(value)] * 2 if isinstance(value, int) else [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise PredictError(problem) from None
     if len(sides) == 1:
         sides *= 2
     if len(sides) != 2 or min(sides) < 1:
-        raise PredictError(f"size must be a positive side or HxW, got {value!r}")
+        raise PredictError(problem)
     return sides[0], sides[1]
 
 
 def _floats(value: Any, what: str) -> list[float]:
     """Return a list of floats from ``"a,b,c"``, ``"[a, b, c]"`` or a sequence."""
-    if isinstance(value, str):
-        value = yaml.safe_load(value if value.strip().startswith("[") else f"[{value}]")
     try:
+        if isinstance(value, str):
+            value = yaml.safe_load(value if value.strip().startswith("[") else f"[{value}]")
         return [float(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, yaml.YAMLError):
         raise PredictError(f"{what} must be numbers like 0.5,0.5,0.5, got {value!r}") from None
 
 
@@ -261,7 +265,7 @@ def predict_folder(
 
 def _parser() -> argparse.ArgumentParser:
     """Return hl-predict's argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog=PROG,
         formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
         description="Colour-coded per-level masks for a folder of images, from a checkpoint.",
@@ -314,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``hl-predict``; return the exit status (2 for bad arguments, 1 for bad inputs)."""
+    """Run ``hl-predict``; return the exit status (1 for bad arguments or inputs)."""
     args = _parser().parse_args(argv)
     importable_launch_directory()  # a backbone class of the launch directory (mynets.MyNet)
     try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hl_lightning.atomic import atomic_write
+from hl_lightning.cli._launch import CommandLineParser
 from hl_lightning.cli._matplotlib import agg_figure
 from hl_lightning.cli._version import version_text
 from hl_lightning.hierarchies import BUILTIN_HIERARCHIES, load_hierarchy
@@ -224,7 +225,7 @@ def _leaf_step(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hl-tree``; return the exit status (1 for a bad hierarchy)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog=PROG,
         formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
         description="Check a class hierarchy and print it as a tree with its level table.",

@@ -25,18 +25,18 @@ from hl_lightning.data.pascal_person_part import (
     PASCAL_PERSON_PART_CLASSES,
     PascalPersonPartDataModule,
 )
-from hl_lightning.data.synthetic import (
+from hl_lightning.data.synthetic import SyntheticShapes
+from hl_lightning.data.synthetic_variants import (
     SYNTHETIC_CLASSES,
     SYNTHETIC_HARD_CLASSES,
     SYNTHETIC_MEAN,
     SYNTHETIC_STD,
-    SyntheticShapes,
     synthetic_classes,
-    synthetic_hierarchy,
     synthetic_normalisation,
     synthetic_variant_hierarchy,
 )
 from hl_lightning.data.transforms import PairedTransform
+from hl_lightning.hierarchies import synthetic_hierarchy
 
 __all__ = [
     "CITYSCAPES_CLASSES",

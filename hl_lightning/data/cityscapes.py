@@ -19,18 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
-import torch
-from PIL import Image
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import (
-    FileDataModule,
-    FileOptions,
-    Sample,
-    list_files,
-    pair_by_stem,
-)
-from hl_lightning.data.io import LabelMasks, read_label_map
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
+from hl_lightning.data.layouts import PairedFolders
+from hl_lightning.data.masks import LookupMasks
 from hl_lightning.hierarchies import cityscapes_hierarchy
 
 __all__ = [
@@ -100,7 +93,7 @@ _IMAGE_SUFFIX = "_leftImg8bit.png"
 _MASK_SUFFIX = "_gtFine_labelIds.png"
 
 
-class CityscapesMasks(LabelMasks):
+class CityscapesMasks(LookupMasks):
     """Decode ``*_gtFine_labelIds.png``: official label ids -> train ids (others ignored).
 
     Example:
@@ -110,29 +103,12 @@ class CityscapesMasks(LabelMasks):
     """
 
     def __init__(self, ignore_index: int) -> None:
-        super().__init__(len(CITYSCAPES_CLASSES), ignore_index)
-        self.lookup = torch.full((256,), -1, dtype=torch.long)  # -1: not an official id
-        for label in CITYSCAPES_LABELS:
-            if label.id >= 0:
-                valid = 0 <= label.train_id < 255
-                self.lookup[label.id] = label.train_id if valid else ignore_index
-
-    def check(self, mask: Image.Image) -> str | None:
-        """Return the problem of a mask that is not 8-bit label ids, or None."""
-        if mask.mode in ("L", "P"):
-            return None
-        return f"mask mode {mask.mode!r} is not 8-bit label ids (expected *{_MASK_SUFFIX})"
-
-    def __call__(self, paths: tuple[Path, ...]) -> tuple[torch.Tensor, str | None]:
-        """Return the train-id map (H, W) int64; unknown label ids are a problem."""
-        ids = read_label_map(paths[0])
-        mask = self.lookup[ids.clamp(0, 255)]
-        bad = mask < 0
-        if not bad.any():
-            return mask, None
-        values = ", ".join(str(v) for v in ids[bad].unique().tolist())
-        problem = f"{int(bad.sum())} pixels with label ids {values}, not Cityscapes label ids"
-        return mask.masked_fill(bad, self.ignore_index), problem
+        table = {
+            label.id: label.train_id if 0 <= label.train_id < 255 else ignore_index
+            for label in CITYSCAPES_LABELS
+            if label.id >= 0
+        }
+        super().__init__(table, ignore_index, "Cityscapes label ids", f"*{_MASK_SUFFIX}")
 
 
 class CityscapesDataModule(FileDataModule):
@@ -149,6 +125,7 @@ class CityscapesDataModule(FileDataModule):
 
     Example:
         >>> import tempfile
+        >>> from PIL import Image
         >>> root = Path(tempfile.mkdtemp())
         >>> for split in ("train", "val"):
         ...     images = root / "leftImg8bit" / split / "ulm"
@@ -164,10 +141,7 @@ class CityscapesDataModule(FileDataModule):
         (torch.Size([3, 4, 8]), [13], 'car')
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (512, 1024),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (512, 1024), "hflip": 0.5}
 
     def __init__(
         self,
@@ -175,30 +149,17 @@ class CityscapesDataModule(FileDataModule):
         test_split: str = "val",
         **options: Unpack[FileOptions],
     ) -> None:
-        if test_split not in _SPLITS:
-            raise ValueError(f"test_split must be one of {', '.join(_SPLITS)}, got {test_split!r}")
-        super().__init__(
-            root,
-            CITYSCAPES_CLASSES,
-            cityscapes_hierarchy(),
-            **options,
-        )
+        one_of("test_split", test_split, _SPLITS)
+        super().__init__(root, CITYSCAPES_CLASSES, cityscapes_hierarchy(), **options)
         self.save_plain_hyperparameters(test_split=test_split)
-        self.split_dirs = {"train": "train", "val": "val", "test": test_split}
-        self._decoder = CityscapesMasks(self.ignore_index)
-
-    @property
-    def decoder(self) -> CityscapesMasks:
-        """The label-id to train-id decoder."""
-        return self._decoder
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the image/annotation pairs of every city of ``split``."""
-        images = self.root / "leftImg8bit" / self.split_dirs[split]
-        masks = self.root / "gtFine" / self.split_dirs[split]
-        for folder in (images, masks):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"CityscapesDataModule: no folder {folder} ({split} split)")
-        image_files = [p for p in list_files(images, (".png",)) if p.name.endswith(_IMAGE_SUFFIX)]
-        mask_files = [p for p in list_files(masks, (".png",)) if p.name.endswith(_MASK_SUFFIX)]
-        return pair_by_stem(image_files, mask_files, images, masks, (_IMAGE_SUFFIX, _MASK_SUFFIX))
+        split_dirs = {"train": "train", "val": "val", "test": test_split}
+        self.layout = PairedFolders(
+            "CityscapesDataModule",
+            {
+                split: (self.root / "leftImg8bit" / folder, self.root / "gtFine" / folder)
+                for split, folder in split_dirs.items()
+            },
+            image_suffixes=(".png",),
+            endings=(_IMAGE_SUFFIX, _MASK_SUFFIX),
+        )
+        self.decoder = CityscapesMasks(self.ignore_index)

@@ -31,18 +31,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-import torch
-from PIL import Image
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import (
-    FileDataModule,
-    FileOptions,
-    Sample,
-    list_files,
-    pair_by_stem,
-)
-from hl_lightning.data.io import LabelMasks, read_label_map
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
+from hl_lightning.data.layouts import PairedFolders
+from hl_lightning.data.masks import LookupMasks
 from hl_lightning.hierarchies import coco_stuff_hierarchy
 
 __all__ = [
@@ -265,7 +258,7 @@ COCO_STUFF_SPLITS: dict[str, str] = {"train": "train2017", "val": "val2017"}
 _MASK_DIRS = ("stuffthingmaps", "annotations")
 
 
-class CocoStuffMasks(LabelMasks):
+class CocoStuffMasks(LookupMasks):
     """Decode ``stuffthingmaps`` PNGs: value ``id - 1`` -> our label id, by class name.
 
     Example:
@@ -276,32 +269,15 @@ class CocoStuffMasks(LabelMasks):
     """
 
     def __init__(self, ignore_index: int) -> None:
-        super().__init__(len(COCO_STUFF_CLASSES), ignore_index)
         index = {name: i for i, name in enumerate(COCO_STUFF_CLASSES)}
-        self.lookup = torch.full((256,), -1, dtype=torch.long)  # -1: not a COCO-Stuff id
-        self.lookup[255] = ignore_index
-        for official_id, name in COCO_STUFF_LABELS:
-            self.lookup[official_id - 1] = index.get(name, ignore_index)
-
-    def check(self, mask: Image.Image) -> str | None:
-        """Return the problem of a mask that is not 8-bit label indices, or None."""
-        if mask.mode in ("L", "P"):
-            return None
-        return f"mask mode {mask.mode!r} is not 8-bit label indices (expected a stuffthingmaps PNG)"
-
-    def __call__(self, paths: tuple[Path, ...]) -> tuple[torch.Tensor, str | None]:
-        """Return our label map (H, W) int64; values without a COCO-Stuff id are a problem."""
-        values = read_label_map(paths[0])
-        mask = self.lookup[values.clamp(0, 255)]
-        bad = mask < 0
-        if not bad.any():
-            return mask, None
-        shown = ", ".join(str(v) for v in values[bad].unique().tolist()[:10])
-        problem = (
-            f"{int(bad.sum())} pixels with values {shown}, not COCO-Stuff label indices "
-            "(0-181, 255 unlabeled)"
+        table = {i - 1: index.get(name, ignore_index) for i, name in COCO_STUFF_LABELS}
+        table[255] = ignore_index  # unlabeled
+        super().__init__(
+            table,
+            ignore_index,
+            "COCO-Stuff label indices (0-181, 255 unlabeled)",
+            "a stuffthingmaps PNG",
         )
-        return mask.masked_fill(bad, self.ignore_index), problem
 
 
 class CocoStuffDataModule(FileDataModule):
@@ -321,6 +297,7 @@ class CocoStuffDataModule(FileDataModule):
 
     Example:
         >>> import tempfile
+        >>> from PIL import Image
         >>> root = Path(tempfile.mkdtemp())
         >>> for split in COCO_STUFF_SPLITS.values():
         ...     (root / "images" / split).mkdir(parents=True)
@@ -329,16 +306,13 @@ class CocoStuffDataModule(FileDataModule):
         ...     mask = Image.new("L", (8, 6), 2)  # value 2: official id 3, car
         ...     mask.save(root / "stuffthingmaps" / split / "000000000139.png")
         >>> dm = CocoStuffDataModule(root, image_size=None, batch_size=1)
-        >>> dm.setup("fit")
-        >>> image, mask = dm.val_dataset[0]
+        >>> dm.setup("test")
+        >>> image, mask = dm.test_dataset[0]  # the test stage reads val2017
         >>> image.shape, mask.unique().tolist(), dm.class_names[2]
         (torch.Size([3, 6, 8]), [2], 'car')
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (512, 512),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (512, 512), "hflip": 0.5}
 
     def __init__(
         self,
@@ -348,16 +322,8 @@ class CocoStuffDataModule(FileDataModule):
         test_split: str = "val",
         **options: Unpack[FileOptions],
     ) -> None:
-        if test_split not in COCO_STUFF_SPLITS:
-            raise ValueError(
-                f"test_split must be one of {', '.join(COCO_STUFF_SPLITS)}, got {test_split!r}"
-            )
-        super().__init__(
-            root,
-            COCO_STUFF_CLASSES,
-            coco_stuff_hierarchy(),
-            **options,
-        )
+        one_of("test_split", test_split, COCO_STUFF_SPLITS)
+        super().__init__(root, COCO_STUFF_CLASSES, coco_stuff_hierarchy(), **options)
         self.save_plain_hyperparameters(
             image_dir=image_dir, mask_dir=mask_dir, test_split=test_split
         )
@@ -365,27 +331,19 @@ class CocoStuffDataModule(FileDataModule):
         found = [self.root / name for name in _MASK_DIRS if (self.root / name).is_dir()]
         default = found[0] if found else self.root / _MASK_DIRS[0]
         self.mask_dir = default if mask_dir is None else self.root / mask_dir
-        self._mask_dir_guessed = mask_dir is None and not found
-        self.split_dirs = {**COCO_STUFF_SPLITS, "test": COCO_STUFF_SPLITS[test_split]}
-        self._decoder = CocoStuffMasks(self.ignore_index)
-
-    @property
-    def decoder(self) -> CocoStuffMasks:
-        """The label-index to label-id decoder."""
-        return self._decoder
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the image/label-map pairs of ``split`` (paired by file name)."""
-        images = self.image_dir / self.split_dirs[split]
-        masks = self.mask_dir / self.split_dirs[split]
-        for folder in (images, masks):
-            if not folder.is_dir():
-                also = ""
-                if folder == masks and self._mask_dir_guessed:
-                    also = f" nor {self.root / _MASK_DIRS[1] / self.split_dirs[split]}"
-                raise FileNotFoundError(
-                    f"CocoStuffDataModule: no folder {folder}{also} ({split} split)"
-                )
-        return pair_by_stem(
-            list_files(images, (".jpg",)), list_files(masks, (".png",)), images, masks
+        split_dirs = {**COCO_STUFF_SPLITS, "test": COCO_STUFF_SPLITS[test_split]}
+        elsewhere = {}
+        if mask_dir is None and not found:  # name the other folder a missing one may be
+            elsewhere = {
+                self.mask_dir / folder: self.root / _MASK_DIRS[1] / folder
+                for folder in split_dirs.values()
+            }
+        self.layout = PairedFolders(
+            "CocoStuffDataModule",
+            {
+                split: (self.image_dir / folder, self.mask_dir / folder)
+                for split, folder in split_dirs.items()
+            },
+            elsewhere=elsewhere,
         )
+        self.decoder = CocoStuffMasks(self.ignore_index)

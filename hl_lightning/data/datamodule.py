@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hl_lightning.data.io import IGNORE_INDEX
 from hl_lightning.data.seeds import derive_seed
-from hl_lightning.data.synthetic import (
-    SyntheticShapes,
+from hl_lightning.data.synthetic import SyntheticShapes
+from hl_lightning.data.synthetic_variants import (
     Variant,
     synthetic_classes,
     synthetic_variant_hierarchy,

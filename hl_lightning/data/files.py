@@ -1,11 +1,14 @@
-"""The base of the file-backed data modules: list a split's samples, check them, serve them.
+"""The base of the file-backed data modules: its shared options, set-up checks and loaders.
 
 :class:`FileDataModule` is the base of every file-backed data module (any folder, Helen,
-Mapillary Vistas, Cityscapes, COCO-Stuff, Pascal-Person-Part, LIP): it lists a split's
-samples, checks them at set-up (every file exists, images and masks pair up, have usable
-modes and equal sizes), and serves them through :class:`SegmentationFiles` with paired
-augmentations. Its options (:class:`FileOptions`) are shared by every subclass, which
-declares only its own.
+Mapillary Vistas, Cityscapes, COCO-Stuff, Pascal-Person-Part, LIP). A subclass gives its
+class names, its tree, its layout (:mod:`hl_lightning.data.layouts`: where a split's
+files lie) and, where its masks are not label-id PNGs, its mask decoder
+(:mod:`hl_lightning.data.masks`); the base checks the samples at set-up (every file
+exists, images and masks pair up, have usable modes and equal sizes) and serves them
+through :class:`~hl_lightning.data.samples.SegmentationFiles` with paired augmentations.
+Its options (:class:`FileOptions`) are shared by every subclass, which declares only its
+own.
 
 Bad data (``on_bad``): with ``"error"`` (the default) a problem raises
 :class:`~hl_lightning.data.io.BadDataError` naming the file; with ``"skip"`` the samples
@@ -19,195 +22,55 @@ modes (16-bit, float) are bad data.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, TypedDict
 
-import torch
 from omegaconf import Container, OmegaConf
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset, get_worker_info
 from typing_extensions import Unpack
 
 from hl_lightning.data.datamodule import SegmentationDataModule
-from hl_lightning.data.io import IGNORE_INDEX, IMAGE_MODES, BadDataError, MaskDecoder, read_image
+from hl_lightning.data.io import IGNORE_INDEX, BadDataError
+from hl_lightning.data.layouts import Layout
+from hl_lightning.data.masks import LabelMasks, MaskDecoder
+from hl_lightning.data.samples import OnBad, SegmentationFiles, check_sample
 from hl_lightning.data.seeds import derive_seed
 from hl_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, flip_labels
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = [
-    "FileDataModule",
-    "FileOptions",
-    "OnBad",
-    "Sample",
-    "SegmentationFiles",
-    "decode_sample",
-    "list_files",
-    "pair_by_stem",
-]
+__all__ = ["FileDataModule", "FileOptions", "check_split_names", "one_of"]
 
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 _SHOWN = 10  # problems listed in one message
-
-#: What bad data does: raise (``"error"``) or drop / ignore it with a warning (``"skip"``).
-OnBad = Literal["error", "skip"]
+_SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One image and its mask file(s): one label map, or several (e.g. one per class)."""
-
-    name: str
-    image: Path
-    masks: tuple[Path, ...]
-
-
-class SegmentationFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """(image, mask) pairs read from files, decoded and transformed on access.
-
-    Items are ``(image, mask)``: image (3, H, W) float32 normalised, mask (H, W) int64
-    label ids or ``ignore_index``. Augmentations draw from a generator seeded from
-    ``seed`` in the main process, and from the loader's per-worker seed in workers, so
-    the samples of a run are reproducible given the seed.
-
-    Args:
-        samples: the files.
-        decoder: reads a sample's mask files into a label map.
-        transform: the paired transform.
-        on_bad: ``"error"``: a mask value that is neither a label nor ignored raises
-            :class:`BadDataError` naming the file; ``"skip"``: those pixels are ignored,
-            with a warning naming the file.
-        seed: seed of the augmentations.
+def one_of(option: str, value: str, choices: Iterable[str]) -> str:
+    """Return ``value``; raise a ValueError naming ``option``, ``value`` and the ``choices``
+    where it is none of them.
 
     Example:
-        >>> import tempfile
-        >>> from hl_lightning.data.io import LabelMasks
-        >>> root = Path(tempfile.mkdtemp())
-        >>> Image.new("RGB", (8, 6)).save(root / "a.jpg")
-        >>> Image.new("L", (8, 6), 2).save(root / "a.png")
-        >>> data = SegmentationFiles(
-        ...     [Sample("a", root / "a.jpg", (root / "a.png",))],
-        ...     LabelMasks(num_classes=3, ignore_index=255),
-        ...     PairedTransform(size=4, hflip=0.5),
-        ... )
-        >>> image, mask = data[0]
-        >>> image.shape, mask.shape, mask.unique().tolist()
-        (torch.Size([3, 4, 4]), torch.Size([4, 4]), [2])
+        >>> one_of("test_split", "test", ("train", "val"))
+        Traceback (most recent call last):
+        ValueError: test_split must be one of train, val, got 'test'
     """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        decoder: MaskDecoder,
-        transform: PairedTransform,
-        on_bad: OnBad = "error",
-        seed: int = 0,
-    ) -> None:
-        self.samples = list(samples)
-        self.decoder = decoder
-        self.transform = transform
-        self.on_bad = on_bad
-        self.seed = seed
-        self._generator: torch.Generator | None = None
-        self._generator_seed: int | None = None
-        self._undecodable: set[str] = set()  # samples skipped at load, warned once each
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Return the state to pickle (for worker processes): without the generator."""
-        return {**self.__dict__, "_generator": None, "_generator_seed": None}
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return image (3, H, W) float32 and mask (H, W) int64 of sample ``index``.
-
-        A file that cannot be decoded (a truncated body behind a sound header) raises
-        :class:`BadDataError` naming it, or with ``on_bad="skip"`` warns once per file
-        and gives the next decodable sample instead.
-        """
-        for offset in range(len(self.samples)):
-            sample = self.samples[(index + offset) % len(self.samples)]
-            try:
-                image, mask = decode_sample(sample, self.decoder)
-            except BadDataError as error:
-                if self.on_bad == "error":
-                    raise BadDataError(f"{error} (data.on_bad=skip skips such files)") from error
-                if sample.name not in self._undecodable:
-                    self._undecodable.add(sample.name)
-                    warnings.warn(f"skipped: {error}", stacklevel=2)
-                continue
-            return self._transformed(sample, image, mask)
-        raise BadDataError(f"none of the {len(self.samples)} samples can be decoded")
-
-    def _transformed(
-        self, sample: Sample, image: torch.Tensor, decoded: tuple[torch.Tensor, str | None]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the transformed pair; report mask values that are no label ids."""
-        mask, problem = decoded
-        if problem is not None:
-            message = f"{sample.masks[0]}: {problem}"
-            if self.on_bad == "error":
-                raise BadDataError(message + " (on_bad=skip ignores such pixels)")
-            warnings.warn(f"{message}; those pixels are ignored", stacklevel=2)
-        return self.transform(image, mask, self._random())
-
-    def _random(self) -> torch.Generator:
-        """Return the augmentation generator of this process (a worker's own stream)."""
-        info = get_worker_info()
-        seed = self.seed if info is None else derive_seed(self.seed, info.seed)
-        if self._generator is None or self._generator_seed != seed:
-            self._generator = torch.Generator().manual_seed(seed)
-            self._generator_seed = seed
-        return self._generator
+    known = tuple(choices)
+    if value not in known:
+        raise ValueError(f"{option} must be one of {', '.join(known)}, got {value!r}")
+    return value
 
 
-def decode_sample(
-    sample: Sample, decoder: MaskDecoder
-) -> tuple[torch.Tensor, tuple[torch.Tensor, str | None]]:
-    """Return a sample's image (3, H, W) and decoded mask with its value problem, if any;
-    raise :class:`BadDataError` naming the file that cannot be decoded."""
-    try:
-        image = read_image(sample.image)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise BadDataError(f"{sample.image}: cannot decode the image: {error}") from error
-    try:
-        return image, decoder(sample.masks)
-    except (OSError, UnidentifiedImageError) as error:
-        raise BadDataError(f"{sample.masks[0]}: cannot decode the mask: {error}") from error
+def check_split_names(splits: Mapping[str, object]) -> None:
+    """Raise a ValueError naming the keys of ``splits`` that are not train, val or test.
 
-
-def _check_sample(sample: Sample, decoder: MaskDecoder, verify: bool = False) -> str | None:
-    """Return what is wrong with a sample's files, from their headers (None if usable)."""
-    try:
-        with Image.open(sample.image) as image:
-            size, mode = image.size, image.mode
-    except FileNotFoundError:
-        return f"{sample.image}: image file not found"
-    except (OSError, UnidentifiedImageError) as err:
-        return f"{sample.image}: cannot read the image: {err}"
-    if mode not in IMAGE_MODES:
-        return f"{sample.image}: image mode {mode!r} is not supported (expected RGB)"
-    for path in sample.masks:
-        try:
-            with Image.open(path) as mask:
-                problem = decoder.check(mask)
-                mask_size = mask.size
-        except FileNotFoundError:
-            return f"{path}: mask file not found (for image {sample.image})"
-        except (OSError, UnidentifiedImageError) as err:
-            return f"{path}: cannot read the mask: {err}"
-        if problem is not None:
-            return f"{path}: {problem}"
-        if mask_size != size:
-            return f"{path}: mask size {mask_size} differs from image {sample.image} size {size}"
-    if verify:  # decode every pixel, not only the headers
-        try:
-            decode_sample(sample, decoder)
-        except BadDataError as error:
-            return str(error)
-    return None
+    Example:
+        >>> check_split_names({"train": "a.txt", "dev": "b.txt"})
+        Traceback (most recent call last):
+        ValueError: splits has keys train, val and test, got dev
+    """
+    unknown = sorted(set(splits) - set(_SPLITS))
+    if unknown:
+        raise ValueError(f"splits has keys train, val and test, got {', '.join(unknown)}")
 
 
 def _plain(value: Any) -> Any:
@@ -255,10 +118,11 @@ class FileOptions(TypedDict, total=False):
 class FileDataModule(SegmentationDataModule):
     """Base of the data modules over image and mask files under a dataset ``root``.
 
-    Subclasses give the class names, a mask decoder and :meth:`list_split`, and their own
+    Subclasses give the class names and tree, set :attr:`layout` (and :attr:`decoder`,
+    where the masks are not label-id PNGs) in their ``__init__``, and declare their own
     option defaults (a ``defaults`` class attribute); this class takes the shared options
     (:class:`FileOptions`), checks the files at set-up and builds
-    :class:`SegmentationFiles` with the transforms.
+    :class:`~hl_lightning.data.samples.SegmentationFiles` with the transforms.
 
     Args:
         root: the dataset folder (must exist).
@@ -266,6 +130,11 @@ class FileDataModule(SegmentationDataModule):
         hierarchy: the class tree (any leaf order), or None for the flat hierarchy.
         **options: the shared options, :class:`FileOptions`.
     """
+
+    #: Where the files of a split lie; set by each subclass's ``__init__``.
+    layout: Layout
+    #: Reads a sample's mask files: label-id PNGs unless a subclass sets another.
+    decoder: MaskDecoder
 
     #: The shared options' defaults; a subclass's ``defaults`` update them.
     defaults: ClassVar[FileOptions] = {
@@ -301,11 +170,8 @@ class FileDataModule(SegmentationDataModule):
         image_size, scale, hflip = o["image_size"], o["scale"], o["hflip"]
         flip_pairs, mean, std, on_bad = o["flip_pairs"], o["mean"], o["std"], o["on_bad"]
         ignore_index, batch_size, seed = o["ignore_index"], o["batch_size"], o["seed"]
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{type(self).__name__}: data root {self.root} is not a folder")
-        if on_bad not in ("error", "skip"):
-            raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
+        self.root = self.data_root(root)
+        one_of("on_bad", on_bad, ("error", "skip"))
         if 0 <= ignore_index < len(class_names):
             raise ValueError(
                 f"ignore_index {ignore_index} is a label id (there are {len(class_names)} classes)"
@@ -343,24 +209,27 @@ class FileDataModule(SegmentationDataModule):
         self.eval_transform = PairedTransform(
             image_size, mean=mean, std=std, ignore_index=ignore_index
         )
+        self.decoder = LabelMasks(self.num_classes, ignore_index)
+
+    @classmethod
+    def data_root(cls, root: str | Path) -> Path:
+        """Return ``root`` (``~`` expanded); raise a FileNotFoundError where it is no folder.
+
+        Example:
+            >>> FileDataModule.data_root("/nowhere")
+            Traceback (most recent call last):
+            FileNotFoundError: FileDataModule: data root /nowhere is not a folder
+        """
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{cls.__name__}: data root {folder} is not a folder")
+        return folder
 
     def save_plain_hyperparameters(self, **hparams: Any) -> None:
         """Save the common arguments and ``hparams`` as plain data (for loggers; checkpoints
         holding them load with ``weights_only``)."""
         merged = {**self._base_hparams, **hparams}
         self.save_hyperparameters({key: _plain(value) for key, value in merged.items()})
-
-    @property
-    def decoder(self) -> MaskDecoder:
-        """The decoder of this dataset's mask files."""
-        raise NotImplementedError
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the samples of ``split`` (train, val, test) and the pairing problems found.
-
-        Raise FileNotFoundError when the split itself is missing.
-        """
-        raise NotImplementedError
 
     def setup(self, stage: str) -> None:
         """Check and load the splits ``stage`` needs: fit: train, val; validate: val; test."""
@@ -370,10 +239,10 @@ class FileDataModule(SegmentationDataModule):
 
     def split_dataset(self, split: str) -> SegmentationFiles:
         """Return the checked dataset of ``split`` (raise or skip bad samples per ``on_bad``)."""
-        samples, problems = self.list_split(split)
+        samples, problems = self.layout.list_split(split)
         usable = []
         for sample in samples:
-            problem = _check_sample(sample, self.decoder, self.verify)
+            problem = check_sample(sample, self.decoder, self.verify)
             if problem is None:
                 usable.append(sample)
             else:
@@ -402,66 +271,3 @@ class FileDataModule(SegmentationDataModule):
             on_bad=self.on_bad,
             seed=derive_seed(self.seed, "augment", split),
         )
-
-
-def pair_by_stem(
-    images: Sequence[Path],
-    masks: Sequence[Path],
-    image_root: Path,
-    mask_root: Path,
-    endings: tuple[str, str] | None = None,
-) -> tuple[list[Sample], list[str]]:
-    """Return the samples of images and masks with equal names; unpaired files as problems.
-
-    A file's name is its path relative to its root without the suffix, or without the
-    given ``endings`` (image ending, mask ending: ``("_leftImg8bit.png",
-    "_gtFine_labelIds.png")``), which the files must have. Several files of one name
-    are problems too.
-
-    Example:
-        >>> im, lb = Path("/data/im"), Path("/data/lb")
-        >>> samples, problems = pair_by_stem([im / "a.jpg", im / "b.jpg"], [lb / "a.png"], im, lb)
-        >>> [s.name for s in samples], problems
-        (['a'], ['/data/im/b.jpg: no mask /data/lb/b.* for this image'])
-    """
-    image_ending, mask_ending = endings or (".*", ".*")
-
-    def by_name(paths: Sequence[Path], root: Path, ending: str) -> dict[str, Path]:
-        found: dict[str, Path] = {}
-        for path in sorted(paths):
-            relative = path.relative_to(root)
-            if endings is None:
-                name = relative.with_suffix("").as_posix()
-            else:
-                name = relative.as_posix().removesuffix(ending)
-            if name in found:
-                problems.append(f"{path}: same name as {found[name]} (one file a name)")
-            else:
-                found[name] = path
-        return found
-
-    problems: list[str] = []
-    image_by_name = by_name(images, image_root, image_ending)
-    mask_by_name = by_name(masks, mask_root, mask_ending)
-    samples = []
-    for name, image in image_by_name.items():
-        mask = mask_by_name.get(name)
-        if mask is None:
-            problems.append(f"{image}: no mask {mask_root / name}{mask_ending} for this image")
-        else:
-            samples.append(Sample(name, image, (mask,)))
-    problems += [
-        f"{mask}: no image {image_root / name}{image_ending} for this mask"
-        for name, mask in mask_by_name.items()
-        if name not in image_by_name
-    ]
-    return samples, problems
-
-
-def list_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
-    """Return the files under ``folder`` (recursively) whose suffix is one of ``suffixes``.
-
-    Suffixes compare case-insensitively (``.JPG`` is a ``.jpg``).
-    """
-    wanted = {s.lower() for s in suffixes}
-    return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in wanted]

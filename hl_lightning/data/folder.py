@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions, Sample, list_files, pair_by_stem
-from hl_lightning.data.io import (
-    IMAGE_SUFFIXES,
-    ColourMasks,
-    LabelMasks,
-    MaskDecoder,
-    UnknownColour,
-    read_class_names,
-    read_lines,
-)
+from hl_lightning.data.files import FileDataModule, FileOptions, check_split_names
+from hl_lightning.data.io import IMAGE_SUFFIXES, read_class_names, read_lines
+from hl_lightning.data.layouts import PairedFolders, pair_by_stem, require_folders
+from hl_lightning.data.masks import ColourMasks, UnknownColour
+from hl_lightning.data.samples import Sample
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = ["FolderDataModule"]
+__all__ = ["FolderDataModule", "FolderSplits"]
 
 
 class FolderDataModule(FileDataModule):
@@ -87,29 +83,17 @@ class FolderDataModule(FileDataModule):
         splits: Mapping[str, str | None] | None = None,
         **options: Unpack[FileOptions],
     ) -> None:
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"FolderDataModule: data root {root} is not a folder")
-        names = self._resolve_class_names(root, class_names, palette)
+        names = self._resolve_class_names(self.data_root(root), class_names, palette)
         tree = Hierarchy.from_file(hierarchy) if isinstance(hierarchy, str | Path) else hierarchy
-        super().__init__(
-            root,
-            names,
-            tree,
-            **options,
-        )
+        super().__init__(root, names, tree, **options)
         self.save_plain_hyperparameters(class_names=names, palette=palette, splits=splits)
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
         self.splits = dict(splits or {"train": "train", "val": "val", "test": "test"})
-        unknown = sorted(set(self.splits) - {"train", "val", "test"})
-        if unknown:
-            raise ValueError(f"splits has keys train, val and test, got {', '.join(unknown)}")
-        self._decoder: MaskDecoder
-        if palette is None:
-            self._decoder = LabelMasks(self.num_classes, self.ignore_index)
-        else:
-            self._decoder = ColourMasks(self._colours(palette), self.ignore_index, unknown_colour)
+        check_split_names(self.splits)
+        self.layout = FolderSplits(self.root, self.image_dir, self.mask_dir, self.splits)
+        if palette is not None:
+            self.decoder = ColourMasks(self._colours(palette), self.ignore_index, unknown_colour)
 
     @staticmethod
     def _resolve_class_names(
@@ -144,31 +128,41 @@ class FolderDataModule(FileDataModule):
             colours[rgb] = ids[str(name)]
         return colours
 
-    @property
-    def decoder(self) -> MaskDecoder:
-        """Label-map or colour decoder, as configured."""
-        return self._decoder
+
+@dataclass(frozen=True)
+class FolderSplits:
+    """The layout of :class:`FolderDataModule`: each split a subfolder, or a split file.
+
+    A split named ``name`` is the subfolders ``image_dir/name`` and ``mask_dir/name``
+    (images pair with the masks of their names), or, where there is no such image folder
+    or the name ends in ``.txt``, the split file ``root/name`` (``.txt`` added) listing
+    sample names under ``image_dir`` and ``mask_dir``.
+
+    Example:
+        >>> layout = FolderSplits(Path("/d"), Path("/d/images"), Path("/d/labels"), {"train": None})
+        >>> layout.list_split("train")
+        Traceback (most recent call last):
+        FileNotFoundError: FolderDataModule: no train split configured (splits)
+    """
+
+    root: Path
+    image_dir: Path
+    mask_dir: Path
+    splits: Mapping[str, str | None]
 
     def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
         """Return the samples of ``split`` from its subfolders or its split file."""
         name = self.splits.get(split)
         if name is None:
             raise FileNotFoundError(f"FolderDataModule: no {split} split configured (splits)")
-        for folder in (self.image_dir, self.mask_dir):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"FolderDataModule: no folder {folder}")
+        require_folders("FolderDataModule", split, (self.image_dir, self.mask_dir))
         images_in, masks_in = self.image_dir / name, self.mask_dir / name
-        split_file = self.root / name
         if not name.endswith(".txt") and images_in.is_dir():
-            if not masks_in.is_dir():
-                raise FileNotFoundError(
-                    f"FolderDataModule: {images_in} has no mask folder {masks_in}"
-                )
-            images = list_files(images_in, IMAGE_SUFFIXES)
-            masks = list_files(masks_in, IMAGE_SUFFIXES)
-            return pair_by_stem(images, masks, images_in, masks_in)
-        if not name.endswith(".txt"):
-            split_file = self.root / f"{name}.txt"
+            folders = PairedFolders(
+                "FolderDataModule", {split: (images_in, masks_in)}, IMAGE_SUFFIXES, IMAGE_SUFFIXES
+            )
+            return folders.list_split(split)
+        split_file = self.root / (name if name.endswith(".txt") else f"{name}.txt")
         if not split_file.is_file():
             raise FileNotFoundError(
                 f"FolderDataModule: no {split} split: neither a folder {images_in} nor a split "

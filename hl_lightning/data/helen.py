@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions, Sample
-from hl_lightning.data.io import BadDataError, pixels
+from hl_lightning.data.files import FileDataModule, FileOptions
+from hl_lightning.data.io import open_image, pixels, read_lines
+from hl_lightning.data.layouts import ListedSamples
 from hl_lightning.hierarchies import helen_hierarchy
 
 __all__ = [
@@ -76,15 +77,9 @@ def read_helen_split(path: str | Path) -> list[str]:
         >>> read_helen_split(file)
         ['2908549_1', '100040721_2']
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise FileNotFoundError(f"cannot read the Helen split file {path}: {err.strerror}") from err
-    ids = [line.split(",")[-1].strip() for line in text.splitlines()]
-    ids = [i for i in ids if i]
-    if not ids:
-        raise ValueError(f"{path}: no image ids (lines 'index , id')")
-    return ids
+    lines = read_lines(path, "Helen split", "image ids (lines 'index , id')")
+    ids = (line.split(",")[-1].strip() for line in lines)
+    return [i for i in ids if i]
 
 
 class HelenMasks:
@@ -100,11 +95,8 @@ class HelenMasks:
         """Return the label map (H, W) int64: the class of the strongest mask per pixel."""
         layers = []
         for path in paths:
-            try:
-                with Image.open(path) as mask:
-                    layers.append(pixels(mask.convert("L")))
-            except (OSError, UnidentifiedImageError) as err:
-                raise BadDataError(f"{path}: cannot read the mask: {err}") from err
+            with open_image(path, "mask") as mask:
+                layers.append(pixels(mask.convert("L")))
         return torch.stack(layers).argmax(0), None
 
 
@@ -152,30 +144,14 @@ class HelenDataModule(FileDataModule):
         root: str | Path,
         **options: Unpack[FileOptions],
     ) -> None:
-        super().__init__(
-            root,
-            HELEN_CLASSES,
-            helen_hierarchy(),
-            **options,
-        )
+        super().__init__(root, HELEN_CLASSES, helen_hierarchy(), **options)
         self.save_plain_hyperparameters()
-        self._decoder = HelenMasks()
-
-    @property
-    def decoder(self) -> HelenMasks:
-        """The per-class mask decoder."""
-        return self._decoder
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the samples listed in the split's file; missing files are checked later."""
-        ids = read_helen_split(self.root / HELEN_SPLITS[split])
-        labels = self.root / "labels"
-        samples = [
-            Sample(
-                name,
-                self.root / "images" / f"{name}.jpg",
-                tuple(labels / name / f"{name}_lbl{c:02d}.png" for c in range(len(HELEN_CLASSES))),
-            )
-            for name in ids
-        ]
-        return samples, []
+        self.layout = ListedSamples(
+            "HelenDataModule",
+            {split: self.root / file for split, file in HELEN_SPLITS.items()},
+            self.root / "images",
+            self.root / "labels",
+            masks=tuple(f"{{0}}/{{0}}_lbl{c:02d}.png" for c in range(len(HELEN_CLASSES))),
+            read_ids=read_helen_split,
+        )
+        self.decoder = HelenMasks()

@@ -35,14 +35,8 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import (
-    FileDataModule,
-    FileOptions,
-    Sample,
-    list_files,
-    pair_by_stem,
-)
-from hl_lightning.data.io import LabelMasks
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
+from hl_lightning.data.layouts import PairedFolders
 from hl_lightning.hierarchies import lip_hierarchy
 
 __all__ = ["LIP_CLASSES", "LIP_FLIP_PAIRS", "LIP_SPLITS", "LIPDataModule"]
@@ -129,39 +123,19 @@ class LIPDataModule(FileDataModule):
         test_split: str = "val",
         **options: Unpack[FileOptions],
     ) -> None:
-        if test_split not in LIP_SPLITS:
-            raise ValueError(
-                f"test_split must be one of {', '.join(LIP_SPLITS)}, got {test_split!r}"
-            )
-        super().__init__(
-            root,
-            LIP_CLASSES,
-            lip_hierarchy(),
-            **options,
-        )
+        one_of("test_split", test_split, LIP_SPLITS)
+        super().__init__(root, LIP_CLASSES, lip_hierarchy(), **options)
         self.save_plain_hyperparameters(
             image_dir=image_dir, mask_dir=mask_dir, test_split=test_split
         )
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
-        self.split_dirs = {**LIP_SPLITS, "test": LIP_SPLITS[test_split]}
-        self._decoder = LabelMasks(self.num_classes, self.ignore_index)
-
-    @property
-    def decoder(self) -> LabelMasks:
-        """Label-id PNG decoder (values 0-19, or the ignore value)."""
-        return self._decoder
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the image/annotation pairs of ``split`` (paired by file name)."""
-        image_folder, mask_folder = self.split_dirs[split]
-        images, masks = self.image_dir / image_folder, self.mask_dir / mask_folder
-        for folder in (images, masks):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"LIPDataModule: no folder {folder} ({split} split)")
-        return pair_by_stem(
-            list_files(images, (".jpg", ".jpeg", ".png")),
-            list_files(masks, (".png",)),
-            images,
-            masks,
+        split_dirs = {**LIP_SPLITS, "test": LIP_SPLITS[test_split]}
+        self.layout = PairedFolders(
+            "LIPDataModule",
+            {
+                split: (self.image_dir / images, self.mask_dir / masks)
+                for split, (images, masks) in split_dirs.items()
+            },
+            image_suffixes=(".jpg", ".jpeg", ".png"),
         )

@@ -33,14 +33,8 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import (
-    FileDataModule,
-    FileOptions,
-    Sample,
-    list_files,
-    pair_by_stem,
-)
-from hl_lightning.data.io import LabelMasks
+from hl_lightning.data.files import FileDataModule, FileOptions, one_of
+from hl_lightning.data.layouts import PairedFolders
 from hl_lightning.hierarchies.mapillary import (
     mapillary_class_names,
     mapillary_hierarchy,
@@ -105,10 +99,7 @@ class MapillaryDataModule(FileDataModule):
         [2]
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (480, 640),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (480, 640), "hflip": 0.5}
 
     def __init__(
         self,
@@ -118,42 +109,20 @@ class MapillaryDataModule(FileDataModule):
         test_split: str = "validation",
         **options: Unpack[FileOptions],
     ) -> None:
-        version = str(version)
-        if version not in MAPILLARY_VERSIONS:
-            raise ValueError(f"Vistas version must be one of {', '.join(MAPILLARY_VERSIONS)}")
+        version = one_of("version", str(version), MAPILLARY_VERSIONS)
         default_config, self.label_dir = MAPILLARY_VERSIONS[version]
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"MapillaryDataModule: data root {root} is not a folder")
-        config_file = root / (config or default_config)
+        config_file = self.data_root(root) / (config or default_config)
         labels = read_mapillary_labels(config_file)
         hierarchy = mapillary_hierarchy(config_file)
-        super().__init__(
-            root,
-            hierarchy.leaves,
-            hierarchy,
-            **options,
-        )
+        super().__init__(root, hierarchy.leaves, hierarchy, **options)
         self.save_plain_hyperparameters(version=version, config=config, test_split=test_split)
         self.version = version
         self.label_names = tuple(label["name"] for label in labels)
-        self.split_dirs = {**MAPILLARY_SPLITS, "test": test_split}
-        self._decoder = LabelMasks(self.num_classes, self.ignore_index)
-
-    @property
-    def decoder(self) -> LabelMasks:
-        """Label-id PNG decoder (palette indices are the label ids)."""
-        return self._decoder
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the image/label pairs of ``split`` from its images and labels folders."""
-        images = self.root / self.split_dirs[split] / "images"
-        labels = self.root / self.split_dirs[split] / self.label_dir
-        for folder in (images, labels):
-            if not folder.is_dir():
-                raise FileNotFoundError(
-                    f"MapillaryDataModule: no folder {folder} ({split} split, v{self.version})"
-                )
-        return pair_by_stem(
-            list_files(images, (".jpg",)), list_files(labels, (".png",)), images, labels
+        split_dirs = {**MAPILLARY_SPLITS, "test": test_split}
+        self.layout = PairedFolders(
+            "MapillaryDataModule",
+            {
+                split: (self.root / folder / "images", self.root / folder / self.label_dir)
+                for split, folder in split_dirs.items()
+            },
         )

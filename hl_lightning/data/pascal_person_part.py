@@ -33,8 +33,8 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from hl_lightning.data.files import FileDataModule, FileOptions, Sample
-from hl_lightning.data.io import LabelMasks
+from hl_lightning.data.files import FileDataModule, FileOptions, check_split_names
+from hl_lightning.data.layouts import ListedSamples, read_id_list
 from hl_lightning.hierarchies import pascal_person_part_hierarchy
 
 __all__ = [
@@ -56,26 +56,6 @@ PASCAL_PERSON_PART_CLASSES: tuple[str, ...] = (
 )
 #: The split list file of each split.
 PASCAL_PERSON_PART_SPLITS: dict[str, str] = {"train": "train_id.txt", "val": "val_id.txt"}
-
-
-def read_id_list(path: str | Path) -> list[str]:
-    """Return the image ids of a split list: one a line, blank lines skipped.
-
-    Example:
-        >>> import tempfile
-        >>> file = Path(tempfile.mkdtemp()) / "val_id.txt"
-        >>> _ = file.write_text("2008_000003\\n\\n2008_000008\\n")
-        >>> read_id_list(file)
-        ['2008_000003', '2008_000008']
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise FileNotFoundError(f"cannot read the split list {path}: {err.strerror}") from err
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
-    if not ids:
-        raise ValueError(f"{path}: no image ids (one a line)")
-    return ids
 
 
 class PascalPersonPartDataModule(FileDataModule):
@@ -103,16 +83,13 @@ class PascalPersonPartDataModule(FileDataModule):
         >>> for name in ("train_id.txt", "val_id.txt"):
         ...     _ = (root / name).write_text("2008_000003\\n")
         >>> dm = PascalPersonPartDataModule(root, image_size=4, batch_size=1)
-        >>> dm.setup("fit")
+        >>> dm.setup("validate")
         >>> image, mask = dm.val_dataset[0]
         >>> image.shape, mask.unique().tolist(), dm.class_names[2]
         (torch.Size([3, 4, 4]), [2], 'torso')
     """
 
-    defaults: ClassVar[FileOptions] = {
-        "image_size": (480, 480),
-        "hflip": 0.5,
-    }
+    defaults: ClassVar[FileOptions] = {"image_size": (480, 480), "hflip": 0.5}
 
     def __init__(
         self,
@@ -124,34 +101,17 @@ class PascalPersonPartDataModule(FileDataModule):
     ) -> None:
         files = {**PASCAL_PERSON_PART_SPLITS, **dict(splits or {})}
         files.setdefault("test", files["val"])
-        unknown = sorted(set(files) - {"train", "val", "test"})
-        if unknown:
-            raise ValueError(f"splits has keys train, val and test, got {', '.join(unknown)}")
+        check_split_names(files)
         super().__init__(
-            root,
-            PASCAL_PERSON_PART_CLASSES,
-            pascal_person_part_hierarchy(),
-            **options,
+            root, PASCAL_PERSON_PART_CLASSES, pascal_person_part_hierarchy(), **options
         )
         self.save_plain_hyperparameters(image_dir=image_dir, mask_dir=mask_dir, splits=files)
         self.image_dir = self.root / image_dir
         self.mask_dir = self.root / mask_dir
         self.splits = files
-        self._decoder = LabelMasks(self.num_classes, self.ignore_index)
-
-    @property
-    def decoder(self) -> LabelMasks:
-        """Label-id PNG decoder (values 0-6, or the ignore value)."""
-        return self._decoder
-
-    def list_split(self, split: str) -> tuple[list[Sample], list[str]]:
-        """Return the samples listed in the split's id list; missing files are checked later."""
-        for folder in (self.image_dir, self.mask_dir):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"PascalPersonPartDataModule: no folder {folder}")
-        ids = read_id_list(self.root / self.splits[split])
-        samples = [
-            Sample(name, self.image_dir / f"{name}.jpg", (self.mask_dir / f"{name}.png",))
-            for name in ids
-        ]
-        return samples, []
+        self.layout = ListedSamples(
+            "PascalPersonPartDataModule",
+            {split: self.root / file for split, file in files.items()},
+            self.image_dir,
+            self.mask_dir,
+        )

@@ -2,8 +2,8 @@
 
 Every image is a grey background, overlaid with up to three amorphous textured regions
 ("stuff": cool hues) and up to five compact shapes ("things": warm hues), in random order,
-so later layers occlude earlier ones. The tree of :func:`synthetic_hierarchy` follows the
-look of the classes:
+so later layers occlude earlier ones. The tree of
+:func:`~hl_lightning.hierarchies.synthetic_hierarchy` follows the look of the classes:
 
 - level 0 (kind): background (a leaf), stuff, things: grey vs cool vs warm hues;
 - level 1 (family): sky (a leaf), water (blue), vegetation (green), round (red),
@@ -16,22 +16,15 @@ Colours, sizes and textures are jittered per instance, the images carry illumina
 changes and pixel noise, and shapes occlude each other, so the fine level is clearly
 harder than the coarse ones: a small U-Net trained for a minute or two on a CPU reaches
 a leaf mIoU of about 0.6, and about 0.97 on the two coarse levels
-(``scripts/check_synthetic.py``).
-The default data is too easy at the coarse levels to tell losses apart there. The hard
-variant (``variant="hard"``, its tree the built-in ``synthetic_hard``) has 17 classes
-(three or four per family: murky water, moss, crescent and hexagon are added) and gives
-each thing family the hue of a stuff family (round: the water's blue; angular: the
-vegetation's green) at the same saturations, with a faint texture on the shapes, smaller
-shapes and more pixel noise: kind and family are told by shape and texture, not colour.
-A flat U-Net reaches about 0.69 / 0.66 / 0.33 (kind / family / class) in 8 epochs.
+(``scripts/check_synthetic.py``). The hard variant (``variant="hard"``) tells kind and
+family apart by shape and texture rather than colour; the variants' classes and looks
+are in :mod:`hl_lightning.data.synthetic_variants`.
 Generation is vectorised and deterministic: sample ``i`` depends only on ``(seed, i)``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,173 +32,12 @@ from torch.utils.data import Dataset
 
 from hl_lightning.data.io import IGNORE_INDEX
 from hl_lightning.data.seeds import derive_seed
-from hl_lightning.hierarchies import builtin_hierarchy, synthetic_hierarchy
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.data.synthetic_variants import Look, Variant, synthetic_look
 
-__all__ = [
-    "SYNTHETIC_CLASSES",
-    "SYNTHETIC_HARD_CLASSES",
-    "SYNTHETIC_MEAN",
-    "SYNTHETIC_STD",
-    "SyntheticShapes",
-    "Variant",
-    "synthetic_classes",
-    "synthetic_hierarchy",
-    "synthetic_normalisation",
-    "synthetic_variant_hierarchy",
-]
-
-#: Label order of the dataset: label id ``i`` is ``SYNTHETIC_CLASSES[i]``.
-SYNTHETIC_CLASSES: tuple[str, ...] = (
-    "background",
-    "sky",
-    "calm_water",
-    "choppy_water",
-    "grass",
-    "shrub",
-    "forest",
-    "disc",
-    "ring",
-    "ellipse",
-    "square",
-    "triangle",
-    "diamond",
-)
-#: Per-channel mean and standard deviation of the raw [0, 1] RGB images (measured on
-#: 768 of them); the dataset returns ``(raw - mean) / std``.
-SYNTHETIC_MEAN: tuple[float, float, float] = (0.45, 0.49, 0.43)
-SYNTHETIC_STD: tuple[float, float, float] = (0.23, 0.2, 0.24)
-
-#: Label order of the hard variant (``variant="hard"``), and its raw images' statistics.
-SYNTHETIC_HARD_CLASSES: tuple[str, ...] = (
-    "background",
-    "sky",
-    "calm_water",
-    "choppy_water",
-    "murky_water",
-    "grass",
-    "moss",
-    "shrub",
-    "forest",
-    "disc",
-    "ring",
-    "ellipse",
-    "crescent",
-    "square",
-    "triangle",
-    "diamond",
-    "hexagon",
-)
-SYNTHETIC_HARD_MEAN: tuple[float, float, float] = (0.4, 0.51, 0.47)
-SYNTHETIC_HARD_STD: tuple[float, float, float] = (0.18, 0.19, 0.22)
+__all__ = ["SyntheticShapes"]
 
 _CHUNK = 64  # samples generated together; chunk c is drawn from its own seed
 _REFERENCE_SIZE = 64  # sizes and texture periods below are in pixels at 64 x 64
-
-
-@dataclass(frozen=True)
-class _Region:
-    """Look of a stuff class: a colour and a grating texture."""
-
-    hue: float
-    saturation: float
-    value: float
-    period: tuple[float, float]  # grating period range, pixels
-    angle: tuple[float, float]  # grating direction range, radians (pi/2: horizontal stripes)
-    contrast: float  # texture amplitude, relative to the colour
-    spots: bool = False  # two crossed gratings instead of stripes
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """Look of a thing class: its family's hue and its own shade (the shape is by name)."""
-
-    hue: float
-    value: float
-
-
-@dataclass(frozen=True)
-class _Look:
-    """Everything that tells one variant of the data from another: classes and their looks."""
-
-    classes: tuple[str, ...]  # label order
-    tree: str  # the built-in hierarchy over the classes
-    regions: dict[str, _Region]
-    shapes: dict[str, _Shape]
-    upright: tuple[str, ...]  # shapes kept near axis-aligned (a turned square is a diamond)
-    mean: tuple[float, float, float]  # per-channel mean and std of the raw [0, 1] images
-    std: tuple[float, float, float]
-    grey_saturation: float = 0.15  # the background's largest tint
-    shape_saturation: tuple[float, float] = (0.55, 0.9)
-    shape_radius: tuple[float, float] = (6.0, 13.0)  # pixels at 64 x 64
-    shape_texture: float = 0.0  # amplitude of a faint grating on the shapes (0: none)
-    noise: float = 0.08  # pixel noise
-
-
-_DEFAULT = _Look(
-    classes=SYNTHETIC_CLASSES,
-    tree="synthetic",
-    regions={
-        "sky": _Region(0.54, 0.35, 0.9, (24.0, 40.0), (0.0, math.pi), 0.05),
-        "calm_water": _Region(0.61, 0.7, 0.65, (8.0, 12.0), (1.27, 1.87), 0.2),
-        "choppy_water": _Region(0.61, 0.7, 0.65, (4.0, 6.5), (0.0, math.pi), 0.2),
-        "grass": _Region(0.3, 0.65, 0.72, (3.0, 5.0), (-0.3, 0.3), 0.2),
-        "shrub": _Region(0.3, 0.65, 0.58, (5.0, 8.0), (0.0, math.pi), 0.25, spots=True),
-        "forest": _Region(0.3, 0.65, 0.45, (8.0, 12.0), (0.0, math.pi), 0.25, spots=True),
-    },
-    shapes={
-        "disc": _Shape(0.0, 0.92),
-        "ring": _Shape(0.0, 0.74),
-        "ellipse": _Shape(0.0, 0.56),
-        "square": _Shape(0.12, 0.92),
-        "triangle": _Shape(0.12, 0.74),
-        "diamond": _Shape(0.12, 0.56),
-    },
-    upright=("square", "diamond"),
-    mean=SYNTHETIC_MEAN,
-    std=SYNTHETIC_STD,
-)
-
-# The hard variant: four classes in most families, and every thing family wears the hue of
-# a stuff family (round things the water's blue, angular ones the vegetation's green), in
-# the same saturations and under a faint texture, so kind and family are no longer told by
-# colour alone; siblings share hue and differ in shade, texture or shape.
-_HARD = _Look(
-    classes=SYNTHETIC_HARD_CLASSES,
-    tree="synthetic_hard",
-    regions={
-        "sky": _Region(0.55, 0.3, 0.85, (24.0, 40.0), (0.0, math.pi), 0.05),
-        "calm_water": _Region(0.6, 0.55, 0.62, (8.0, 12.0), (1.27, 1.87), 0.2),
-        "choppy_water": _Region(0.6, 0.55, 0.62, (4.0, 6.5), (0.0, math.pi), 0.2),
-        "murky_water": _Region(0.6, 0.4, 0.5, (6.0, 9.0), (0.0, math.pi), 0.12),
-        "grass": _Region(0.31, 0.55, 0.7, (3.0, 5.0), (-0.3, 0.3), 0.2),
-        "moss": _Region(0.31, 0.55, 0.62, (3.0, 5.0), (0.0, math.pi), 0.2, spots=True),
-        "shrub": _Region(0.31, 0.55, 0.55, (5.0, 8.0), (0.0, math.pi), 0.25, spots=True),
-        "forest": _Region(0.31, 0.55, 0.45, (8.0, 12.0), (0.0, math.pi), 0.25, spots=True),
-    },
-    shapes={
-        "disc": _Shape(0.58, 0.88),
-        "ring": _Shape(0.58, 0.74),
-        "ellipse": _Shape(0.58, 0.6),
-        "crescent": _Shape(0.58, 0.46),
-        "square": _Shape(0.33, 0.88),
-        "triangle": _Shape(0.33, 0.74),
-        "diamond": _Shape(0.33, 0.6),
-        "hexagon": _Shape(0.33, 0.46),
-    },
-    upright=("square", "diamond"),
-    mean=SYNTHETIC_HARD_MEAN,
-    std=SYNTHETIC_HARD_STD,
-    grey_saturation=0.25,
-    shape_saturation=(0.4, 0.7),
-    shape_radius=(5.0, 11.0),
-    shape_texture=0.08,
-    noise=0.1,
-)
-
-#: The variants of the data: ``"default"`` and ``"hard"`` (see the module documentation).
-Variant = Literal["default", "hard"]
-_LOOKS: dict[str, _Look] = {"default": _DEFAULT, "hard": _HARD}
 
 
 def _hsv_to_rgb(hue: torch.Tensor, sat: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
@@ -290,7 +122,7 @@ def _grating(
     )
 
 
-def _generate(n: int, size: int, seed: int, look: _Look) -> tuple[torch.Tensor, torch.Tensor]:
+def _generate(n: int, size: int, seed: int, look: Look) -> tuple[torch.Tensor, torch.Tensor]:
     """Return raw images (n, 3, S, S) in [0, 1] and leaf masks (n, S, S) int64 of one chunk."""
     draw = _Sampler(seed)
     scale = size / _REFERENCE_SIZE
@@ -393,9 +225,10 @@ class SyntheticShapes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Procedural segmentation scenes, generated once at construction.
 
     Items are ``(image, mask)``: image (3, S, S) float32, standardised with the variant's
-    mean and standard deviation (:data:`SYNTHETIC_MEAN`, :data:`SYNTHETIC_STD` for the
-    default); mask (S, S) int64 leaf label ids (:attr:`class_names` order:
-    :data:`SYNTHETIC_CLASSES`, or :data:`SYNTHETIC_HARD_CLASSES` for ``variant="hard"``),
+    mean and standard deviation (``SYNTHETIC_MEAN``, ``SYNTHETIC_STD`` for the default);
+    mask (S, S) int64 leaf label ids (:attr:`class_names` order: ``SYNTHETIC_CLASSES``,
+    or ``SYNTHETIC_HARD_CLASSES`` for ``variant="hard"``; see
+    :mod:`~hl_lightning.data.synthetic_variants`),
     :data:`IGNORE_INDEX` on class edges when ``ignore_edges``. Sample ``i`` depends only on
     ``seed``, ``i``, ``image_size``, ``ignore_edges`` and ``variant``, not on
     ``num_samples`` nor on data-loader workers. It takes N x S x S x 20 bytes (42 MB for
@@ -433,7 +266,7 @@ class SyntheticShapes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 f"SyntheticShapes needs num_samples >= 0 and image_size >= 1, got "
                 f"num_samples={num_samples}, image_size={image_size}"
             )
-        look = _look(variant)
+        look = synthetic_look(variant)
         self.class_names: tuple[str, ...] = look.classes
         self.image_size = image_size
         self.seed = seed
@@ -455,46 +288,3 @@ class SyntheticShapes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return image (3, S, S) and mask (S, S) number ``index``."""
         return self.images[index], self.masks[index]
-
-
-def _look(variant: str) -> _Look:
-    """Return the look of ``variant``; raise a ValueError naming the known ones."""
-    if variant not in _LOOKS:
-        raise ValueError(
-            f"unknown synthetic data variant {variant!r}; known: {', '.join(map(repr, _LOOKS))}"
-        )
-    return _LOOKS[variant]
-
-
-def synthetic_classes(variant: Variant = "default") -> tuple[str, ...]:
-    """Return the label order of the synthetic data's ``variant``.
-
-    Example:
-        >>> synthetic_classes("hard")[-2:]
-        ('diamond', 'hexagon')
-    """
-    return _look(variant).classes
-
-
-def synthetic_normalisation(
-    variant: Variant = "default",
-) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Return the per-channel (mean, std) the synthetic data's ``variant`` is standardised with.
-
-    Example:
-        >>> synthetic_normalisation() == (SYNTHETIC_MEAN, SYNTHETIC_STD)
-        True
-    """
-    look = _look(variant)
-    return look.mean, look.std
-
-
-def synthetic_variant_hierarchy(variant: Variant = "default") -> Hierarchy:
-    """Return the tree of the synthetic data's ``variant``, leaves in tree order.
-
-    Example:
-        >>> h = synthetic_variant_hierarchy("hard")
-        >>> [h.num_groups(d) for d in range(h.num_levels)]
-        [3, 6, 17]
-    """
-    return builtin_hierarchy(_look(variant).tree)

@@ -5,11 +5,11 @@ Every file it writes goes through :func:`write_output`.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hl_lightning.cli._launch import CommandLineParser
 from hl_lightning.cli._matplotlib import agg_figure
 from hl_lightning.cli.compare.configurations import Configuration, group_runs, stopped_early
 from hl_lightning.cli.compare.plots import curves_figure, png_bytes
@@ -131,7 +131,7 @@ def compare(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hl-compare``; return the exit status (1 when the runs cannot be compared)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog=PROG,
         description="Compare hl-train runs over seeds: per-level loss and metric curves (PNG), "
         "the per-level table of means with 95% confidence intervals and the paired "
