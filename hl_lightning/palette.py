@@ -19,7 +19,7 @@ from torch import Tensor
 from hl_lightning.decode import level_parents
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = ["colorize", "level_palettes"]
+__all__ = ["colorize", "level_palettes", "node_palette"]
 
 _SATURATION = 0.75  # of the mid shade (lightness 0)
 _VALUE = 0.85
@@ -94,6 +94,27 @@ def level_palettes(hierarchy: Hierarchy) -> list[Tensor]:
                 level[child] = tone
         tones.append(level)
     return [torch.tensor([t.rgb() for t in level], dtype=torch.uint8) for level in tones]
+
+
+def node_palette(hierarchy: Hierarchy) -> Tensor:
+    """Return a uint8 palette (N, 3) by node id: each node's colour at its own level (a leaf
+    its finest-level colour, an internal node its group's colour at its depth).
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> palettes, nodes = level_palettes(h), node_palette(h)
+        >>> nodes[h.label_id("vehicle")].tolist() == palettes[0][1].tolist()
+        True
+        >>> nodes[h.label_id("truck")].tolist() == palettes[1][2].tolist()
+        True
+    """
+    palettes = level_palettes(hierarchy)
+    matrix = hierarchy.node_level_matrix()
+    rows = [
+        palettes[level][matrix[level, node]]
+        for node, level in enumerate(hierarchy.node_level(n) for n in range(hierarchy.num_nodes))
+    ]
+    return torch.stack(rows)
 
 
 def colorize(labels: Tensor, palette: Tensor) -> Tensor:

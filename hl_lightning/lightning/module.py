@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -36,7 +37,12 @@ from hl_lightning.lightning.optimization import (
 )
 from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
 from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
-from hl_lightning.metrics import HierarchicalSegmentationMetrics
+from hl_lightning.metrics import (
+    HierarchicalOperatingCurve,
+    HierarchicalSegmentationMetrics,
+    save_operating_curve,
+)
+from hl_lightning.metrics.functional.nodes import DEFAULT_THRESHOLD
 
 __all__ = [
     "ChannelCountError",
@@ -99,7 +105,12 @@ class HierarchicalSegmenter(L.LightningModule):
         scheduler: optional factory ``optimizer -> LRScheduler`` or its config.
         ignore_index: target value of unlabelled pixels.
         decode: how per-level predictions are made for metrics and ``predict_step``:
-            ``"marginal"``, ``"leaf"`` or ``"top_down"``.
+            ``"marginal"``, ``"leaf"``, ``"top_down"`` or ``"crm"`` (the leaf of least
+            expected tree distance). Validation and test also log the hierarchical
+            precision, recall and F1 of node predictions at threshold 0.5
+            (``<stage>/hp``, ``/hr``, ``/hf``); test computes the operating curve:
+            ``test/hpr_auc`` is logged, its points are written to ``hpr_curve.csv`` in
+            the trainer's ``log_dir``.
         input_shape: (C, H, W) of the dry forward run in :meth:`setup` that checks the
             backbone's channel count; default: 3 channels at the data module's
             ``image_size`` when it has one, else (3, 64, 64). Set it for a backbone that
@@ -208,6 +219,7 @@ class HierarchicalSegmenter(L.LightningModule):
         self.train_metrics = self._make_metrics("train")
         self.val_metrics = self._make_metrics("val")
         self.test_metrics = self._make_metrics("test")
+        self.test_curve = HierarchicalOperatingCurve(hierarchy, ignore_index=ignore_index)
 
     # ------------------------------------------------------------------ model
     def compute_logits(self, images: Tensor) -> Tensor | BackboneOutput:
@@ -298,9 +310,15 @@ class HierarchicalSegmenter(L.LightningModule):
     # ------------------------------------------------------------------ steps
     def _make_metrics(self, stage: str) -> MetricCollection:
         """Return the stage's metrics, keyed ``<stage>/miou``, ... (one pass per batch for all):
-        mIoU, accuracy and severity; validation and test add calibration and consistency."""
+        mIoU, accuracy and severity; validation and test add calibration, consistency and
+        the hierarchical precision, recall and F1 of node predictions."""
+        reliability = stage != "train"
         metric = HierarchicalSegmentationMetrics(
-            self.hierarchy, self.ignore_index, decode=self.decode, reliability=stage != "train"
+            self.hierarchy,
+            self.ignore_index,
+            decode=self.decode,
+            reliability=reliability,
+            threshold=DEFAULT_THRESHOLD if reliability else None,
         )
         return MetricCollection({"all": metric}, prefix=f"{stage}/", compute_groups=False)
 
@@ -360,6 +378,8 @@ class HierarchicalSegmenter(L.LightningModule):
                 batch_size=batch_size,
             )
         self._metrics(stage).update(logits.detach(), target)
+        if stage == "test":
+            self.test_curve.update(logits.detach(), target)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
@@ -418,6 +438,8 @@ class HierarchicalSegmenter(L.LightningModule):
             else:
                 logged[key] = value
         logged[f"{stage}/miou"] = logged[f"{stage}/miou/{names[-1]}"]  # the finest level's
+        if stage == "test":
+            logged["test/hpr_auc"] = self._test_curve()
         # equal on every process (torchmetrics synced the states): a mean over processes
         # leaves them as they are and tells Lightning they are global values
         self.log_dict(logged, sync_dist=True)
@@ -425,6 +447,17 @@ class HierarchicalSegmenter(L.LightningModule):
             skipped = torch.tensor(float(self._skipped.pop(stage, 0)), device=self.device)
             self.log(f"{stage}/skipped_batches", skipped, sync_dist=True, reduce_fx="sum")
         self._metrics(stage).reset()
+
+    def _test_curve(self) -> Tensor:
+        """Return the test operating curve's area; write its points to ``hpr_curve.csv`` in
+        the trainer's ``log_dir`` (on the first process), then reset it."""
+        curve = self.test_curve.compute()  # synced across processes by torchmetrics
+        log_dir = self.trainer.log_dir
+        if self.trainer.is_global_zero and log_dir is not None:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            save_operating_curve(curve, Path(log_dir) / "hpr_curve.csv")
+        self.test_curve.reset()
+        return curve.auc
 
     def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, Tensor]:
         """Return one label map (B, H, W) per level, keyed by level name, coarse to fine."""
