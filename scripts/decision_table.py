@@ -386,7 +386,10 @@ def agreement_note(study: Study) -> str:
         f" in {len(pairs) - len(differ)} of {len(study.runs)} runs (largest difference "
         f"{largest:.2g})"
     )
-    return text + (f"; it differs in {', '.join(differ)}" if differ else "") + ".\n"
+    untested = [e.path.name for e in study.runs.values() if e.trained_leaf_miou is None]
+    text += f"; it differs in {', '.join(differ)}" if differ else ""
+    text += f"; no test value of hl-train in {', '.join(untested)}" if untested else ""
+    return text + ".\n"
 
 
 def report(study: Study, figure_line: str) -> str:

@@ -192,7 +192,20 @@ def test_tables_equal_a_float64_hand_computation(fabricated, capsys) -> None:
     ]
     assert curves["temperature hierarchical"][-1] == shown(*mean_ci(temperatures["hierarchical"]))
     assert "from logits / a temperature fitted on each run's validation split" in text
-    assert "in 10 of 10 runs (largest difference 0)" in text
+    assert "in 10 of 10 runs (largest difference 0)." in text
+    metrics = sweep / "9_loss=hierarchical,seed=4" / "csv" / "metrics.csv"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(line for line in lines if not line.startswith("3,")))  # untested
+    leaf = float(values["flat", "marginal", "miou/class"][3])
+    results = sweep / "3_loss=flat,seed=3" / "eval" / "results.json"
+    saved = results.read_text()
+    assert f'"miou/class": {leaf!r}' in saved
+    results.write_text(saved.replace(f'"miou/class": {leaf!r}', '"miou/class": 2.0', 1))
+    decision_table.main([str(sweep)])
+    assert (
+        f"in 8 of 10 runs (largest difference {2.0 - leaf:.2g}); it differs in 3_loss=flat,"
+        "seed=3; no test value of hl-train in 9_loss=hierarchical,seed=4."
+    ) in (sweep / "decisions.md").read_text()
     rows = read_csv(sweep / "decisions.csv")
     assert len(rows) == 20 and rows[0]["run"] == "0_loss=flat,seed=0"
     row = next(
