@@ -276,8 +276,8 @@ def per_seed_rows(study: Study, comparison: tuple[Setting, Setting]) -> list[dic
     for key, title in value_keys(study.levels):
         new, old = study.values(a, key), study.values(b, key)
         row = _per_seed_row(title, [x - y for x, y in zip(new, old, strict=True)], study.seeds, "+")
-        mean = {"mean ± 95% CI (p)": paired_difference(new, old)}
-        rows.append(row | shown_row(TableRow({}, dict(mean)), paired=True))
+        mean = TableRow({}, {"mean ± 95% CI (p)": paired_difference(new, old)})
+        rows.append(row | shown_row(mean, paired=True))
     return rows
 
 
@@ -296,8 +296,7 @@ def curve_rows(study: Study) -> list[dict[str, str]]:
         study.seeds,
         "+",
     )
-    difference = {column: paired_difference(new, old)}
-    rows.append(row | shown_row(TableRow({}, dict(difference)), paired=True))
+    rows.append(row | shown_row(TableRow({}, {column: paired_difference(new, old)}), paired=True))
     for loss in LOSSES:
         temperatures = [study.runs[loss, seed].temperature for seed in study.seeds]
         row = _per_seed_row(f"temperature {loss}", temperatures, study.seeds, "")
