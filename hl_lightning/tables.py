@@ -26,17 +26,23 @@ class LevelTables:
     (:meth:`Hierarchy.level_matrix`).
     ``parents[d]`` (G_{d+1},): group id at level ``d`` of every group at level ``d + 1``.
     ``sizes[d]``: G_d, the number of groups at level ``d``.
+    ``node_matrix`` (D, N): group id of every node (label id) at every level, -1 below an
+    internal node's level (:meth:`Hierarchy.node_level_matrix`); its first K columns are
+    ``level_matrix``.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": {"car": None, "truck": None}})
         >>> tables = LevelTables.of(h, torch.device("cpu"))
         >>> tables.level_matrix.tolist(), [p.tolist() for p in tables.parents], tables.sizes
         ([[0, 1, 1], [0, 1, 2]], [[0, 1, 1]], (2, 3))
+        >>> tables.node_matrix.tolist()
+        [[0, 1, 1, 1], [0, 1, 2, -1]]
     """
 
     level_matrix: Tensor
     parents: tuple[Tensor, ...]
     sizes: tuple[int, ...]
+    node_matrix: Tensor
 
     @staticmethod
     @lru_cache(maxsize=32)
@@ -48,12 +54,27 @@ class LevelTables:
             torch.zeros(sizes[d + 1], dtype=torch.long).scatter_(0, matrix[d + 1], matrix[d])
             for d in range(hierarchy.num_levels - 1)
         )
-        return LevelTables(matrix.to(device), tuple(p.to(device) for p in parents), sizes)
+        return LevelTables(
+            matrix.to(device),
+            tuple(p.to(device) for p in parents),
+            sizes,
+            hierarchy.node_level_matrix().to(device),
+        )
 
     @property
     def num_levels(self) -> int:
         """D, the number of levels."""
         return len(self.sizes)
+
+    @property
+    def num_leaves(self) -> int:
+        """K, the number of leaves."""
+        return self.level_matrix.shape[1]
+
+    @property
+    def num_nodes(self) -> int:
+        """N, the number of nodes (label ids): K leaves, then the internal nodes."""
+        return self.node_matrix.shape[1]
 
 
 def validate_inputs(
@@ -62,22 +83,35 @@ def validate_inputs(
     hierarchy: Hierarchy,
     ignore_index: int | None = None,
     values: bool = True,
+    coarse: bool = False,
 ) -> None:
     """Raise a ValueError naming the problem if logits/target do not fit the hierarchy.
 
     Checks: float logits (B, K, *S) with K the number of leaves; unless ``target`` is
     None, an integer target (B, *S) of any integer dtype and, with ``values``, label ids
-    in [0, K) except ``ignore_index`` (the only check that reads the target's values).
-    A wrong dtype raises :class:`InputDTypeError`, a TypeError that is also a ValueError.
+    that are not ``ignore_index`` in [0, K) (leaf ids), or with ``coarse`` in [0, N)
+    (node ids: leaves, then the internal nodes as coarse labels, :attr:`Hierarchy.node_names`).
+    That is the only check that reads the target's values. A wrong dtype raises
+    :class:`InputDTypeError`, a TypeError that is also a ValueError.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 255]]), h, 255)
+        >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 3]]), h, 255, coarse=True)
+        >>> try:
+        ...     validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[4, 7]]), h, 255, coarse=True)
+        ... except ValueError as error:
+        ...     print(str(error).replace(": ", ":\\n"))
+        target has label ids [4, 7] outside [0, 4) that are not ignore_index=255:
+        valid are leaf ids 0..2, coarse ids 3..3
         >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 3]]), h, 255)
         Traceback (most recent call last):
             ...
-        ValueError: target has label ids [3] outside [0, 3) that are not ignore_index=255
+        ValueError: target has label ids [3] outside [0, 3) that are not ignore_index=255: ...
     """
+    # ``coarse`` is temporary: the metrics accept coarse labels (internal node ids) and
+    # set it; the losses do not accept them yet and leave it False. Once they do, every
+    # caller accepts node ids and the keyword goes.
     if not torch.is_floating_point(logits):
         raise InputDTypeError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
     if logits.dim() < 2:
@@ -102,17 +136,34 @@ def validate_inputs(
         )
     if not values or target.numel() == 0:
         return
+    end = hierarchy.num_nodes if coarse else k  # valid label ids: [0, end)
     target = target.long()  # compared in int64: 255 or 300 would wrap in uint8 and int8
     low, high = torch.aminmax(target)
-    if low >= 0 and high < k:  # the common case: one pass, no mask
+    if low >= 0 and high < end:  # the common case: one pass, no mask
         return
-    outside = (target < 0) | (target >= k)
+    outside = (target < 0) | (target >= end)
     if ignore_index is not None:
         outside &= target != ignore_index
     if outside.any():
         shown = torch.unique(target[outside])[:10].tolist()
-        if ignore_index is None:
-            ignored = "ignored (ignore_index is None)"
-        else:
-            ignored = f"ignore_index={ignore_index}"
-        raise ValueError(f"target has label ids {shown} outside [0, {k}) that are not {ignored}")
+        raise ValueError(_label_id_error(shown, hierarchy, ignore_index, coarse))
+
+
+def _label_id_error(
+    shown: list[int], hierarchy: Hierarchy, ignore_index: int | None, coarse: bool
+) -> str:
+    """Return the one message for label ids that are neither valid nor ``ignore_index``."""
+    k, n = hierarchy.num_leaves, hierarchy.num_nodes
+    end = n if coarse else k
+    if ignore_index is None:
+        ignored = "ignored (ignore_index is None)"
+    else:
+        ignored = f"ignore_index={ignore_index}"
+    valid = f"valid are leaf ids 0..{k - 1}"
+    if n == k:
+        valid += " (the tree has no internal nodes)"
+    elif coarse:
+        valid += f", coarse ids {k}..{n - 1}"
+    else:
+        valid += f" (coarse ids {k}..{n - 1} are not accepted here yet)"
+    return f"target has label ids {shown} outside [0, {end}) that are not {ignored}: {valid}"

@@ -506,7 +506,12 @@ def test_integer_targets_and_channels_last_logits_into_a_metric(
     [
         ("float_target", TypeError, r"target must be an integer tensor .*torch\.float32"),
         ("channels", ValueError, r"logits have 3 channels but the hierarchy has 5 leaves"),
-        ("label_range", ValueError, r"label ids \[7\] outside \[0, 5\)"),
+        (  # the metrics take every node id: 5 and 6 are coarse labels (vehicle, nature)
+            "label_range",
+            ValueError,
+            r"label ids \[7\] outside \[0, 7\) that are not ignore_index=255: "
+            r"valid are leaf ids 0\.\.4, coarse ids 5\.\.6",
+        ),
     ],
 )
 @pytest.mark.parametrize("metric_class", METRICS)

@@ -20,7 +20,7 @@ from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
 from hl_lightning.data.io import pixels
 from hl_lightning.decode import decode_levels
 from hl_lightning.lightning.module import HierarchicalSegmenter
-from hl_lightning.palette import colorize, level_palettes
+from hl_lightning.palette import colorize, level_palettes, node_palette
 
 LEVELS = ("kind", "family", "class")
 SIZES = {"noise.png": (48, 40), "photo.jpg": (30, 50), "scene.PNG": (32, 32)}  # (W, H)
@@ -402,3 +402,41 @@ def test_a_decompression_bomb_is_one_line_naming_the_image(
         "pixels) exceeds limit"
     )
     assert not (tmp_path / "out" / "big_class.png").exists()
+
+
+def test_decode_and_threshold_write_node_maps_in_node_colours(
+    checkpoint: Path, images: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "nodes"
+    args = [str(checkpoint), str(images), str(out), "--level", "class", "--decode", "crm"]
+    assert predict.main([*args, "--threshold", "0.5"]) == 0
+    model = HierarchicalSegmenter.load_from_checkpoint(checkpoint)
+    palette = {tuple(c) for c in node_palette(model.hierarchy).tolist()} | {(0, 0, 0)}
+    for name, size in SIZES.items():
+        path = out / f"{Path(name).stem}_nodes.png"
+        with Image.open(path) as mask:
+            assert mask.size == size
+        assert colours(path) <= palette
+    with (out / "legend.csv").open(newline="") as file:
+        legend = [row for row in csv.reader(file) if row[0] == "nodes"]
+    assert [row[1] for row in legend] == list(model.hierarchy.node_names)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--threshold", "0.3"], r"threshold=0.3 is outside [0.5, 1)"),
+        (["--decode", "argmax"], "unknown decoding method 'argmax'; valid methods are"),
+    ],
+)
+def test_bad_decode_options_exit_1_before_reading_images(
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    empty = tmp_path / "no_images_here"  # not even read: the options are checked first
+    assert predict.main([str(checkpoint), str(empty), str(tmp_path / "out"), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hl-predict: error: ") and message in err

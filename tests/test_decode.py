@@ -325,3 +325,45 @@ def test_wrong_channel_count_is_named() -> None:
         decode_levels(torch.randn(1, 5, 2, 2), h)
     with pytest.raises(ValueError, match="floating point"):
         level_log_probs(torch.zeros(1, 11, 2, 2, dtype=torch.long), h)
+
+
+def reference_crm(logits: torch.Tensor, hierarchy: Hierarchy) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the float64 argmin over leaves j of sum_i p_i * leaf_distance(i, j) (the
+    written definition: a K x K product per pixel) and the margin to the second best."""
+    p = torch.softmax(logits.double(), 1)
+    risk = torch.einsum("bi...,ij->bj...", p, hierarchy.leaf_distance().double())
+    two = risk.topk(2, dim=1, largest=False).values
+    return risk.argmin(1), two[:, 1] - two[:, 0]
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 10.0])
+def test_crm_is_the_leaf_of_least_expected_distance(tree: Hierarchy, scale: float) -> None:
+    logits = scale * torch.randn(
+        3, tree.num_leaves, 7, 5, generator=torch.Generator().manual_seed(1)
+    )
+    best, margin = reference_crm(logits, tree)
+    clear = margin > 1e-6  # ties aside (fp32 sums decide those)
+    assert clear.float().mean() > 0.9
+    got = decode_levels(logits, tree, "crm")
+    for d, pred in enumerate(got):
+        assert torch.equal(pred[clear], tree.level_index(d)[best][clear]), f"level {d}"
+
+
+def test_crm_on_seed_trees_and_in_float64(seed_tree: Hierarchy) -> None:
+    logits = 2 * torch.randn(2, seed_tree.num_leaves, 6, 6, dtype=torch.float64)
+    best, margin = reference_crm(logits, seed_tree)
+    got = decode_levels(logits, seed_tree, "crm")[-1]
+    clear = margin > 1e-12
+    assert torch.equal(got[clear], seed_tree.level_index(-1)[best][clear])
+
+
+def test_crm_ties_go_to_the_first_leaf_and_it_prefers_a_sure_group() -> None:
+    h = Hierarchy.from_dict({"a": ["a1", "a2"], "b": ["b1", "b2"]}).reorder(
+        ["b2", "a1", "b1", "a2"]
+    )
+    assert decode_levels(torch.zeros(1, 4), h, "crm")[-1].tolist() == [h.level_index(-1)[0].item()]
+    # b2 is the single most probable leaf, but group a holds most of the mass
+    logits = torch.tensor([[1.0, 0.9, 0.01, 0.9]]).log()  # b2, a1, b1, a2 probabilities
+    leaf = decode_levels(logits, h, "crm")[-1]
+    assert decode_levels(logits, h, "leaf")[-1].tolist() != leaf.tolist()
+    assert h.group_names(1)[leaf.item()] == "a1"  # the first of the tied a-leaves

@@ -17,7 +17,9 @@ from hl_lightning.metrics import (
     HierarchicalCalibrationError,
     HierarchicalConsistency,
     HierarchicalJaccardIndex,
+    HierarchicalOperatingCurve,
     HierarchicalPixelAccuracy,
+    HierarchicalPrecisionRecall,
     HierarchicalSegmentationMetrics,
     MistakeSeverity,
 )
@@ -33,7 +35,7 @@ TREE = {
 
 
 def make_metrics(hierarchy: Hierarchy) -> dict[str, torch.nn.Module]:
-    """Return one of every metric, both confusion layouts (per level, leaf)."""
+    """Return one of every metric, both confusion layouts (per level, leaf), node predictions."""
     return {
         "iou": HierarchicalJaccardIndex(hierarchy),
         "iou_none": HierarchicalJaccardIndex(hierarchy, average="none"),
@@ -46,11 +48,16 @@ def make_metrics(hierarchy: Hierarchy) -> dict[str, torch.nn.Module]:
         "all_leaf_train": HierarchicalSegmentationMetrics(
             hierarchy, decode="leaf", reliability=False
         ),
+        "severity_crm": MistakeSeverity(hierarchy, decode="crm"),
+        "all_crm_nodes": HierarchicalSegmentationMetrics(hierarchy, decode="crm", threshold=0.6),
+        "precision_recall": HierarchicalPrecisionRecall(hierarchy, 0.7),
+        "curve": HierarchicalOperatingCurve(hierarchy, 10),
     }
 
 
 def make_data(hierarchy: Hierarchy) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Return 4 batches (logits (2, K, 6, 6), target (2, 6, 6)) with some ignored pixels."""
+    """Return 4 batches (logits (2, K, 6, 6), target (2, 6, 6)) with some ignored pixels and
+    some coarse labels (internal node ids)."""
     gen = torch.Generator().manual_seed(0)
     k = hierarchy.num_leaves
     batches = []
@@ -58,6 +65,8 @@ def make_data(hierarchy: Hierarchy) -> list[tuple[torch.Tensor, torch.Tensor]]:
         target = torch.randint(0, k, (2, 6, 6), generator=gen)
         logits = torch.randn(2, k, 6, 6, generator=gen)
         logits += 2 * torch.nn.functional.one_hot(target, k).permute(0, 3, 1, 2)
+        coarse = torch.randint(k, hierarchy.num_nodes, target.shape, generator=gen)
+        target = torch.where(torch.rand(target.shape, generator=gen) < 0.2, coarse, target)
         target[torch.rand(target.shape, generator=gen) < 0.1] = 255
         batches.append((logits, target))
     return batches
@@ -70,7 +79,8 @@ def compute_all(rank: int, world_size: int) -> dict[str, object]:
     for logits, target in make_data(hierarchy)[rank::world_size]:
         for metric in metrics.values():
             metric.update(logits, target)
-    return {name: metric.compute() for name, metric in metrics.items()}
+    values = {name: metric.compute() for name, metric in metrics.items()}
+    return {k: tuple(v) if isinstance(v, tuple) else v for k, v in values.items()}  # plain data
 
 
 def worker(rank: int, port: int, out: Path) -> None:

@@ -53,14 +53,27 @@ def test_spatial_mismatch_is_named(metric_class: type) -> None:
 
 
 @pytest.mark.parametrize("metric_class", METRICS)
-@pytest.mark.parametrize("bad", [11, -1, 254])
-def test_out_of_range_labels_are_named(metric_class: type, bad: int) -> None:
-    metric = metric_class(random_hierarchy(11, 4, shuffle_leaves=True))
+@pytest.mark.parametrize("bad", ["N", -1, 254])
+def test_out_of_range_labels_are_named(metric_class: type, bad: int | str) -> None:
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
+    n = tree.num_nodes  # ids 11..n-1 are the internal nodes: coarse labels, accepted
+    bad = n if bad == "N" else bad
+    metric = metric_class(tree)
     target = torch.zeros(2, 4, 4, dtype=torch.long)
-    target[0, 0, 0], target[1, 1, 1] = bad, IGNORE
-    message = rf"label ids \[{bad}\] outside \[0, 11\) that are not ignore_index={IGNORE}"
+    target[0, 0, 0], target[1, 1, 1], target[1, 2, 2] = bad, IGNORE, n - 1
+    message = (
+        rf"label ids \[{bad}\] outside \[0, {n}\) that are not ignore_index={IGNORE}: "
+        rf"valid are leaf ids 0\.\.10, coarse ids 11\.\.{n - 1}$"
+    )
     with pytest.raises(ValueError, match=message):
         metric.update(torch.randn(2, 11, 4, 4), target)
+
+
+@pytest.mark.parametrize("metric_class", METRICS)
+def test_every_node_id_is_a_label(metric_class: type) -> None:
+    tree = random_hierarchy(11, 4, shuffle_leaves=True)
+    target = torch.arange(tree.num_nodes).view(1, 1, -1)
+    metric_class(tree).update(torch.randn(1, 11, 1, tree.num_nodes), target)
 
 
 @pytest.mark.parametrize("metric_class", METRICS)
@@ -80,6 +93,14 @@ def test_bad_arguments_are_named() -> None:
         HierarchicalJaccardIndex(tree, average="micro")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ignore_index=3 is the label id of leaf"):
         MistakeSeverity(tree, ignore_index=3)
+    internal = tree.num_nodes - 1  # the last internal node: a coarse label
+    message = (
+        rf"ignore_index={internal} is the label id of internal node "
+        rf"'{tree.node_names[internal]}'; use a value outside the node ids 0\.\.{internal}"
+    )
+    for metric_class in (*METRICS, HierarchicalCalibrationError, HierarchicalConsistency):
+        with pytest.raises(ValueError, match=message):
+            metric_class(tree, ignore_index=internal)
     with pytest.raises(ValueError, match="hierarchy must be a Hierarchy"):
         HierarchicalPixelAccuracy(["a", "b"])  # type: ignore[arg-type]
 

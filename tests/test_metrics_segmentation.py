@@ -35,7 +35,7 @@ def separate_metrics(
     return {
         "miou": HierarchicalJaccardIndex(hierarchy, ignore, decode=method),  # type: ignore[arg-type]
         "acc": HierarchicalPixelAccuracy(hierarchy, ignore, decode=method),  # type: ignore[arg-type]
-        "severity": MistakeSeverity(hierarchy, ignore),
+        "severity": MistakeSeverity(hierarchy, ignore, decode=method),  # type: ignore[arg-type]
         "ece": HierarchicalCalibrationError(hierarchy, ignore, n_bins=n_bins),
         "inconsistency": HierarchicalConsistency(hierarchy, ignore, decode=method),  # type: ignore[arg-type]
     }
@@ -79,9 +79,11 @@ def test_all_in_one_checks_and_reads_each_batch_once(monkeypatch: pytest.MonkeyP
     for name in calls:
         original = getattr(batch_module, name)
 
-        def counting(*args: object, _name: str = name, _f: object = original) -> object:
+        def counting(
+            *args: object, _name: str = name, _f: object = original, **kwargs: object
+        ) -> object:
             calls[_name] += 1
-            return _f(*args)  # type: ignore[operator]
+            return _f(*args, **kwargs)  # type: ignore[operator]
 
         monkeypatch.setattr(batch_module, name, counting)
     metric = HierarchicalSegmentationMetrics(tree)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -245,10 +246,30 @@ def test_predict_step_returns_a_label_map_per_level(method: str) -> None:
     if method == "leaf":
         for d, level_map in enumerate(maps.values()):
             assert torch.equal(level_map, h.labels_at_level(leaf, d))
-    if method in ("leaf", "top_down"):  # a consistent path down the tree
+    if method in ("leaf", "top_down", "crm"):  # a consistent path down the tree
         preds = list(maps.values())
         for d in range(h.num_levels - 1):
             assert torch.equal(parents(h, d)[preds[d + 1]], preds[d])
+
+
+def test_val_and_test_log_node_scores_and_test_writes_the_operating_curve(
+    tmp_path: Path,
+) -> None:
+    dm = tiny_data()
+    model = HierarchicalSegmenter(tiny_unet(), dm.hierarchy, decode="crm")
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    trainer = make_trainer(tmp_path, max_epochs=1, limit_train_batches=1, logger=logger)
+    trainer.fit(model, datamodule=dm)
+    assert {"val/hp", "val/hr", "val/hf"} <= trainer.callback_metrics.keys()
+    assert "train/hf" not in trainer.callback_metrics
+    trainer.test(model, datamodule=dm, verbose=False)
+    tested = trainer.callback_metrics
+    assert 0 <= float(tested["test/hpr_auc"]) <= 1
+    rows = (Path(trainer.log_dir) / "hpr_curve.csv").read_text().splitlines()
+    assert rows[0] == "threshold,hp,hr,hf" and len(rows) == 51
+    threshold, hp, hr, hf = (float(v) for v in rows[1].split(","))
+    assert threshold == 0.5  # the curve's first point is the logged one
+    assert [hp, hr, hf] == pytest.approx([float(tested[f"test/{k}"]) for k in ("hp", "hr", "hf")])
 
 
 def test_trainer_predict(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Packaging: the version defined once, the command-line tools' ``--version``, and the wheel
 that ``python -m build`` makes, installed in a fresh virtual environment outside the
-repository and run from there (hl-train, hl-tree, hl-predict, hl-compare)."""
+repository and run from there (hl-train, hl-tree, hl-predict, hl-compare, hl-eval)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ import pytest
 from PIL import Image
 
 import hl_lightning
+from hl_lightning.cli import evaluate as eval_cli
 from hl_lightning.cli import predict, tree
 from hl_lightning.cli import train as train_cli
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("hl-train", "hl-tree", "hl-compare", "hl-predict")
+SCRIPTS = ("hl-train", "hl-tree", "hl-compare", "hl-predict", "hl-eval")
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -60,6 +61,15 @@ def test_hl_train_prints_its_version_not_hydras(
     assert train_cli.main() is None
     out = capsys.readouterr().out
     assert out.startswith(f"hl-train {hl_lightning.__version__} (torch ") and "Hydra" not in out
+
+
+def test_hl_eval_prints_its_version_not_hydras(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["hl-eval", "--version"])
+    assert eval_cli.main() is None
+    out = capsys.readouterr().out
+    assert out.startswith(f"hl-eval {hl_lightning.__version__} (torch ") and "Hydra" not in out
 
 
 # ---------------------------------------------------------------------------- the wheel
@@ -178,9 +188,14 @@ def test_wheel_installed_in_a_fresh_venv_runs_every_console_script(
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert len(list((elsewhere / "masks").glob("photo*_*.png"))) == 2 * 3
 
+    checkpoint = f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"
+    evaluated = run([str(bin_dir / "hl-eval"), checkpoint, "hydra.run.dir=eval"], elsewhere)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert (elsewhere / "eval" / "results.json").is_file()
+
     compared = run([str(bin_dir / "hl-compare"), str(out), "--out", "compare"], elsewhere)
     assert compared.returncode == 0, compared.stderr[-3000:]
     assert list((elsewhere / "compare").iterdir())
     assert sorted(p.name for p in elsewhere.iterdir()) == [
-        "compare", "masks", "photos", "run", "tree.png"
+        "compare", "eval", "masks", "photos", "run", "tree.png"
     ]  # fmt: skip

@@ -5,6 +5,7 @@ Usage::
     hl-predict outputs/train/RUN/checkpoints/last.ckpt photos masks
     hl-predict last.ckpt photos masks --level family          # one level, by name
     hl-predict last.ckpt photos masks --level -1 --size 128 --device cuda
+    hl-predict last.ckpt photos masks --decode crm --threshold 0.8   # + node maps
 
 The network and the hierarchy are rebuilt from the checkpoint. Images (``.png``, ``.jpg``,
 ``.jpeg``, not recursive) are read as RGB (grey for a one-channel network), scaled to
@@ -14,6 +15,12 @@ the network runs over each image as the checkpoint's model says (``inference``: 
 ``slide`` windows); the logits are resized back to each image's own size before decoding
 (the checkpoint's decoding), so the masks ``<image stem>_<level name>.png`` match the
 images; ``legend.csv`` lists every group's colour (:mod:`hl_lightning.palette`).
+``--decode`` overrides the checkpoint's decoding (``crm``: the leaf of least expected tree
+distance). With ``--threshold τ`` (in [0.5, 1)) each image also gets
+``<image stem>_nodes.png``: per pixel the deepest node whose probability reaches τ
+(:func:`~hl_lightning.decode.predict_nodes`) in that node's colour ("vehicle" where the
+model cannot tell car from truck), black where no level-0 group reaches it; the legend
+then lists every node (level ``nodes``).
 
 Before anything is written the inputs are checked: a broken or foreign checkpoint, one
 with non-finite weights, a normalisation that is not finite (a zero ``--std``) and an
@@ -44,10 +51,11 @@ from hl_lightning.cli._launch import CommandLineParser, importable_launch_direct
 from hl_lightning.cli._version import version_text
 from hl_lightning.data import synthetic_normalisation
 from hl_lightning.data.io import BadDataError, open_image
-from hl_lightning.decode import decode_levels
+from hl_lightning.decode import DecodeMethod, check_method, check_threshold, decode_levels
+from hl_lightning.decode import predict_nodes as predict_node_map
 from hl_lightning.lightning.checkpoints import CheckpointError, read_checkpoint
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
-from hl_lightning.palette import colorize, level_palettes
+from hl_lightning.palette import colorize, level_palettes, node_palette
 
 __all__ = ["IMAGE_SUFFIXES", "load_image", "main", "predict_folder"]
 
@@ -186,12 +194,16 @@ def predict_folder(
     mean: Sequence[float] | str | None = None,
     std: Sequence[float] | str | None = None,
     device: str = "cpu",
+    decode: str | None = None,
+    threshold: float | None = None,
 ) -> list[Path]:
     """Write colour masks of every image in ``input_dir`` at the chosen levels; return the files.
 
     Options as for the command (``hl-predict --help``): ``size``, ``mean`` and ``std``
     default to the checkpoint's data module hyper-parameters (the size it evaluated at),
-    else to no resizing and the synthetic data's normalisation. Writes ``legend.csv``
+    else to no resizing and the synthetic data's normalisation; ``decode`` to the
+    checkpoint's decoding; with a ``threshold`` node maps ``<stem>_nodes.png`` are written
+    too. Writes ``legend.csv``
     (level, group, colour) too.
 
     Example (a checkpoint and a folder of photos)::
@@ -199,6 +211,11 @@ def predict_folder(
         predict_folder("last.ckpt", "photos", "masks", level="family")
         # [PosixPath('masks/beach_family.png'), ..., PosixPath('masks/legend.csv')]
     """
+    try:  # the options first: nothing is read before they are known to be valid
+        method: DecodeMethod | None = None if decode is None else check_method(decode)
+        threshold = None if threshold is None else check_threshold(threshold)
+    except ValueError as error:
+        raise PredictError(str(error)) from None
     images = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise PredictError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {input_dir}")
@@ -214,10 +231,11 @@ def predict_folder(
     channels = model.in_channels
     if {len(mean), len(std)} - {1, channels}:
         raise PredictError(f"mean and std need 1 or {channels} values, got {mean} and {std}")
-    palettes = level_palettes(hierarchy)
+    palettes, node_colours = level_palettes(hierarchy), node_palette(hierarchy)
     folder = Path(output_dir)
     masks = {
         path: [folder / f"{path.stem}_{hierarchy.level_names[d]}.png" for d in levels]
+        + ([folder / f"{path.stem}_nodes.png"] if threshold is not None else [])
         for path in images
     }
     legend = folder / "legend.csv"
@@ -240,10 +258,15 @@ def predict_folder(
                 )
             if logits.shape[-2:] != original:
                 logits = F.interpolate(logits, size=original, mode="bilinear")
-            maps = decode_levels(logits, hierarchy, model.decode)
-        for d, target in zip(levels, masks[path], strict=True):
+            logits = model.leaf_logits(logits)
+            maps = decode_levels(logits, hierarchy, method or model.decode)
+            label_maps = [(maps[d], palettes[d]) for d in levels]
+            if threshold is not None:  # the node map, in each node's colour
+                nodes = predict_node_map(logits, hierarchy, threshold)
+                label_maps.append((nodes, node_colours))
+        for (label_map, palette), target in zip(label_maps, masks[path], strict=True):
             with atomic_write(target, "wb") as file:
-                Image.fromarray(colorize(maps[d][0].cpu(), palettes[d]).numpy()).save(
+                Image.fromarray(colorize(label_map[0].cpu(), palette).numpy()).save(
                     file, format="PNG"
                 )
             written.append(target)
@@ -253,6 +276,9 @@ def predict_folder(
         for d in levels:
             for name, colour in zip(hierarchy.group_names(d), palettes[d].tolist(), strict=True):
                 writer.writerow([hierarchy.level_names[d], name, *colour])
+        if threshold is not None:
+            for name, colour in zip(hierarchy.node_names, node_colours.tolist(), strict=True):
+                writer.writerow(["nodes", name, *colour])
     return [*written, legend]
 
 
@@ -293,6 +319,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--std", default=None, help="as --mean")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    parser.add_argument(
+        "--decode",
+        default=None,
+        help="the decoding: marginal, leaf, top_down or crm (least expected tree distance); "
+        "default: the checkpoint's",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="also write <image>_nodes.png: per pixel the deepest node whose probability "
+        "reaches this value in [0.5, 1) (e.g. 0.8), in its colour",
+    )
     parser.add_argument("--version", action="version", version=version_text(PROG))
     return parser
 

@@ -24,12 +24,12 @@ from hl_lightning.cli._launch import importable_launch_directory, user_message
 from hl_lightning.cli._quiet import quiet_third_party
 from hl_lightning.cli._version import version_text
 from hl_lightning.cli.build import ConfigError, build_run
+from hl_lightning.cli.records import record_dir
 from hl_lightning.cli.resume import (
     ResumeError,
     check_checkpoint_fits,
     resume_config,
     resume_run_dir,
-    second_output_subdir,
 )
 from hl_lightning.cli.sweep_dirname import sweep_argv, sweep_dirname
 from hl_lightning.data.io import BadDataError
@@ -64,7 +64,6 @@ def _sweep_dirname(overrides: Any, params: Any, sweep_dir: Any) -> str:
 
 OmegaConf.register_new_resolver("hl_sweep_dirname", _sweep_dirname, replace=True)
 OmegaConf.register_new_resolver("hl_run_dir", resume_run_dir, replace=True)
-OmegaConf.register_new_resolver("hl_output_subdir", second_output_subdir, replace=True)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -145,8 +144,9 @@ def run(cfg: DictConfig) -> Any:
     out = hydra_cfg.runtime.output_dir
     log.info("run directory: %s", out)
     log.info("overrides: %s", " ".join(hydra_cfg.overrides.task) or "(none)")
-    if hydra_cfg.output_subdir is not None:  # None in the processes Lightning's DDP starts
-        log.info("the resolved config: %s/%s/config.yaml", out, hydra_cfg.output_subdir)
+    record = record_dir(hydra_cfg)
+    if record is not None:  # None in the processes Lightning's DDP starts
+        log.info("the resolved config: %s/%s/config.yaml", out, record)
     try:
         if cfg.get("resume"):
             cfg = resume_config(cfg.resume, list(hydra_cfg.overrides.task))

@@ -9,7 +9,13 @@ module):
 
 - ``marginal``: argmax of the group probabilities at each level (matches the loss);
 - ``leaf``: the argmax leaf, mapped up the tree;
-- ``top_down``: greedy descent from the root, always a consistent path.
+- ``top_down``: greedy descent from the root, always a consistent path;
+- ``crm``: the leaf of least expected tree distance (:meth:`Hierarchy.leaf_distance`)
+  under the softmax, mapped up the tree (conditional risk minimisation, Karthik et al.
+  2021): milder mistakes at no training cost.
+
+:func:`predict_nodes` predicts, per pixel, the deepest node (a leaf or an internal node)
+whose probability reaches a threshold in [0.5, 1), as its label id.
 
 :func:`level_outputs` returns from one pass everything the metrics count (a
 :class:`LevelOutputs`): the decoded maps, the argmax leaf, each level's most probable
@@ -19,22 +25,35 @@ group and its probability, and whether the logits are finite. Everything runs in
 The modules: :mod:`~hl_lightning.decode.probabilities` (log P per level, the parent
 tables), :mod:`~hl_lightning.decode.methods` (the method names and the top-down rule),
 :mod:`~hl_lightning.decode.levels` (the one pass and the decoded maps),
+:mod:`~hl_lightning.decode.nodes` (node predictions at a threshold),
 :mod:`~hl_lightning.decode.blocks` (cache-sized blocks on CPU) and ``_ops`` (tensor
 primitives fast on CPU).
 """
 
 from hl_lightning.decode.levels import LevelOutputs, decode_levels, leaf_argmax, level_outputs
 from hl_lightning.decode.methods import METHODS, DecodeMethod, check_method
+from hl_lightning.decode.nodes import (
+    NO_NODE,
+    THRESHOLD_RANGE,
+    check_threshold,
+    check_thresholds,
+    predict_nodes,
+)
 from hl_lightning.decode.probabilities import level_log_probs, level_parents
 
 __all__ = [
     "METHODS",
+    "NO_NODE",
+    "THRESHOLD_RANGE",
     "DecodeMethod",
     "LevelOutputs",
     "check_method",
+    "check_threshold",
+    "check_thresholds",
     "decode_levels",
     "leaf_argmax",
     "level_log_probs",
     "level_outputs",
     "level_parents",
+    "predict_nodes",
 ]

@@ -23,7 +23,7 @@ from hl_lightning.decode._ops import (
     _take,
 )
 from hl_lightning.decode.blocks import _block_size, _blockwise
-from hl_lightning.decode.methods import DecodeMethod, _top_down, check_method
+from hl_lightning.decode.methods import DecodeMethod, _crm, _top_down, check_method
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.tables import LevelTables, validate_inputs
 
@@ -81,17 +81,18 @@ def _level_block(
     out["finite"] = torch.isfinite(top.squeeze(1)) & torch.isfinite(x.amin(1))  # no NaN nor inf
     buffer = None if scratch is None else scratch[: x.numel()].view(x.shape)
     shifted = torch.sub(x, top, out=buffer)  # <= 0, the maximum exactly 0: exp(0) = 1
-    if method == "top_down" and not (leaf or marginal):
-        out["decoded"] = _top_down(x, _group_sums(shifted.exp_(), tables), tables)
+    if method in ("top_down", "crm") and not (leaf or marginal):  # no argmax leaf needed
+        exp = shifted.exp_()
+        out["decoded"] = _path_rule(x, exp, _group_sums(exp, tables), tables, method)
         return out
     best = _argmax(x, shifted)
     exp = shifted.exp_()
     sums = _group_sums(exp, tables)  # argmax ignores the normaliser
     if leaf:
         out["leaf"] = best
-    if method == "top_down" and num_levels > 1:
-        out["decoded"] = _top_down(x, sums, tables)
-    elif method in ("leaf", "top_down"):
+    if method in ("top_down", "crm") and num_levels > 1:
+        out["decoded"] = _path_rule(x, exp, sums, tables, method)
+    elif method in ("leaf", "top_down", "crm"):
         out["decoded"] = _take(matrix, best)
     if marginal or method == "marginal":
         tops = [_max_argmax(s) for s in sums]
@@ -102,6 +103,16 @@ def _level_block(
             values = torch.stack([*(v.squeeze(1) for v, _ in tops), torch.ones_like(total)])
             out["confidence"] = values.div_(total)
     return out
+
+
+def _path_rule(
+    x: Tensor, exp: Tensor, sums: list[Tensor], tables: LevelTables, method: DecodeMethod
+) -> Tensor:
+    """Return (D, b, n): the groups of ``top_down`` or ``crm`` (a path of the tree) from
+    the logits x, their ``exp(z - max z)`` and its group sums."""
+    if method == "top_down":
+        return _top_down(x, sums, tables)
+    return _take(tables.level_matrix, _crm(exp, sums, tables))
 
 
 @torch.no_grad()
@@ -169,6 +180,7 @@ def decode_levels(
 
     ``logits`` (B, K, *S) are leaf logits; ``method`` is one of
     :data:`~hl_lightning.decode.METHODS`. Group ids are those of :meth:`Hierarchy.level_index`.
+    An unknown method is a ValueError before any work; NaN or infinite logits are one too.
 
     Example:
         >>> h = Hierarchy.from_dict({"a": ["a1", "a2", "a3"], "b": None})
@@ -179,8 +191,16 @@ def decode_levels(
         [[1], [3]]
         >>> [t.tolist() for t in decode_levels(logits, h, "top_down")]
         [[0], [0]]
+        >>> [t.tolist() for t in decode_levels(logits, h, "crm")]  # risk: a1 1.14, b 1.29
+        [[0], [0]]
     """
     check_method(method)
     validate_inputs(logits, None, hierarchy)
     outputs = level_outputs(logits, LevelTables.of(hierarchy, logits.device), method)
+    if not outputs.finite:
+        count = int((~torch.isfinite(logits)).sum())
+        raise ValueError(
+            f"decode_levels: the logits have {count} non-finite values (NaN or inf) out of "
+            f"{logits.numel()}; valid logits are finite numbers (a diverged model?)"
+        )
     return list(cast(Tensor, outputs.decoded).unbind(0))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from hl_lightning.lightning.outputs import BackboneOutputError
 from hl_lightning.options import OptionError
 
 __all__ = [
@@ -15,9 +16,10 @@ __all__ = [
     "check_channels",
     "check_module_options",
     "data_input_shape",
+    "dry_run",
     "input_shape_of",
     "missing_backbone",
-    "non_finite_causes",
+    "non_finite_message",
     "unpack_batch",
 ]
 
@@ -77,27 +79,65 @@ def check_module_options(aux_weight: float, on_nonfinite: str, scheduler_interva
     return weight
 
 
-def non_finite_causes(
-    images: Tensor, outputs: Tensor, level_losses: Mapping[str, Tensor], aux_loss: Tensor | None
-) -> list[str]:
-    """Return what is not finite in a step: the input images, the backbone's outputs, the
-    levels' losses (by name), the auxiliary heads' loss.
+def non_finite_message(
+    where: str,
+    level_names: Sequence[str],
+    loss_name: str,
+    levels: Tensor,
+    images: Tensor,
+    outputs: Tensor,
+    aux_loss: Tensor | None,
+) -> str:
+    """Return what is not finite in a step whose loss is not (``where`` it is): the input
+    images, the backbone's outputs, the levels' losses (by name), the auxiliary heads' loss,
+    or the loss itself.
 
     Example:
-        >>> non_finite_causes(torch.ones(2), torch.tensor([1.0, float("nan")]), {}, None)
-        ['1 backbone output values']
+        >>> nan, ones = torch.tensor([1.0, float("nan")]), torch.ones(2)
+        >>> non_finite_message("loss is nan", ["a"], "flat", ones[:1], ones, nan, None)
+        'the loss is nan: non-finite 1 backbone output values'
     """
     causes = []
     if not torch.isfinite(images).all():
         causes.append(f"{int((~torch.isfinite(images)).sum())} input image values")
     if not torch.isfinite(outputs).all():
         causes.append(f"{int((~torch.isfinite(outputs)).sum())} backbone output values")
-    bad = [name for name, value in level_losses.items() if not value.isfinite()]
+    bad = [n for n, v in zip(level_names, levels, strict=True) if not v.isfinite()]
     if bad:
         causes.append(f"the level losses of {', '.join(bad)}")
     if aux_loss is not None and not aux_loss.isfinite():
         causes.append("the auxiliary heads' loss")
-    return causes
+    what = "; ".join(causes) or f"the {loss_name} loss itself (finite level losses)"
+    return f"the {where}: non-finite {what}"
+
+
+def dry_run(module: nn.Module, compute: Callable[[Tensor], Any], shape: tuple[int, ...]) -> Any:
+    """Return ``compute`` of zeros of ``shape`` on ``module``'s device, in eval mode without
+    gradients (the mode restored after); a failure is a RuntimeError that says how to set
+    an input size the backbone takes.
+
+    Example:
+        >>> dry_run(nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 1), (1, 3, 4, 4)).shape
+        torch.Size([1, 2, 4, 4])
+    """
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return compute(torch.zeros(shape, device=device))
+    except BackboneOutputError:
+        raise
+    except Exception as error:
+        raise RuntimeError(
+            f"the backbone failed on the set-up dry run with input of shape {shape} "
+            f"({type(error).__name__}: {error}). If it takes other input sizes only, "
+            "set the model's input_shape (C, H, W) to one it takes (model.input_shape="
+            "[3,H,W] on the command line), or the data's image_size"
+        ) from error
+    finally:
+        module.train(was_training)
 
 
 def missing_backbone(backbone_class: str | None) -> str:

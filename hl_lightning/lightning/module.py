@@ -21,9 +21,10 @@ from hl_lightning.lightning.checks import (
     check_channels,
     check_module_options,
     data_input_shape,
+    dry_run,
     input_shape_of,
     missing_backbone,
-    non_finite_causes,
+    non_finite_message,
     unpack_batch,
 )
 from hl_lightning.lightning.inference import Inference, InferenceMode, resize_logits
@@ -34,9 +35,12 @@ from hl_lightning.lightning.optimization import (
     make_optimizer,
     make_scheduler,
 )
-from hl_lightning.lightning.outputs import BackboneOutput, BackboneOutputError, split_outputs
+from hl_lightning.lightning.outputs import BackboneOutput, split_outputs
+from hl_lightning.lightning.stage_metrics import per_level_values, stage_metrics, write_curve
 from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
-from hl_lightning.metrics import HierarchicalSegmentationMetrics
+from hl_lightning.metrics import (
+    HierarchicalOperatingCurve,
+)
 
 __all__ = [
     "ChannelCountError",
@@ -67,28 +71,19 @@ class HierarchicalSegmenter(L.LightningModule):
     """Train a segmentation ``backbone`` (K logits per pixel) with the hierarchical loss.
 
     Args:
-        backbone: an ``nn.Module`` mapping images (B, C, H, W) to logits (B, K, H', W'):
-            a tensor, a mapping with ``"out"`` (torchvision; its ``"aux"`` head is used) or
-            ``"logits"``, an object with ``.logits`` (Hugging Face), or a list of tensors
-            (deep supervision, the first the main output); see :func:`split_outputs`.
-            Logits at a lower resolution are upsampled to the target. Or a Hydra config
-            (mapping with ``_target_``, e.g. a ``backbone=`` preset): it is instantiated
-            here and saved with the checkpoint, so :meth:`load_from_checkpoint` needs no
-            arguments; its class-count key set to null (``num_classes``, ``classes``,
-            ``num_labels``, ...: :data:`~hl_lightning.lightning.backbones.CLASS_COUNT_KEYS`)
-            becomes the channel count the loss needs (:attr:`num_channels`: the leaves, or
-            the tree's nodes for ``tree_min``).
+        backbone: an ``nn.Module`` mapping images (B, C, H, W) to logits (B, K, H', W')
+            (any output :func:`split_outputs` reads; lower resolutions are upsampled), or a
+            Hydra config (``_target_``, a ``backbone=`` preset) built here and saved with
+            the checkpoint, so :meth:`load_from_checkpoint` needs no arguments; its
+            class-count key set to null (:data:`~hl_lightning.lightning.backbones.CLASS_COUNT_KEYS`)
+            becomes :attr:`num_channels`. See docs/backbones.md.
         hierarchy: the class tree (a :class:`Hierarchy`, or its :meth:`~Hierarchy.to_config`
             as a checkpoint holds it). Leaf ``i`` must be label id ``i``: a data module's
             ``hierarchy``, or ``Hierarchy.reorder(class_names)``.
-        loss: the training loss, a name of :data:`hl_lightning.losses.LOSSES` (built by
-            :func:`hl_lightning.losses.build_loss`): ``"hierarchical"`` (the paper's loss),
-            ``"flat"`` (cross-entropy), ``"hxe"``, ``"soft_labels"`` or ``"tree_min"``.
-            Every level's NLL (the paper's level losses) is logged whatever the loss. With
-            ``"tree_min"`` the backbone returns one channel per tree node
-            (``TreeMinLoss.node_names``); its path scores (``TreeMinLoss.leaf_logits``) act
-            as leaf logits for the logged level NLLs, the metrics and the predictions, and
-            ``decode="leaf"`` picks the best root-to-leaf path.
+        loss: a name of :data:`~hl_lightning.losses.LOSSES` (built by ``build_loss``).
+            Every level's NLL is logged whatever the loss. With ``"tree_min"`` the backbone
+            returns one channel per tree node, whose path scores
+            (``TreeMinLoss.leaf_logits``) act as leaf logits everywhere else.
         level_weights: weight of each level, for the losses that take them
             (``hierarchical``, ``tree_min``); default all 1.
         loss_options: the loss's other options, e.g. ``{"alpha": 0.5}`` for ``hxe``,
@@ -98,8 +93,10 @@ class HierarchicalSegmenter(L.LightningModule):
             default AdamW(lr=1e-3).
         scheduler: optional factory ``optimizer -> LRScheduler`` or its config.
         ignore_index: target value of unlabelled pixels.
-        decode: how per-level predictions are made for metrics and ``predict_step``:
-            ``"marginal"``, ``"leaf"`` or ``"top_down"``.
+        decode: per-level predictions of the metrics and ``predict_step``: ``"marginal"``,
+            ``"leaf"``, ``"top_down"`` or ``"crm"`` (least expected tree distance). Validation
+            and test also log node predictions' ``hp``, ``hr``, ``hf`` at threshold 0.5; test
+            logs ``test/hpr_auc`` and writes ``hpr_curve.csv`` into the trainer's ``log_dir``.
         input_shape: (C, H, W) of the dry forward run in :meth:`setup` that checks the
             backbone's channel count; default: 3 channels at the data module's
             ``image_size`` when it has one, else (3, 64, 64). Set it for a backbone that
@@ -209,6 +206,7 @@ class HierarchicalSegmenter(L.LightningModule):
         self.train_metrics = self._make_metrics("train")
         self.val_metrics = self._make_metrics("val")
         self.test_metrics = self._make_metrics("test")
+        self.test_curve = HierarchicalOperatingCurve(hierarchy, ignore_index=ignore_index)
 
     # ------------------------------------------------------------------ model
     def compute_logits(self, images: Tensor) -> Tensor | BackboneOutput:
@@ -275,25 +273,8 @@ class HierarchicalSegmenter(L.LightningModule):
     def check_backbone(self, input_shape: Sequence[int] = (3, 64, 64)) -> None:
         """Run one dry forward pass on zeros (1, *input_shape); raise if the backbone fails
         or its outputs' channels are not the :attr:`num_channels` the loss needs."""
-        param = next(self.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
         shape = (1, *input_shape)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                raw = self.compute_logits(torch.zeros(shape, device=device))
-        except BackboneOutputError:
-            raise
-        except Exception as error:
-            raise RuntimeError(
-                f"the backbone failed on the set-up dry run with input of shape {shape} "
-                f"({type(error).__name__}: {error}). If it takes other input sizes only, "
-                "set the model's input_shape (C, H, W) to one it takes (model.input_shape="
-                "[3,H,W] on the command line), or the data's image_size"
-            ) from error
-        finally:
-            self.train(was_training)
+        raw = dry_run(self, self.compute_logits, shape)
         outputs = split_outputs(raw)
         tree_min = isinstance(self.criterion, TreeMinLoss)
         check_channels(outputs.logits, self.num_channels, tree_min, shape, "the backbone returns")
@@ -303,12 +284,8 @@ class HierarchicalSegmenter(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _make_metrics(self, stage: str) -> MetricCollection:
-        """Return the stage's metrics, keyed ``<stage>/miou``, ... (one pass per batch for all):
-        mIoU, accuracy and severity; validation and test add calibration and consistency."""
-        metric = HierarchicalSegmentationMetrics(
-            self.hierarchy, self.ignore_index, decode=self.decode, reliability=stage != "train"
-        )
-        return MetricCollection({"all": metric}, prefix=f"{stage}/", compute_groups=False)
+        """Return the stage's metrics (:func:`stage_metrics`)."""
+        return stage_metrics(self.hierarchy, self.ignore_index, self.decode, stage)
 
     def _metrics(self, stage: str) -> MetricCollection:
         return getattr(self, f"{stage}_metrics")
@@ -337,7 +314,15 @@ class HierarchicalSegmenter(L.LightningModule):
             aux_loss = aux_loss.sum()
             loss = loss + self.aux_weight * aux_loss
         if not torch.isfinite(loss):  # one check of the scalar the step computed anyway
-            self._non_finite(stage, batch_idx, loss, levels, images, outputs, aux_loss)
+            self._non_finite(
+                stage,
+                batch_idx,
+                loss,
+                levels=levels,
+                images=images,
+                outputs=outputs,
+                aux_loss=aux_loss,
+            )
             return None
         # Epoch values are means over every process: the per-step training loss through
         # a MeanMetric (synced once, at the epoch's end, by torchmetrics), the others with
@@ -366,6 +351,8 @@ class HierarchicalSegmenter(L.LightningModule):
                 batch_size=batch_size,
             )
         self._metrics(stage).update(logits.detach(), target)
+        if stage == "test":
+            self.test_curve.update(logits.detach(), target)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
@@ -377,29 +364,18 @@ class HierarchicalSegmenter(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         return self._shared_step(batch, "test", batch_idx)
 
-    def _non_finite(
-        self,
-        stage: str,
-        batch_idx: int,
-        loss: Tensor,
-        levels: Tensor,
-        images: Tensor,
-        outputs: Tensor,
-        aux_loss: Tensor | None,
-    ) -> None:
-        """Stop the run (``on_nonfinite="error"``) or count a skipped batch, saying what went
-        non-finite: the input images, the backbone's outputs, which levels, the aux loss."""
-        names = self.hierarchy.level_names
-        causes = non_finite_causes(images, outputs, dict(zip(names, levels, strict=True)), aux_loss)
-        what = "; ".join(causes) or f"the {self.loss_name} loss itself (finite level losses)"
+    def _non_finite(self, stage: str, batch_idx: int, loss: Tensor, **values: Any) -> None:
+        """Stop the run (``on_nonfinite="error"``) or count a skipped batch: see
+        :func:`~hl_lightning.lightning.checks.non_finite_message`."""
         where = f"{stage} loss is {loss.item()} at step {self.global_step} (batch {batch_idx})"
+        message = non_finite_message(where, self.hierarchy.level_names, self.loss_name, **values)
         if self.on_nonfinite == "error":
             raise NonFiniteLossError(
-                f"the {where}: non-finite {what}. The run stops here (its last checkpoint is "
-                "intact); set model.on_nonfinite=skip to skip such batches instead"
+                f"{message}. The run stops here (its last checkpoint is intact); set "
+                "model.on_nonfinite=skip to skip such batches instead"
             )
         self._skipped[stage] = self._skipped.get(stage, 0) + 1
-        rank_zero_warn(f"skipped a batch: the {where}: non-finite {what}")
+        rank_zero_warn(f"skipped a batch: {message}")
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics("train")
@@ -413,17 +389,9 @@ class HierarchicalSegmenter(L.LightningModule):
     def _log_metrics(self, stage: str) -> None:
         """Log the epoch's per-level mIoU, pixel accuracy and mistake severity, then reset."""
         values = self._metrics(stage).compute()  # synced across processes by torchmetrics
-        names = self.hierarchy.level_names
-        logged: dict[str, Tensor] = {}
-        for key, value in values.items():  # /miou, /acc, /ece: (D,); others: ()
-            if key.endswith(
-                ("/miou", "/acc", "/ece")
-            ):  # torchmetrics squeezes (1,) to () for D = 1
-                per_level = value.reshape(-1)
-                logged.update({f"{key}/{n}": v for n, v in zip(names, per_level, strict=True)})
-            else:
-                logged[key] = value
-        logged[f"{stage}/miou"] = logged[f"{stage}/miou/{names[-1]}"]  # the finest level's
+        logged = per_level_values(values, self.hierarchy.level_names, stage)
+        if stage == "test":
+            logged["test/hpr_auc"] = self._test_curve()
         # equal on every process (torchmetrics synced the states): a mean over processes
         # leaves them as they are and tells Lightning they are global values
         self.log_dict(logged, sync_dist=True)
@@ -431,6 +399,14 @@ class HierarchicalSegmenter(L.LightningModule):
             skipped = torch.tensor(float(self._skipped.pop(stage, 0)), device=self.device)
             self.log(f"{stage}/skipped_batches", skipped, sync_dist=True, reduce_fx="sum")
         self._metrics(stage).reset()
+
+    def _test_curve(self) -> Tensor:
+        """Return the test operating curve's area; write its points to ``hpr_curve.csv`` in
+        the trainer's ``log_dir`` (on the first process; not without a logger), then reset."""
+        curve = self.test_curve.compute()  # synced across processes by torchmetrics
+        write_curve(curve, self.trainer)
+        self.test_curve.reset()
+        return curve.auc
 
     def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, Tensor]:
         """Return one label map (B, H, W) per level, keyed by level name, coarse to fine."""

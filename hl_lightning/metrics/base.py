@@ -29,6 +29,7 @@ class _HierarchicalMetric(Metric):
 
     level_matrix: Tensor
     parents: Tensor
+    node_matrix: Tensor
 
     def __init__(
         self, hierarchy: Hierarchy, ignore_index: int | None, validate_args: bool, **kwargs: Any
@@ -45,11 +46,12 @@ class _HierarchicalMetric(Metric):
             torch.cat([tables.level_matrix.new_empty(0), *tables.parents]),
             persistent=False,
         )
+        self.register_buffer("node_matrix", tables.node_matrix.clone(), persistent=False)
 
     def _tables(self) -> LevelTables:
         """Return the index tables on the metric's device, as views of the buffers."""
         parents = tuple(self.parents.split(self.sizes[1:]))
-        return LevelTables(self.level_matrix, parents, self.sizes)
+        return LevelTables(self.level_matrix, parents, self.sizes, self.node_matrix)
 
     def _batch(
         self,

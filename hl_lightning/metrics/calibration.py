@@ -20,7 +20,8 @@ class HierarchicalCalibrationError(_HierarchicalMetric):
 
     At level ``d`` a pixel's confidence is its largest group probability (the sum of the
     group's leaves' softmax probabilities) and it is correct when that group holds the
-    target; pixels are binned by confidence into ``n_bins`` equal-width bins, and ``norm``
+    target (a coarse label counts at its node's level and the coarser ones only); pixels
+    are binned by confidence into ``n_bins`` equal-width bins, and ``norm``
     combines ``|accuracy - confidence|`` over the bins as torchmetrics'
     :class:`~torchmetrics.classification.MulticlassCalibrationError` does (at the leaf
     level the two are equal; at level ``d`` it is that metric on the summed probabilities).
@@ -56,7 +57,8 @@ class HierarchicalCalibrationError(_HierarchicalMetric):
         self.add_state("stats", torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
+        """Count one batch: logits (B, K, *S) float, target (B, *S) label ids (leaves or
+        coarse labels)."""
         batch = self._batch(logits, target, marginal=True)
         if batch is not None:
             self.stats += _calibration_update(*batch, self.n_bins)

@@ -25,7 +25,9 @@ __all__ = ["HierarchicalJaccardIndex", "HierarchicalPixelAccuracy"]
 class _HierarchicalConfusionMatrix(_HierarchicalMetric):
     """Per-level confusion matrices of decoded predictions: the state the IoU and accuracy share.
 
-    State ``confmat``: a flat LongTensor, see :func:`_hierarchical_confusion_matrix_update`.
+    State ``confmat``: a flat LongTensor, see :func:`_hierarchical_confusion_matrix_update`;
+    for ``decode="leaf"`` the (K, K) leaf matrix, and ``coarse_confmat`` the rows of the
+    coarse labels ((N - K) * K, empty state absent for a tree without internal nodes).
     """
 
     higher_is_better: bool | None = True
@@ -33,6 +35,7 @@ class _HierarchicalConfusionMatrix(_HierarchicalMetric):
     plot_upper_bound: float | None = 1.0
 
     confmat: Tensor
+    coarse_confmat: Tensor
 
     def __init__(
         self,
@@ -45,20 +48,34 @@ class _HierarchicalConfusionMatrix(_HierarchicalMetric):
         super().__init__(hierarchy, ignore_index, validate_args, **kwargs)
         self.decode = decode
         size = _confusion_matrix_size(self._tables(), decode)
-        self.add_state("confmat", torch.zeros(size, dtype=torch.long), dist_reduce_fx="sum")
+        self._leaf_size = hierarchy.num_leaves**2 if decode == "leaf" else size
+        self.add_state("confmat", torch.zeros(self._leaf_size, dtype=torch.long), "sum")
+        if size > self._leaf_size:
+            coarse = torch.zeros(size - self._leaf_size, dtype=torch.long)
+            self.add_state("coarse_confmat", coarse, dist_reduce_fx="sum")
+
+    def _add_counts(self, counts: Tensor) -> None:
+        """Add the flat counts of :func:`_hierarchical_confusion_matrix_update` to the states."""
+        self.confmat += counts[: self._leaf_size]
+        if counts.numel() > self._leaf_size:
+            self.coarse_confmat += counts[self._leaf_size :]
 
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
+        """Count one batch: logits (B, K, *S) float, target (B, *S) label ids (leaves or
+        coarse labels)."""
         leaf = self.decode == "leaf"
         batch = self._batch(logits, target, None if leaf else self.decode, leaf=leaf)
         if batch is not None:
-            self.confmat += _hierarchical_confusion_matrix_update(
-                *batch, self._tables(), self.decode
+            self._add_counts(
+                _hierarchical_confusion_matrix_update(*batch, self._tables(), self.decode)
             )
 
     def confusion_matrices(self) -> list[Tensor]:
         """Return D LongTensors (G_d, G_d), rows target, columns prediction, coarse to fine."""
-        return _level_confusion_matrices(self.confmat, self._tables(), self.decode)
+        counts = self.confmat
+        if counts.numel() < _confusion_matrix_size(self._tables(), self.decode):
+            counts = torch.cat([counts, self.coarse_confmat])
+        return _level_confusion_matrices(counts, self._tables(), self.decode)
 
 
 class HierarchicalJaccardIndex(_HierarchicalConfusionMatrix):
@@ -66,8 +83,10 @@ class HierarchicalJaccardIndex(_HierarchicalConfusionMatrix):
 
     Predictions at each level come from ``decode`` (``"marginal"``, ``"leaf"`` or
     ``"top_down"``, see :mod:`hl_lightning.decode`). Per group IoU = TP / (TP + FP + FN)
-    over pixels whose target is not ``ignore_index``; the mean skips groups absent from
-    both target and prediction, as :class:`~torchmetrics.classification.MulticlassJaccardIndex`.
+    over pixels whose target is not ``ignore_index`` (a coarse label, an internal node's
+    id, counts at its node's level and the coarser ones, and is skipped below); the mean
+    skips groups absent from both target and prediction, as
+    :class:`~torchmetrics.classification.MulticlassJaccardIndex`.
     ``compute()`` returns a Tensor (D,), or with ``average="none"`` a list of D tensors
     (G_d,) of per-group IoU (0 for absent groups). Functional form:
     :func:`~hl_lightning.metrics.hierarchical_jaccard_index`.
@@ -105,6 +124,9 @@ class HierarchicalJaccardIndex(_HierarchicalConfusionMatrix):
 
 class HierarchicalPixelAccuracy(_HierarchicalConfusionMatrix):
     """Per-level pixel accuracy (D,), coarse to fine, over pixels not ``ignore_index``.
+
+    A coarse label (an internal node's id) counts at its node's level and the coarser
+    ones, and is skipped below.
 
     Same state and update as :class:`HierarchicalJaccardIndex` (same ``decode``), so a
     ``MetricCollection(..., compute_groups=True)`` counts each batch once for both.

@@ -22,7 +22,9 @@ class HierarchicalConsistency(_HierarchicalMetric):
     A pixel is inconsistent when, at some level, its predicted group is not inside its
     predicted group one level up. It is 0 by construction for ``decode="leaf"`` and
     ``"top_down"``; for ``"marginal"`` (each level's own argmax) it says how often the
-    levels disagree. ``compute()`` returns a scalar in [0, 1]. Functional form:
+    levels disagree. Consistency is a property of the prediction alone, so every pixel
+    not ``ignore_index`` counts with its whole path, a coarse label's pixel included.
+    ``compute()`` returns a scalar in [0, 1]. Functional form:
     :func:`~hl_lightning.metrics.hierarchical_consistency`.
 
     Example:
@@ -54,7 +56,8 @@ class HierarchicalConsistency(_HierarchicalMetric):
         self.add_state("counts", torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Count one batch: logits (B, K, *S) float, target (B, *S) leaf label ids."""
+        """Count one batch: logits (B, K, *S) float, target (B, *S) label ids (leaves or
+        coarse labels)."""
         batch = self._batch(logits, target, self.decode)
         if batch is not None:
             outputs, counted = batch

@@ -14,14 +14,22 @@ from hl_lightning.metrics.functional.confusion import (
     hierarchical_pixel_accuracy,
 )
 from hl_lightning.metrics.functional.consistency import hierarchical_consistency
+from hl_lightning.metrics.functional.nodes import (
+    OperatingCurve,
+    hierarchical_operating_curve,
+    hierarchical_precision_recall,
+)
 from hl_lightning.metrics.functional.severity import mistake_severity
 
 __all__ = [
     "Average",
     "Norm",
+    "OperatingCurve",
     "hierarchical_calibration_error",
     "hierarchical_consistency",
     "hierarchical_jaccard_index",
+    "hierarchical_operating_curve",
     "hierarchical_pixel_accuracy",
+    "hierarchical_precision_recall",
     "mistake_severity",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
-from hl_lightning.decode import check_method
+from hl_lightning.decode import check_method, check_threshold, check_thresholds
 from hl_lightning.hierarchy import Hierarchy
 
 __all__ = ["AVERAGES", "NORMS", "Average", "Norm"]
@@ -24,11 +25,15 @@ def _validate_args(
     average: str | None = None,
     n_bins: int | None = None,
     norm: str | None = None,
+    threshold: float | None = None,
+    thresholds: int | Sequence[float] | None = None,
 ) -> None:
     """Raise a ValueError naming the first argument of a metric that cannot be used.
 
-    ``hierarchy`` and ``ignore_index`` are always checked; ``decode``, ``average``,
-    ``n_bins`` and ``norm`` where given (None: the metric has no such argument).
+    ``hierarchy`` and ``ignore_index`` are always checked (``ignore_index`` may be no node
+    id: a leaf, or an internal node as a coarse label); ``decode``, ``average``, ``n_bins``,
+    ``norm``, ``threshold`` and ``thresholds`` where given (None: the metric has no such
+    argument).
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -36,18 +41,25 @@ def _validate_args(
         >>> _validate_args(h, 1)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
-        ValueError: ignore_index=1 is the label id of leaf 'car'; use a value outside 0..2 ...
+        ValueError: ignore_index=1 is the label id of leaf 'car'; use a value outside the ...
+        >>> _validate_args(h, 3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: ignore_index=3 is the label id of internal node 'vehicle'; use a value ...
     """
     if not isinstance(hierarchy, Hierarchy):
         raise ValueError(f"hierarchy must be a Hierarchy, got {type(hierarchy).__name__}")
     if ignore_index is not None:
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
-        if 0 <= ignore_index < hierarchy.num_leaves:
+        if 0 <= ignore_index < hierarchy.num_nodes:
+            name = hierarchy.node_names[ignore_index]
+            what = "leaf" if ignore_index < hierarchy.num_leaves else "internal node"
+            suggestion = 255 if hierarchy.num_nodes <= 255 else -1
             raise ValueError(
-                f"ignore_index={ignore_index} is the label id of leaf "
-                f"{hierarchy.leaves[ignore_index]!r}; use a value outside "
-                f"0..{hierarchy.num_leaves - 1} (e.g. 255), or None"
+                f"ignore_index={ignore_index} is the label id of {what} {name!r}; use a "
+                f"value outside the node ids 0..{hierarchy.num_nodes - 1} "
+                f"(e.g. {suggestion}), or None"
             )
     if decode is not None:
         check_method(decode)
@@ -60,3 +72,7 @@ def _validate_args(
         raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
     if norm is not None and norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if threshold is not None:
+        check_threshold(threshold)
+    if thresholds is not None:
+        check_thresholds(thresholds)

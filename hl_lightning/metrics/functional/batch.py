@@ -21,23 +21,48 @@ from hl_lightning.tables import LevelTables, validate_inputs
 
 
 class _Target:
-    """A target (B, *S) of leaf label ids as the metrics count it.
+    """A target (B, *S) of label ids (node ids: leaves and coarse labels) as the metrics count it.
 
-    ``leaf``: the label ids as a LongTensor, 0 where ignored. ``ignored``: the mask of the
-    pixels not counted, or None when every pixel counts. ``levels`` (D, B, *S): the target
-    group id at every level (0's groups where ignored), computed once when first asked.
+    ``node``: the label ids as a LongTensor, 0 where ignored. ``ignored``: the mask of the
+    pixels not counted, or None when every pixel counts. ``coarse``: whether a counted
+    pixel holds an internal node's id (a coarse label, known at the levels down to its
+    node only). Computed once when first asked: ``levels`` (D, B, *S), the target group
+    id at every level, 0 where ignored or unknown (one lookup in the node table);
+    ``level_ignored``, the mask of the (level, pixel) pairs not counted, broadcastable to
+    (D, B, *S): ``ignored`` itself when no pixel is coarse, else (D, B, *S) with the
+    levels below each coarse label's node too; None when everything counts.
     """
 
     def __init__(self, target: Tensor, tables: LevelTables, ignore_index: int | None) -> None:
         target = target.long()
         self.ignored = None if ignore_index is None else target == ignore_index
-        self.leaf = target if self.ignored is None else target.masked_fill(self.ignored, 0)
-        self._matrix = tables.level_matrix
+        self.node = target if self.ignored is None else target.masked_fill(self.ignored, 0)
+        self._tables = tables
+        # one reduction over the ids (not over the levels): the leaf-only case stays as cheap
+        self.coarse = tables.num_nodes > tables.num_leaves and bool(
+            self.node.numel() and self.node.amax() >= tables.num_leaves
+        )
 
     @cached_property
+    def _lookup(self) -> tuple[Tensor, Tensor | None]:
+        """Return ``levels`` and ``level_ignored`` (see the class docstring)."""
+        levels = _take(self._tables.node_matrix, self.node)
+        if not self.coarse:
+            return levels, self.ignored
+        unknown = levels < 0  # below a coarse label's node: -1 in the node table
+        levels.clamp_(min=0)
+        return levels, unknown if self.ignored is None else unknown.logical_or_(self.ignored)
+
+    @property
     def levels(self) -> Tensor:
-        """(D, B, *S): the target group id at every level, coarse to fine."""
-        return _take(self._matrix, self.leaf)
+        """(D, B, *S): the target group id at every level, coarse to fine (0 where not
+        counted)."""
+        return self._lookup[0]
+
+    @property
+    def level_ignored(self) -> Tensor | None:
+        """The (level, pixel) pairs not counted, broadcastable to (D, B, *S), or None."""
+        return self._lookup[1]
 
 
 def _prepare_batch(
@@ -54,10 +79,11 @@ def _prepare_batch(
 ) -> tuple[LevelOutputs, _Target] | None:
     """Return a batch's :func:`level_outputs` (as asked) and target, None if it is empty.
 
-    Checks the batch (see :func:`validate_inputs`; ``validate_args=False`` skips only the
-    label id check) and raises a ValueError naming ``caller`` when logits are NaN or
-    infinite: they would be scored as if they were predictions. An empty batch (B, H or
-    W of 0) counts nothing. ``tables`` are the hierarchy's, on the logits' device.
+    Checks the batch (see :func:`validate_inputs`: label ids are node ids, leaves and
+    coarse labels; ``validate_args=False`` skips only the label id check) and raises a
+    ValueError naming ``caller`` when logits are NaN or infinite: they would be scored as
+    if they were predictions. An empty batch (B, H or W of 0) counts nothing. ``tables``
+    are the hierarchy's, on the logits' device.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -65,15 +91,20 @@ def _prepare_batch(
         >>> outputs, target = _prepare_batch(
         ...     torch.zeros(1, 3, 2), torch.tensor([[2, 255]]), h, 255, tables, "f", leaf=True
         ... )
-        >>> outputs.leaf, target.leaf, target.ignored, target.levels.tolist()
+        >>> outputs.leaf, target.node, target.ignored, target.levels.tolist()
         (tensor([[0, 0]]), tensor([[2, 0]]), tensor([[False,  True]]), [[[1, 0]], [[2, 0]]])
+        >>> _, coarse = _prepare_batch(
+        ...     torch.zeros(1, 3, 2), torch.tensor([[3, 1]]), h, 255, tables, "f", leaf=True
+        ... )  # vehicle (a coarse label), car
+        >>> coarse.coarse, coarse.levels.tolist(), coarse.level_ignored.tolist()
+        (True, [[[1, 1]], [[0, 1]]], [[[False, False]], [[True, False]]])
         >>> nan = torch.full((1, 3, 2), torch.nan)
         >>> _prepare_batch(nan, torch.tensor([[2, 0]]), h, 255, tables, "f")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
         ValueError: f: the logits have 6 non-finite values (NaN or inf) out of 6; they cannot be ...
     """
-    validate_inputs(logits, target, hierarchy, ignore_index, validate_args)
+    validate_inputs(logits, target, hierarchy, ignore_index, validate_args, coarse=True)
     if target.numel() == 0:
         return None
     outputs = level_outputs(logits, tables, method, leaf, marginal)

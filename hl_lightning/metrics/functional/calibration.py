@@ -41,7 +41,7 @@ def _calibration_update(outputs: LevelOutputs, target: _Target, n_bins: int) -> 
     The confidence of ``outputs.marginal`` is ``outputs.confidence``, binned as
     torchmetrics does (:func:`_confidence_bins`). One ``bincount`` over
     ``(level, bin, correct)`` counts the pixels and the correct ones exactly; ignored
-    pixels go to an extra bin.
+    pixels, and a coarse label's pixel at the levels below its node, go to an extra bin.
     """
     confidence, pred = cast(Tensor, outputs.confidence), cast(Tensor, outputs.marginal)
     num_levels = confidence.shape[0]
@@ -49,8 +49,8 @@ def _calibration_update(outputs: LevelOutputs, target: _Target, n_bins: int) -> 
     slots = num_levels * n_bins
     first = torch.arange(0, slots, n_bins, device=bins.device)
     bins += first.view(-1, *[1] * (bins.ndim - 1))  # (level, bin) -> level * n_bins + bin
-    if target.ignored is not None:
-        bins.masked_fill_(target.ignored, slots)
+    if target.level_ignored is not None:  # ignored, or a coarse label below its node
+        bins.masked_fill_(target.level_ignored, slots)
     correct = pred == target.levels
     counts = torch.bincount(bins.mul(2).add_(correct).flatten(), minlength=2 * slots + 2)
     counts = counts[: 2 * slots].view(num_levels, n_bins, 2)

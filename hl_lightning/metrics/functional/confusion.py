@@ -23,11 +23,11 @@ __all__ = ["hierarchical_jaccard_index", "hierarchical_pixel_accuracy"]
 
 
 def _confusion_matrix_size(tables: LevelTables, decode: DecodeMethod) -> int:
-    """Return the length of the flat confusion counts of ``decode``: K * K for ``"leaf"``,
-    else the sum of G_d * G_d over the levels (see
-    :func:`_hierarchical_confusion_matrix_update`)."""
+    """Return the length of the flat confusion counts of ``decode``: N * K for ``"leaf"``
+    (N nodes: the K leaves and the coarse labels), else the sum of G_d * G_d over the
+    levels (see :func:`_hierarchical_confusion_matrix_update`)."""
     if decode == "leaf":
-        return tables.level_matrix.shape[1] ** 2
+        return tables.num_nodes * tables.num_leaves
     return sum(g * g for g in tables.sizes)
 
 
@@ -36,23 +36,27 @@ def _hierarchical_confusion_matrix_update(
 ) -> Tensor:
     """Return one batch's confusion counts as a flat LongTensor.
 
-    ``decode="leaf"``: the (K, K) leaf matrix ``[target, prediction]`` of ``outputs.leaf``,
-    flattened; every level derives from it. Otherwise: level ``d``'s (G_d, G_d) matrix of
-    ``outputs.decoded``, flattened, at offset ``sum(G_e**2 for e < d)``. Ignored pixels
-    are not counted.
+    ``decode="leaf"``: the (N, K) matrix ``[target node, predicted leaf]`` of
+    ``outputs.leaf``, flattened: its first K rows are the leaf matrix, then one row per
+    coarse label; every level derives from it. Otherwise: level ``d``'s (G_d, G_d) matrix
+    of ``outputs.decoded``, flattened, at offset ``sum(G_e**2 for e < d)``. Ignored pixels
+    are not counted, nor a coarse label at the levels below its node.
     """
     if decode == "leaf":
-        sizes: Sequence[int] = (tables.level_matrix.shape[1],)
-        truth, pred = target.leaf.unsqueeze(0), cast(Tensor, outputs.leaf).unsqueeze(0)
+        sizes: Sequence[int] = (tables.num_leaves,)
+        truth, pred = target.node.unsqueeze(0), cast(Tensor, outputs.leaf).unsqueeze(0)
+        ignored = target.ignored
+        total = tables.num_nodes * tables.num_leaves
     else:
         sizes, truth, pred = tables.sizes, target.levels, cast(Tensor, outputs.decoded)
+        ignored = target.level_ignored
+        total = sum(g * g for g in sizes)
     shape = (-1, *[1] * (truth.ndim - 1))
     size = torch.tensor(sizes, device=truth.device).view(shape)
     offset = size.square().cumsum(0) - size.square()
     index = truth.mul(size).add_(pred).add_(offset)  # (D, B, *S)
-    total = sum(g * g for g in sizes)
-    if target.ignored is not None:
-        index.masked_fill_(target.ignored, total)  # the extra bin ``total``: ignored pixels
+    if ignored is not None:
+        index.masked_fill_(ignored, total)  # the extra bin ``total``: pixels not counted
     return torch.bincount(index.flatten(), minlength=total + 1)[:total]
 
 
@@ -61,18 +65,19 @@ def _level_confusion_matrices(
 ) -> list[Tensor]:
     """Return D LongTensors (G_d, G_d) ``[target, prediction]`` from the flat counts.
 
-    For ``decode="leaf"`` the coarser matrices are block sums of the (K, K) leaf matrix.
+    For ``decode="leaf"`` the level matrices are block sums of the (N, K) matrix, a coarse
+    label's row counted at its own and the coarser levels only.
     """
     matrix, sizes = tables.level_matrix, tables.sizes
     if decode != "leaf":
         blocks = confmat.split([g * g for g in sizes])
         return [block.view(g, g) for block, g in zip(blocks, sizes, strict=True)]
-    num_leaves = matrix.shape[1]
-    leaf = confmat.view(num_leaves, num_leaves)
+    nodes = confmat.view(tables.num_nodes, tables.num_leaves)
     levels = []
-    for index, g in zip(matrix, sizes, strict=True):
-        rows = leaf.new_zeros(g, num_leaves).index_add_(0, index, leaf)
-        levels.append(rows.new_zeros(g, g).index_add_(1, index, rows))
+    for rows_index, columns_index, g in zip(tables.node_matrix, matrix, sizes, strict=True):
+        known = rows_index >= 0  # a coarse label's row says nothing below its node
+        rows = nodes.new_zeros(g, nodes.shape[1]).index_add_(0, rows_index[known], nodes[known])
+        levels.append(rows.new_zeros(g, g).index_add_(1, columns_index, rows))
     return levels
 
 
@@ -132,8 +137,8 @@ def hierarchical_jaccard_index(
     """Return one batch's per-level mIoU (D,), as
     :class:`~hl_lightning.metrics.HierarchicalJaccardIndex` computes it.
 
-    logits (B, K, *S) float, target (B, *S) leaf label ids; with ``average="none"``, D
-    tensors (G_d,) of per-group IoU.
+    logits (B, K, *S) float, target (B, *S) label ids (leaves or coarse labels); with
+    ``average="none"``, D tensors (G_d,) of per-group IoU.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})

@@ -24,8 +24,13 @@ __all__ = ["hierarchical_consistency"]
 
 def _consistency_update(decoded: Tensor, target: _Target, parents: Sequence[Tensor]) -> Tensor:
     """Return one batch's counts (2,) long: counted pixels whose ``decoded`` group ids
-    (D, B, *S) are off a tree path (``parents`` of :class:`LevelTables`), pixels counted."""
-    off_path = torch.zeros_like(target.leaf, dtype=torch.bool)
+    (D, B, *S) are off a tree path (``parents`` of :class:`LevelTables`), pixels counted.
+
+    Consistency is a property of the prediction alone: every pixel that is not ignored
+    counts with its whole predicted path, a coarse label's pixel included (the label
+    does not change whether the prediction is a path).
+    """
+    off_path = torch.zeros_like(target.node, dtype=torch.bool)
     for d, parent in enumerate(parents):
         off_path |= _take(parent, decoded[d + 1]) != decoded[d]
     counted = torch.tensor(off_path.numel(), device=off_path.device)
