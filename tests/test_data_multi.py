@@ -133,8 +133,8 @@ def test_the_multi_preset_names_a_member_option_by_its_key(tmp_path: Path) -> No
 @pytest.mark.xfail(
     strict=True,
     raises=ValueError,
-    reason="the losses (and on main the metrics) refuse coarse label ids, internal node "
-    "ids, until they learn them (issue 22, points 2 and 3): validate_inputs(coarse=False)",
+    reason="the losses refuse coarse label ids, internal node ids, until they learn them "
+    "(issue 22, point 2): they call validate_inputs(coarse=False)",
 )
 def test_hl_train_fits_and_tests_on_a_fine_and_a_coarse_folder(tmp_path: Path) -> None:
     metrics = train(make_config(two_folders(tmp_path), tmp_path / "run"))
