@@ -19,6 +19,7 @@ from hl_lightning.hierarchy import (
     class_label_ids,
     match_class_names,
 )
+from hl_lightning.metrics.functional.arguments import _validate_args
 
 ZOO = Hierarchy.from_dict(ZOO_DICT)  # animal: cat, dog; plant: tree, flower; rock
 
@@ -139,3 +140,13 @@ def test_ancestor_ids_on_the_unbalanced_tree() -> None:
     assert ancestor_ids(h, 1).tolist() == [0, 1, d, d]  # a: shallow, itself; c: itself
     assert ancestor_ids(h, 2).tolist() == [0, 1, 2, 3]
     assert torch.equal(ancestor_ids(h, -1), torch.arange(4))
+
+
+@pytest.mark.parametrize("ignore_index", [1, 4, 5])
+def test_the_data_and_the_metrics_refuse_an_ignore_index_in_one_wording(ignore_index: int) -> None:
+    h = Hierarchy.from_dict(UNBALANCED)
+    with pytest.raises(ValueError) as metrics:
+        _validate_args(h, ignore_index)
+    with pytest.raises(ValueError) as data:
+        check_ignore_index(h, ignore_index, optional=True)
+    assert str(data.value) == str(metrics.value)
