@@ -15,6 +15,7 @@ from hl_lightning.cli.build import ConfigError, build_run
 from hl_lightning.cli.train import train
 from hl_lightning.data import MultiDataModule, SegmentationDataModule
 from hl_lightning.hierarchy import Hierarchy, HierarchyError
+from hl_lightning.lightning.checkpoints import read_checkpoint
 from hl_lightning.options import OptionError
 
 TREE = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -128,6 +129,20 @@ def test_the_multi_preset_names_a_member_option_by_its_key(tmp_path: Path) -> No
     overrides = [*two_folders(tmp_path), "data.evaluate_on=[third]"]
     with pytest.raises(ConfigError, match=r"config key data\.evaluate_on: evaluate_on names"):
         build_run(make_config(overrides, tmp_path / "run"))
+
+
+def test_hl_train_fits_tests_and_reloads_on_two_fine_folders(tmp_path: Path) -> None:
+    """Leaf labels only (both folders fine), so the losses take them today."""
+    overrides = two_folders(tmp_path)
+    overrides[overrides.index(f"data.datasets.second.root={tmp_path / 'coarse'}")] = (
+        f"data.datasets.second.root={Folder().write(tmp_path / 'fine2')}"
+    )
+    metrics = train(make_config(overrides, tmp_path / "run"))
+    assert {"test/miou/level0", "test/miou/level1"} <= metrics.keys()
+    checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")  # weights_only
+    saved = checkpoint["datamodule_hyper_parameters"]
+    assert list(saved["datasets"]) == ["first", "second"] and saved["image_size"] == [24, 32]
+    assert (tmp_path / "run" / "predictions" / "epoch_000.png").is_file()
 
 
 @pytest.mark.xfail(
