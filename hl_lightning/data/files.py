@@ -139,7 +139,7 @@ class FileDataModule(SegmentationDataModule):
 
     Args:
         root: the dataset folder (must exist).
-        class_names: the class names in the order of the files' values (label ids).
+        class_names: the class names: mask value ``i`` (as the data set decodes it) is class ``i``.
         hierarchy: the class tree (any leaf order), or None for the flat hierarchy.
         **options: the shared options, :class:`FileOptions`.
     """
