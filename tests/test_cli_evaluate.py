@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from hl_lightning.cli.evaluate import EvalError, evaluate, match_classes
-from hl_lightning.data import SyntheticDataModule
+from hl_lightning.data import SegmentationDataModule, SyntheticDataModule
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.checkpoints import CheckpointError
 from hl_lightning.lightning.module import HierarchicalSegmenter
@@ -197,14 +197,26 @@ def test_a_checkpoint_outside_a_run_needs_data_and_broken_ones_are_named(
         evaluate(eval_config([f"ckpt_path={lone}", "data=synthetic"], tmp_path / "out"))
 
 
+def classes(names: list[str]) -> SegmentationDataModule:
+    return SegmentationDataModule(names, Hierarchy.flat(names))
+
+
 def test_classes_are_matched_by_name() -> None:
     h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
-    reordered, order = match_classes(h, ["truck", "sky", "car"])
+    reordered, order = match_classes(h, classes(["truck", "sky", "car"]))
     assert reordered.leaves == ("truck", "sky", "car") and order.tolist() == [2, 0, 1]
     with pytest.raises(
-        EvalError, match=r"the data's classes are not the checkpoint's leaves: .*bus"
+        EvalError, match=r"the data's classes do not fit the checkpoint's tree: .*bus"
     ):
-        match_classes(h, ["sky", "car", "bus"])
+        match_classes(h, classes(["sky", "car", "bus"]))
+
+
+def test_a_coarse_data_set_is_labelled_with_the_checkpoint_tree_node_ids() -> None:
+    h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+    data = classes(["vehicle", "sky"])
+    matched, order = match_classes(h, data)
+    assert matched.leaves == ("sky", "car", "truck") and order.tolist() == [0, 1, 2]
+    assert data.label_ids.tolist() == [matched.label_id("vehicle"), 0]
 
 
 def command(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -41,9 +41,10 @@ from hl_lightning.cli._launch import importable_launch_directory, user_message
 from hl_lightning.cli._quiet import quiet_third_party
 from hl_lightning.cli._version import version_text
 from hl_lightning.cli.config_check import ConfigError, check_node
+from hl_lightning.data import SegmentationDataModule
 from hl_lightning.data.io import BadDataError
 from hl_lightning.decode import DecodeMethod, check_method, check_threshold, check_thresholds
-from hl_lightning.hierarchy import Hierarchy, HierarchyError
+from hl_lightning.hierarchy import Hierarchy, HierarchyError, match_class_names
 from hl_lightning.lightning.checkpoints import CheckpointError, read_checkpoint
 from hl_lightning.lightning.module import HierarchicalSegmenter, MissingBackboneError
 from hl_lightning.metrics import (
@@ -54,6 +55,7 @@ from hl_lightning.metrics import (
     TemperatureFit,
     TemperatureScaling,
 )
+from hl_lightning.options import OptionError
 
 __all__ = ["EvalError", "EvalOptions", "check_options", "evaluate", "main", "run"]
 
@@ -178,16 +180,20 @@ def build_data(cfg: DictConfig, ckpt_path: Path) -> Any:
         raise EvalError(str(error)) from None
 
 
-def match_classes(hierarchy: Hierarchy, class_names: Sequence[str]) -> tuple[Hierarchy, Tensor]:
-    """Return the model's tree with leaf ``i`` the data's class ``i``, and the index (K,)
-    of each data class among the model's outputs; an EvalError listing the names that
-    differ."""
-    names = [str(name) for name in class_names]
+def match_classes(hierarchy: Hierarchy, datamodule: Any) -> tuple[Hierarchy, Tensor]:
+    """Return the model's tree matched to the data's class names by name (coarse classes
+    included: :func:`~hl_lightning.hierarchy.match_class_names`), which the data module
+    then labels its masks with, and the index (K,) of each matched leaf among the model's
+    outputs; an EvalError listing the names that differ."""
+    names = [str(name) for name in datamodule.class_names]
     try:
-        reordered = hierarchy.reorder(names)
-    except HierarchyError as error:
-        raise EvalError(f"the data's classes are not the checkpoint's leaves: {error}") from None
-    return reordered, torch.tensor([hierarchy.leaves.index(name) for name in names])
+        if isinstance(datamodule, SegmentationDataModule):
+            matched = datamodule.use_hierarchy(hierarchy)
+        else:
+            matched = match_class_names(hierarchy, names)
+    except (HierarchyError, OptionError) as error:
+        raise EvalError(f"the data's classes do not fit the checkpoint's tree: {error}") from None
+    return matched, torch.tensor([hierarchy.leaves.index(name) for name in matched.leaves])
 
 
 def _loader(datamodule: Any, split: str) -> Any:
@@ -238,7 +244,7 @@ def evaluate(cfg: DictConfig) -> EvalReport:
     options = check_options(cfg)
     model = load_model(options.ckpt_path, options.device)
     datamodule = build_data(cfg, options.ckpt_path)
-    hierarchy, order = match_classes(model.hierarchy, datamodule.class_names)
+    hierarchy, order = match_classes(model.hierarchy, datamodule)
     ignore = int(getattr(datamodule, "ignore_index", model.ignore_index))
     fit = None
     temperature = options.temperature if isinstance(options.temperature, float) else 1.0
