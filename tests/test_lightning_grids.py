@@ -1,5 +1,5 @@
-"""Tests for the prediction images of hl_lightning/callbacks.py: prediction_grid and
-LevelPredictionImages (PNG files in the run directory, images for TensorBoard)."""
+"""Tests for the prediction images: prediction_grid and level_legend (lightning/grids.py),
+and LevelPredictionImages (PNG files in the run directory, images for TensorBoard)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from PIL import Image
 from hl_lightning.data import SYNTHETIC_MEAN, SYNTHETIC_STD, SyntheticDataModule
 from hl_lightning.hierarchies import mapillary_paper_hierarchy
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.lightning.callbacks import LevelPredictionImages, level_legend, prediction_grid
+from hl_lightning.lightning.callbacks import LevelPredictionImages
+from hl_lightning.lightning.grids import level_legend, prediction_grid
 from hl_lightning.lightning.module import HierarchicalSegmenter
 from hl_lightning.models import UNet
 from hl_lightning.palette import level_palettes, node_palette
