@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests._compare_runs import check_png, fake_run, read_csv
+from _compare_runs import check_png, fake_run, read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
