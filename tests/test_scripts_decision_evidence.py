@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _compare_runs import check_png, fake_run, read_csv
 
 REPO = Path(__file__).resolve().parents[1]
