@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import flatten, level_weight_tensor, masked_mean, valid_leaf
+from hl_lightning.losses._common import flatten, level_weight_tensor, valid_leaf
+from hl_lightning.losses._tree_min_pass import TreeMinFunction
 from hl_lightning.tables import validate_inputs
 
 __all__ = ["TreeMinLoss", "TreeNodes", "tree_min_level_losses"]
@@ -58,6 +59,13 @@ class TreeNodes:
     ``leaf_nodes`` (D, K): channel of leaf ``k``'s node at level ``d``, the leaf itself below
     its depth.
 
+    The loss's passes take the nodes in level order (level 0's nodes, then level 1's, ...):
+    ``order`` (N,): the channel of every row; ``row_levels`` (N,): the depth of every row;
+    ``path_rows`` (D, K): the row of ``leaf_nodes``; ``positive_rows`` (D, K): the same on
+    the path, N (one past the last row) below a shallow leaf; ``on_path`` (D, K): 1.0 where
+    leaf ``k`` has a node at depth ``d``, else 0.0; ``bounds``: the rows of depth ``d`` are
+    ``bounds[d]:bounds[d + 1]``.
+
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> nodes = TreeNodes.of(h, torch.device("cpu"))
@@ -65,6 +73,8 @@ class TreeNodes:
         (('sky', 'vehicle', 'car', 'truck'), [[0, 1], [2, 3]])
         >>> nodes.leaf_path.tolist(), nodes.leaf_nodes.tolist()
         ([[0, 1, 1], [-1, 0, 1]], [[0, 1, 1], [0, 2, 3]])
+        >>> nodes.order.tolist(), nodes.positive_rows.tolist(), nodes.bounds
+        ([0, 1, 2, 3], [[0, 1, 1], [4, 2, 3]], (0, 2, 4))
     """
 
     names: tuple[str, ...]
@@ -72,6 +82,12 @@ class TreeNodes:
     parents: tuple[Tensor, ...]
     leaf_path: Tensor
     leaf_nodes: Tensor
+    order: Tensor
+    row_levels: Tensor
+    path_rows: Tensor
+    positive_rows: Tensor
+    on_path: Tensor
+    bounds: tuple[int, ...]
 
     @staticmethod
     @lru_cache(maxsize=32)
@@ -100,6 +116,15 @@ class TreeNodes:
         ]
         leaf_nodes = [[p[min(d, len(p) - 1)] for p in leaf_paths] for d in range(num_levels)]
 
+        order = [c for level in levels for c in level]
+        offsets = [sum(map(len, levels[:d])) for d in range(num_levels)]
+        row_of = {c: r for r, c in enumerate(order)}
+        path_rows = [[row_of[c] for c in channels] for channels in leaf_nodes]
+        positive_rows = [
+            [offsets[d] + p if p >= 0 else len(order) for p in row]
+            for d, row in enumerate(leaf_path)
+        ]
+
         def tensor(values: Sequence) -> Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)
 
@@ -109,12 +134,23 @@ class TreeNodes:
             tuple(tensor(p) for p in parents),
             tensor(leaf_path),
             tensor(leaf_nodes),
+            tensor(order),
+            tensor([depths[c] for c in order]),
+            tensor(path_rows),
+            tensor(positive_rows),
+            (tensor(leaf_path) >= 0).float(),
+            (*offsets, len(order)),
         )
 
     @property
     def num_nodes(self) -> int:
         """N, the number of nodes (channels)."""
         return len(self.names)
+
+    @property
+    def num_levels(self) -> int:
+        """D, the number of levels."""
+        return len(self.level_nodes)
 
 
 def _validate(
@@ -159,44 +195,8 @@ def tree_min_level_losses(
     with torch.autocast(device_type=logits.device.type, enabled=False):
         x, target = flatten(logits, target)
         valid, leaf = valid_leaf(target, ignore_index)
-        # p+ matters on the target's path only: a running min down the path's logits.
-        path = x.gather(1, nodes.leaf_nodes[:, leaf].transpose(0, 1))  # (B, D, S)
-        up = torch.cummin(path, dim=1).values  # min over the node and its ancestors
-        # p- of every node: a running max up the tree, level by level.
-        sizes = [len(index) for index in nodes.level_nodes]  # one gather, then views per level
-        level = x.index_select(1, torch.cat(nodes.level_nodes)).split(sizes, dim=1)  # (B, n_d, S)
-        down = [level[-1]]  # max over the node and its descendants
-        for d in range(depth - 2, -1, -1):
-            index = nodes.parents[d].view(1, -1, 1).expand_as(down[0])
-            down.insert(0, level[d].scatter_reduce(1, index, down[0], "amax", include_self=True))
-
-        def level_losses(divide_first: bool) -> Tensor:
-            """Return the D level losses; with ``divide_first`` each term is divided by its level's
-            node count before the sum over the nodes (their mean), which then stays finite
-            for any finite logits, at the cost of one more pass over them."""
-            losses = []
-            for d in range(depth):
-                position = nodes.leaf_path[d][leaf].unsqueeze(1)  # (B, 1, S); -1: off the path
-                on_path = position >= 0
-                position = position.clamp_min(0)
-                neg = F.softplus(down[d])  # -log(1 - p-)
-                pos = F.softplus(-up[:, d])  # -log p+, (B, S)
-                if divide_first:
-                    neg, pos = neg / sizes[d], pos / sizes[d]
-                if gamma:  # not from neg and pos: their gradients would cancel in fp32
-                    neg = neg * torch.exp(gamma * F.logsigmoid(down[d]))  # (p-)^gamma
-                    pos = pos * torch.exp(gamma * F.logsigmoid(-up[:, d]))  # (1 - p+)^gamma
-                # the path's node is a positive: leave it out of the negatives (no subtraction)
-                kept = torch.where(on_path, 0.0, neg.gather(1, position))
-                total = neg.scatter(1, position, kept).sum(dim=1)
-                total = total + torch.where(on_path[:, 0], pos, 0.0)
-                losses.append(masked_mean(total if divide_first else total / sizes[d], valid))
-            return torch.stack(losses)
-
-        losses = level_losses(divide_first=False)
-        if not torch.isfinite(losses).all():  # a node sum overflowed fp32: logits near its limit
-            losses = level_losses(divide_first=True)
-        return losses
+        weight = (valid.float() / valid.sum().clamp_min(1)).expand(depth, *valid.shape)
+        return TreeMinFunction.apply(x, leaf, weight, nodes, float(gamma))
 
 
 class TreeMinLoss(nn.Module):
