@@ -19,7 +19,6 @@ only down to some level is weighted 0 below it.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,11 @@ from torch import Tensor
 if TYPE_CHECKING:
     from hl_lightning.losses.tree_min import TreeNodes
 
-_BLOCK_ELEMENTS = 1 << 18  # nodes x pixels of a block on the CPU: 1 MiB per fp32 array
+# nodes x pixels of a block on the CPU, per thread (the threads share each step of a block):
+# 1 MiB per fp32 array and thread; but rows of at least _MIN_BLOCK_WIDTH pixels, so that
+# gathering a block's rows from the logits reads long runs
+_BLOCK_ELEMENTS = 1 << 18
+_MIN_BLOCK_WIDTH = 1024
 
 
 def focal_softplus(m: Tensor, gamma: float, slope: Tensor, scratch: Tensor) -> Tensor:
@@ -78,7 +81,9 @@ def _blocks(x: Tensor) -> Iterator[tuple[int, slice]]:
         return
     count = 1
     if x.device.type == "cpu":
-        count = max(1, math.ceil(nodes * pixels / _BLOCK_ELEMENTS))
+        elements = _BLOCK_ELEMENTS * torch.get_num_threads()
+        width = max(elements // max(nodes, 1), _MIN_BLOCK_WIDTH)
+        count = max(1, round(pixels / width))
     width = math.ceil(pixels / count)
     for b in range(batch):
         for start in range(0, pixels, width):
@@ -107,10 +112,21 @@ class _Workspace:
 def _subtree_max(maxima: list[Tensor], nodes: TreeNodes) -> None:
     """Turn the level-order logits of a block, per level ``maxima[d]`` (n_d, P), into the
     maxima over each node and its descendants, in place."""
-    with warnings.catch_warnings():  # "index_reduce() is in beta": its amax is what we need
-        warnings.simplefilter("ignore", UserWarning)
-        for d in range(len(maxima) - 2, -1, -1):
-            maxima[d].index_reduce_(0, nodes.parents[d], maxima[d + 1], "amax")
+    for d in range(len(maxima) - 2, -1, -1):
+        children = nodes.parents[d].view(-1, 1).expand_as(maxima[d + 1])
+        maxima[d].scatter_reduce_(0, children, maxima[d + 1], "amax")
+
+
+def _path_minima(path: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Return the running minima (D, B, S) of the path's logits ``path`` (D, B, S), coarse to
+    fine, and the row (of ``rows`` (D, B, S)) of the logit that gave each: on a tie the
+    deeper one, as ``torch.cummin``."""
+    minima, min_rows = path.clone(), rows.clone()
+    for d in range(1, len(path)):
+        deeper = path[d] <= minima[d - 1]
+        torch.minimum(path[d], minima[d - 1], out=minima[d])
+        torch.where(deeper, rows[d], min_rows[d - 1], out=min_rows[d])
+    return minima, min_rows
 
 
 def _level_sizes(nodes: TreeNodes, like: Tensor) -> Tensor:
@@ -141,9 +157,9 @@ class TreeMinFunction(torch.autograd.Function):
         path = x.new_empty(path_rows.shape)  # the path's logits
         node_sums = x.new_zeros(n)
         slopes = torch.empty_like(x)  # each block's rows in level order; becomes the gradient
-        workspace = _Workspace(x, nodes, (n + 1, n))
+        workspace = _Workspace(x, nodes, (n + 1, n, n))
         for b, cols in _blocks(x):
-            (maxima, maxima_of), (scratch, _) = workspace.get(cols.stop - cols.start)
+            (maxima, maxima_of), (slope, _), (scratch, _) = workspace.get(cols.stop - cols.start)
             torch.index_select(x[b, :, cols], 0, nodes.order, out=maxima[:n])
             torch.gather(maxima, 0, path_rows[:, b, cols], out=path[:, b, cols])
             _subtree_max(maxima_of, nodes)
@@ -151,19 +167,17 @@ class TreeMinFunction(torch.autograd.Function):
             fill = excluded[:, b, cols] * maxima.shape[1]
             fill += torch.arange(maxima.shape[1], device=x.device)
             maxima.view(-1).index_fill_(0, fill.view(-1), float("-inf"))
-            value = focal_softplus(maxima[:n], gamma, slopes[b, :, cols], scratch)
+            value = focal_softplus(maxima[:n], gamma, slope, scratch)
+            slopes[b, :, cols] = slope
             for d, (start, stop) in enumerate(pairwise(nodes.bounds)):
                 node_sums[start:stop].addmv_(value[start:stop], weight[d, b, cols])
         # the path: -log p+ with p+ the running min of its logits, coarse to fine
-        minima, argmin = torch.cummin(path, dim=0)
+        minima, path_min_rows = _path_minima(path, path_rows)
         path_weight = weight * _per_level(nodes.on_path, labels)
         path_grad = torch.empty_like(minima)
         value = focal_softplus(minima.neg_(), gamma, path_grad, torch.empty_like(minima))
         level_sums = (value * path_weight).sum(dim=(1, 2))
         path_grad.mul_(path_weight).neg_()  # d / d min
-        pixels = argmin[0].numel()
-        flat = torch.arange(pixels, device=x.device).view(argmin[0].shape)
-        path_min_rows = path_rows.view(-1).take(argmin.mul_(pixels).add_(flat))
         # each term divided by its level's node count before the sum: no fp32 overflow
         sizes = _level_sizes(nodes, x)
         level_sums /= sizes
@@ -188,8 +202,8 @@ class TreeMinFunction(torch.autograd.Function):
             (rows, rows_of), (maxima, maxima_of), (flow, flow_of), (_, spread_of) = arrays[:4]
             (wins, wins_of), (_, count_of) = arrays[4:]
             grad = slopes[b, :, cols]
-            torch.index_select(x[b, :, cols], 0, nodes.order, out=rows)
-            maxima.copy_(rows)
+            torch.index_select(x[b, :, cols], 0, nodes.order, out=maxima)
+            rows[:parent_rows].copy_(maxima[:parent_rows])
             _subtree_max(maxima_of, nodes)
             for d, (start, stop) in enumerate(pairwise(nodes.bounds)):
                 torch.mul(grad[start:stop], weight[d, b, cols], out=flow_of[d])  # reaching m_v
@@ -204,5 +218,5 @@ class TreeMinFunction(torch.autograd.Function):
                 flow_of[d + 1].addcmul_(child_wins, spread)
                 flow_of[d].mul_(wins_of[d])
             flow.scatter_add_(0, path_min_rows[:, b, cols], path_grad[:, b, cols])
-            grad.index_copy_(0, nodes.order, flow)
+            torch.index_select(flow, 0, nodes.channel_rows, out=grad)  # to channel order
         return slopes, None, None, None, None

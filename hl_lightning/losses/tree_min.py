@@ -60,7 +60,8 @@ class TreeNodes:
     its depth.
 
     The loss's passes take the nodes in level order (level 0's nodes, then level 1's, ...):
-    ``order`` (N,): the channel of every row; ``row_levels`` (N,): the depth of every row;
+    ``order`` (N,): the channel of every row; ``channel_rows`` (N,): the row of every
+    channel; ``row_levels`` (N,): the depth of every row;
     ``path_rows`` (D, K): the row of ``leaf_nodes``; ``positive_rows`` (D, K): the same on
     the path, N (one past the last row) below a shallow leaf; ``on_path`` (D, K): 1.0 where
     leaf ``k`` has a node at depth ``d``, else 0.0; ``bounds``: the rows of depth ``d`` are
@@ -83,6 +84,7 @@ class TreeNodes:
     leaf_path: Tensor
     leaf_nodes: Tensor
     order: Tensor
+    channel_rows: Tensor
     row_levels: Tensor
     path_rows: Tensor
     positive_rows: Tensor
@@ -135,6 +137,7 @@ class TreeNodes:
             tensor(leaf_path),
             tensor(leaf_nodes),
             tensor(order),
+            tensor([row_of[c] for c in range(len(order))]),
             tensor([depths[c] for c in order]),
             tensor(path_rows),
             tensor(positive_rows),
