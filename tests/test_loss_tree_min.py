@@ -207,5 +207,5 @@ def test_level_weights_scale_the_total():
     )
     with pytest.raises(ValueError, match="3 level weights given for a hierarchy with 2 levels"):
         TreeMinLoss(h, level_weights=[1, 1, 1])
-    with pytest.raises(ValueError, match="gamma must be >= 0"):
+    with pytest.raises(ValueError, match="gamma must be finite and >= 0"):
         TreeMinLoss(h, gamma=-1.0)

@@ -172,10 +172,12 @@ def test_class_weights_must_be_finite_sequences_of_the_right_length(
 def test_class_weights_that_leave_nothing_to_train_are_refused():
     h = toy()
     # the flat loss uses the finest level only
-    with pytest.raises(ValueError, match="class_weights are all 0 at level level1"):
+    with pytest.raises(
+        ValueError, match=r"class_weights are all 0 at the levels this loss trains \(level1\)"
+    ):
         FlatLoss(h, class_weights=[None, [0.0] * 5])
     HierarchicalLoss(h, class_weights=[None, [0.0] * 5])  # level0 still trains
-    with pytest.raises(ValueError, match="at every level with a level weight above 0"):
+    with pytest.raises(ValueError, match=r"at every level with a level weight above 0 \(level1\)"):
         HierarchicalLoss(h, level_weights=[0.0, 1.0], class_weights=[None, [0.0] * 5])
 
 

@@ -20,14 +20,15 @@ for any finite logits. Class weights only change each pixel's factor in both pas
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import check_weights, flatten, level_weight_tensor
+from hl_lightning.losses._common import flatten
+from hl_lightning.losses._options import ClassWeights, class_weight_table, validate_loss_args
 from hl_lightning.losses._tree_sums import (
     flat_leaf_index,
     leaf_factors,
@@ -43,53 +44,6 @@ _EXACT_CHUNK = 8192  # rows per chunk on the exact path, to bound its memory
 # Totals of exp(logits) within which, with _TINY, the unshifted exponentials stay normal fp32
 # numbers (>= 1e-35) for every probability the fast path uses, far from overflow.
 _TOTAL_RANGE = (1e-10, 1e30)
-
-# Per level (coarse to fine): None (all 1), one weight per group in group_names(d) order,
-# or a mapping from group name to weight (unnamed groups weigh 1).
-ClassWeights = Sequence[Sequence[float] | Mapping[str, float] | None]
-
-
-def class_weight_table(hierarchy: Hierarchy, class_weights: ClassWeights) -> Tensor:
-    """Return a float tensor (D, K): the class weight, at every level, of every leaf's group.
-
-    ``class_weights`` has one entry per level, coarse to fine: ``None`` (every group
-    weighs 1), a list of :meth:`Hierarchy.num_groups` weights in
-    :meth:`Hierarchy.group_names` order, or a mapping ``{group name: weight}`` (the other
-    groups weigh 1). Weights must be finite and non-negative.
-
-    Example:
-        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
-        >>> class_weight_table(h, [None, {"truck": 4.0}]).tolist()
-        [[1.0, 1.0, 1.0], [1.0, 1.0, 4.0]]
-    """
-    if isinstance(class_weights, str | Mapping) or len(class_weights) != hierarchy.num_levels:
-        count = "a mapping" if isinstance(class_weights, Mapping) else len(class_weights)
-        raise ValueError(
-            f"class_weights needs one entry per level ({hierarchy.num_levels}: "
-            f"{', '.join(hierarchy.level_names)}), got {count}"
-        )
-    rows = []
-    for d, (name, spec) in enumerate(zip(hierarchy.level_names, class_weights, strict=True)):
-        groups = hierarchy.group_names(d)
-        if spec is None:
-            weights = [1.0] * len(groups)
-        elif isinstance(spec, Mapping):
-            unknown = sorted(set(map(str, spec)) - set(groups))
-            if unknown:
-                raise ValueError(f"class_weights of level {name}: no groups {', '.join(unknown)}")
-            given = {str(k): float(v) for k, v in spec.items()}
-            weights = [given.get(g, 1.0) for g in groups]
-        else:
-            weights = [float(w) for w in spec]
-            if len(weights) != len(groups):
-                shown = ", ".join(groups[:8]) + (", ..." if len(groups) > 8 else "")
-                raise ValueError(
-                    f"class_weights of level {name}: {len(weights)} weights for "
-                    f"{len(groups)} groups ({shown})"
-                )
-        weights = check_weights(weights, f"class_weights of level {name}")
-        rows.append(torch.tensor(weights)[hierarchy.level_index(d)])
-    return torch.stack(rows)
 
 
 def hierarchical_nll(
@@ -116,6 +70,7 @@ def hierarchical_nll(
         >>> hierarchical_nll(logits, torch.tensor([[1]]), h)  # level0: vehicle, level1: car
         tensor([0.8583, 1.5514])
     """
+    validate_loss_args(hierarchy, ignore_index)
     validate_inputs(logits, target, hierarchy, ignore_index)
     tables = LevelTables.of(hierarchy, logits.device)
     if class_weights is not None and not isinstance(class_weights, Tensor):
@@ -168,12 +123,13 @@ class HierarchicalLoss(nn.Module):
         class_weights: ClassWeights | None = None,
     ) -> None:
         super().__init__()
+        options = validate_loss_args(
+            hierarchy, ignore_index, level_weights=level_weights, class_weights=class_weights
+        )
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        weights = level_weight_tensor(hierarchy, level_weights)
-        self.register_buffer("level_weights", weights, persistent=False)
-        table = None if class_weights is None else class_weight_table(hierarchy, class_weights)
-        self.register_buffer("class_weights", table, persistent=False)
+        self.register_buffer("level_weights", options["level_weights"], persistent=False)
+        self.register_buffer("class_weights", options["class_weights"], persistent=False)
 
     def level_losses(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return the per-level losses (D,), coarse to fine, not multiplied by level weights.

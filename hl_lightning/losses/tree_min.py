@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import flatten, level_weight_tensor, valid_leaf
+from hl_lightning.losses._common import flatten, valid_leaf
+from hl_lightning.losses._options import validate_loss_args
 from hl_lightning.losses._tree_min_pass import TreeMinFunction
-from hl_lightning.tables import validate_inputs
+from hl_lightning.tables import check_tensors, validate_inputs
 
 __all__ = ["TreeMinLoss", "TreeNodes", "tree_min_level_losses"]
 
@@ -160,6 +161,7 @@ def _validate(
     logits: Tensor, target: Tensor | None, hierarchy: Hierarchy, ignore_index: int | None
 ) -> TreeNodes:
     """Return the node tables after checking node logits (B, N, *S) and target (B, *S)."""
+    check_tensors(logits, target)
     nodes = TreeNodes.of(hierarchy, logits.device)
     if logits.dim() >= 2 and logits.shape[1] != nodes.num_nodes:
         shown = ", ".join(nodes.names[:8]) + (", ..." if nodes.num_nodes > 8 else "")
@@ -193,13 +195,14 @@ def tree_min_level_losses(
         >>> levels.round(decimals=4)  # car's p+ is capped by vehicle's low score
         tensor([0.7201, 0.7201])
     """
+    gamma = validate_loss_args(hierarchy, ignore_index, gamma=gamma)["gamma"]
     nodes = _validate(logits, target, hierarchy, ignore_index)
     depth = hierarchy.num_levels
     with torch.autocast(device_type=logits.device.type, enabled=False):
         x, target = flatten(logits, target)
         valid, leaf = valid_leaf(target, ignore_index)
         weight = (valid.float() / valid.sum().clamp_min(1)).expand(depth, *valid.shape)
-        return TreeMinFunction.apply(x, leaf, weight, nodes, float(gamma))
+        return TreeMinFunction.apply(x, leaf, weight, nodes, gamma)
 
 
 class TreeMinLoss(nn.Module):
@@ -228,13 +231,13 @@ class TreeMinLoss(nn.Module):
         gamma: float = 0.0,
     ) -> None:
         super().__init__()
-        if not gamma >= 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        options = validate_loss_args(
+            hierarchy, ignore_index, level_weights=level_weights, gamma=gamma
+        )
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        self.gamma = float(gamma)
-        weights = level_weight_tensor(hierarchy, level_weights)
-        self.register_buffer("level_weights", weights, persistent=False)
+        self.gamma = options["gamma"]
+        self.register_buffer("level_weights", options["level_weights"], persistent=False)
 
     @property
     def node_names(self) -> tuple[str, ...]:
