@@ -159,8 +159,9 @@ class TreeMinFunction(torch.autograd.Function):
         slopes = torch.empty_like(x)  # each block's rows in level order; becomes the gradient
         workspace = _Workspace(x, nodes, (n + 1, n, n))
         for b, cols in _blocks(x):
-            (maxima, maxima_of), (slope, _), (scratch, _) = workspace.get(cols.stop - cols.start)
-            torch.index_select(x[b, :, cols], 0, nodes.order, out=maxima[:n])
+            x_block = x[b, :, cols]
+            (maxima, maxima_of), (slope, _), (scratch, _) = workspace.get(x_block.shape[1])
+            torch.index_select(x_block, 0, nodes.order, out=maxima[:n])
             torch.gather(maxima, 0, path_rows[:, b, cols], out=path[:, b, cols])
             _subtree_max(maxima_of, nodes)
             # f(-inf) = 0: the path's nodes are positives, not negatives (row N: off the path)
@@ -198,11 +199,12 @@ class TreeMinFunction(torch.autograd.Function):
         parent_rows = nodes.bounds[depth - 1]  # the rows of levels 0..D-2
         workspace = _Workspace(x, nodes, (n, n, n, n, parent_rows, parent_rows))
         for b, cols in _blocks(x):
-            arrays = workspace.get(cols.stop - cols.start)
+            x_block = x[b, :, cols]
+            arrays = workspace.get(x_block.shape[1])
             (rows, rows_of), (maxima, maxima_of), (flow, flow_of), (_, spread_of) = arrays[:4]
             (wins, wins_of), (_, count_of) = arrays[4:]
             grad = slopes[b, :, cols]
-            torch.index_select(x[b, :, cols], 0, nodes.order, out=maxima)
+            torch.index_select(x_block, 0, nodes.order, out=maxima)
             rows[:parent_rows].copy_(maxima[:parent_rows])
             _subtree_max(maxima_of, nodes)
             for d, (start, stop) in enumerate(pairwise(nodes.bounds)):

@@ -7,7 +7,8 @@ With per-level class weights ``c_d`` (for long-tailed data) the mean becomes a w
 mean, as ``F.cross_entropy``'s ``weight``: ``sum_i c_d(S_i) nll_i / sum_i c_d(S_i)``.
 
 The fast path takes one exponential per logit, ``e = exp(z - c)``, and aggregates it
-bottom-up through the tree (one pass over the K channels, then over ever fewer groups):
+bottom-up through the tree, one sample at a time while the sample is in the cache (one
+pass over the K channels, then over ever fewer groups):
 ``P(S) = E_S / T`` with ``E_S`` the sum of ``e`` over ``S`` and ``T`` over all leaves. The
 shift ``c`` is 0 while every pixel's ``T`` lies where fp32 keeps those sums exact (each
 pixel's largest logit between about -23 and 69), else each pixel's largest logit. The
@@ -30,7 +31,7 @@ from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten
 from hl_lightning.losses._options import ClassWeights, class_weight_table, validate_loss_args
 from hl_lightning.losses._tree_sums import (
-    flat_leaf_index,
+    add_at_target,
     leaf_factors,
     target_group_sums,
     target_groups,
@@ -217,10 +218,11 @@ class _HierarchicalNLL(torch.autograd.Function):
         # term is w_{D-1} at the target alone, since E_{D-1} = e_target.
         top = weights.sum(0) / total  # (B, S)
         coeffs = weights[:-1] / group_sums[:-1].clamp_min(torch.finfo(torch.float32).tiny)
-        for chunk, factors in leaf_factors(exps, top, coeffs.neg_(), groups, tables):
-            exps[chunk].mul_(factors)
+        leaf_term = weights[-1].neg()
+        for block, factors in leaf_factors(exps, top, coeffs.neg_(), groups, tables):
+            block.values(exps).mul_(factors)  # while the block is in the cache
+            add_at_target(exps, block, leaf, leaf_term)
         grad = exps
-        grad.view(-1).index_add_(0, flat_leaf_index(leaf, grad.shape[1]), -weights[-1].view(-1))
         if rows.numel():
             row_weights = level_grads.view(depth, 1)  # (D, 1), or per row (D, n)
             if pixel_weights is not None:
@@ -242,8 +244,8 @@ def _exp_group_sums(
     number) for every leaf with ``P(k) >= 1e-25``, and the smaller, subnormal ones add
     at most ``K * 1e-45`` to a group sum of at least ``1e-35``.
     """
-    exps = logits.exp()
-    group_sums, total = target_group_sums(exps, leaf, groups, tables)
+    exps = torch.empty_like(logits)
+    group_sums, total = target_group_sums(exps, leaf, groups, tables, exp_of=logits)
     if total.numel() == 0:
         return exps, group_sums, total
     low, high = torch.aminmax(total)

@@ -31,7 +31,8 @@ from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import check_number, validate_loss_args
 from hl_lightning.losses._tree_sums import (
-    flat_leaf_index,
+    add_at_target,
+    exp_of_shifted_,
     leaf_factors,
     target_group_sums,
     target_groups,
@@ -136,7 +137,7 @@ class _SoftLabelsCE(torch.autograd.Function):
                 wide - wide.amax(dim=1, keepdim=True), leaf, groups, tables
             )
         dot = coefficients[0] * total + (coefficients[1:].view(-1, 1, 1) * sums).sum(dim=0)
-        exps = shifted.exp_()
+        exps = exp_of_shifted_(shifted)
         partition = exps.sum(dim=1)  # (B, S), in [1, K]: its log is the logsumexp
         normaliser = normalisers[leaf]
         count = valid.sum().clamp_min(1)
@@ -160,9 +161,8 @@ class _SoftLabelsCE(torch.autograd.Function):
         grad = exps.mul_((pixel_grad / partition).unsqueeze(1))
         soft = pixel_grad / normaliser  # (B, S)
         top, coeffs = -a[0] * soft, -a[1:depth].view(-1, 1, 1) * soft
-        for chunk, factors in leaf_factors(grad, top, coeffs, groups, tables):
-            grad[chunk].add_(factors)
-        grad.view(-1).index_add_(
-            0, flat_leaf_index(leaf, grad.shape[1]), (-a[depth] * soft).view(-1)
-        )
+        leaf_term = -a[depth] * soft
+        for block, factors in leaf_factors(grad, top, coeffs, groups, tables):
+            block.values(grad).add_(factors)
+            add_at_target(grad, block, leaf, leaf_term)
         return grad, None, None, None, None, None
