@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import TreeMinLoss, TreeNodes, tree_min_level_losses
+from hl_lightning.losses._tree_min_pass import TreeMinFunction
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -295,3 +296,28 @@ def test_the_level_order_tables_list_each_node_once():
             on_path = d < len(path)
             assert nodes.on_path[d, k] == float(on_path)
             assert nodes.positive_rows[d, k] == (nodes.path_rows[d, k] if on_path else len(names))
+
+
+def test_per_level_pixel_weights_weight_each_level_on_its_own():
+    # The pass takes a weight per level and pixel (a pixel known only down to some level
+    # counts above it): level d with its own weights equals the loss ignoring the pixels
+    # weighted 0 at that level.
+    h = random_hierarchy(12, 3, seed=4, shuffle_leaves=True)
+    nodes = TreeNodes.of(h, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, nodes.num_nodes, 6, generator=gen) * 3
+    target = torch.randint(0, h.num_leaves, (2, 6), generator=gen)
+    known = torch.rand(h.num_levels, 2, 6, generator=gen) < 0.7
+    weight = known.float() / known.sum(dim=(1, 2), keepdim=True)
+    x = logits.clone().requires_grad_()
+    levels = TreeMinFunction.apply(x, target, weight, nodes, 2.0)
+    levels.sum().backward()
+    for d in range(h.num_levels):
+        alone = logits.clone().requires_grad_()
+        masked = target.masked_fill(~known[d], 255)
+        expected = tree_min_level_losses(alone, masked, h, ignore_index=255, gamma=2.0)[d]
+        expected.backward()
+        torch.testing.assert_close(levels[d], expected)
+        assert alone.grad is not None
+        x.grad -= alone.grad
+    torch.testing.assert_close(x.grad, torch.zeros_like(x.grad), rtol=0, atol=1e-7)

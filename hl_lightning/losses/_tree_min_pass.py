@@ -60,8 +60,8 @@ def focal_softplus(m: Tensor, gamma: float, slope: Tensor, scratch: Tensor) -> T
     focal = _power(s, gamma, out=slope)  # s ** gamma
     value.mul_(focal)
     focal.mul_(s)  # s ** (gamma + 1)
-    # (s - 1) * f <= 0.28 first: gamma * f alone overflows where f is near the fp32 limit
-    slope.sub_(s.sub_(1.0).mul_(value), alpha=gamma)
+    # + gamma * f * (1 - s), as (-gamma * (s - 1)) * f: gamma * f alone may overflow
+    slope.addcmul_(s.sub_(1.0), value, value=-gamma)
     return value
 
 
@@ -151,7 +151,7 @@ class TreeMinFunction(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, labels: Tensor, weight: Tensor, nodes: TreeNodes, gamma: float
     ) -> Tensor:
-        n = nodes.num_nodes
+        n, same_weights = nodes.num_nodes, weight.stride(0) == 0  # the same at every level
         path_rows = _per_level(nodes.path_rows, labels)  # (D, B, S)
         excluded = _per_level(nodes.positive_rows, labels)  # the path's nodes, N off the path
         path = x.new_empty(path_rows.shape)  # the path's logits
@@ -170,8 +170,11 @@ class TreeMinFunction(torch.autograd.Function):
             maxima.view(-1).index_fill_(0, fill.view(-1), float("-inf"))
             value = focal_softplus(maxima[:n], gamma, slope, scratch)
             slopes[b, :, cols] = slope
-            for d, (start, stop) in enumerate(pairwise(nodes.bounds)):
-                node_sums[start:stop].addmv_(value[start:stop], weight[d, b, cols])
+            if same_weights:
+                node_sums.addmv_(value, weight[0, b, cols])
+            else:
+                for d, (start, stop) in enumerate(pairwise(nodes.bounds)):
+                    node_sums[start:stop].addmv_(value[start:stop], weight[d, b, cols])
         # the path: -log p+ with p+ the running min of its logits, coarse to fine
         minima, path_min_rows = _path_minima(path, path_rows)
         path_weight = weight * _per_level(nodes.on_path, labels)
@@ -194,8 +197,12 @@ class TreeMinFunction(torch.autograd.Function):
         nodes: TreeNodes = ctx.nodes
         depth, n = nodes.num_levels, nodes.num_nodes
         level_scale = grad_levels.to(x.dtype) / _level_sizes(nodes, x)  # (D,)
-        weight = weight * level_scale.view(-1, 1, 1)
         path_grad *= level_scale.view(-1, 1, 1)
+        same_weights = weight.stride(0) == 0  # the same at every level: one scale per row
+        if same_weights:
+            row_scale = level_scale[nodes.row_levels].unsqueeze(1)  # (N, 1)
+        else:
+            weight = weight * level_scale.view(-1, 1, 1)
         parent_rows = nodes.bounds[depth - 1]  # the rows of levels 0..D-2
         workspace = _Workspace(x, nodes, (n, n, n, n, parent_rows, parent_rows))
         for b, cols in _blocks(x):
@@ -207,8 +214,11 @@ class TreeMinFunction(torch.autograd.Function):
             torch.index_select(x_block, 0, nodes.order, out=maxima)
             rows[:parent_rows].copy_(maxima[:parent_rows])
             _subtree_max(maxima_of, nodes)
-            for d, (start, stop) in enumerate(pairwise(nodes.bounds)):
-                torch.mul(grad[start:stop], weight[d, b, cols], out=flow_of[d])  # reaching m_v
+            if same_weights:  # the gradient reaching each m_v
+                torch.mul(grad, row_scale, out=flow).mul_(weight[0, b, cols])
+            else:
+                for d, (start, stop) in enumerate(pairwise(nodes.bounds)):
+                    torch.mul(grad[start:stop], weight[d, b, cols], out=flow_of[d])
             torch.eq(rows[:parent_rows], maxima[:parent_rows], out=wins)  # own logit is max
             for d in range(depth - 1):  # top-down: split each node's flow among its winners
                 parents, spread = nodes.parents[d], spread_of[d + 1]
