@@ -17,6 +17,14 @@ over non-ignored pixels (as the authors' code normalises each level); the total 
 softplus(max x)``: exact and finite for any finite logits, in fp32 with autocast disabled.
 A shallow leaf's path has no node below its depth: at those levels all nodes are negatives.
 
+**Computation** (``_tree_min_pass``): a custom autograd function, block by block over the
+pixels with the nodes in level order. The forward pass keeps only each node's slope, in the
+buffer that becomes the gradient; the backward pass recomputes the subtree maxima and
+routes the slopes to the logits that gave them (a tied maximum shares its gradient
+evenly, a tied minimum on the path gives it to the deeper node, as torch's ``amax`` and
+``cummin`` do). Time within a small factor of cross-entropy's, peak memory about
+cross-entropy's (``docs/performance.md``).
+
 **Node order** (the backbone's channels), :class:`TreeNodes`: the tree's actual nodes,
 each once, depth-first in tree order, i.e. the order of the lines of the hierarchy's
 text file (``print(hierarchy)``). :attr:`TreeMinLoss.node_names` lists them.
