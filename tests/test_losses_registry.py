@@ -84,8 +84,8 @@ def test_all_ignored_gives_zero_and_zero_grad(name):
 @pytest.mark.parametrize("name", list(LOSSES))
 @pytest.mark.parametrize("depth", [1, 2, 4])
 def test_whole_batch_passes_equal_the_per_sample_passes(monkeypatch, name, depth):
-    # On the CPU the passes go block by block (runs of one sample's pixels); other devices
-    # take the whole batch (the tree sums) or one sample at a time (tree-min).
+    # On the CPU the tree sums go one sample at a time and tree-min by runs of a sample's
+    # pixels; other devices take the whole batch (tree sums) or one sample (tree-min).
     h = random_hierarchy(40, depth, seed=depth)
     tree_specific = ("level_weights", "class_weights")  # sized for the TOY tree
     options = {key: value for key, value in OPTIONS[name].items() if key not in tree_specific}
@@ -102,18 +102,18 @@ def test_whole_batch_passes_equal_the_per_sample_passes(monkeypatch, name, depth
         return value, x.grad
 
     def whole_batch(values: torch.Tensor) -> list[Block]:
-        return [Block(slice(None), slice(None))]
+        return [Block(slice(None))]
 
     def whole_samples(x: torch.Tensor) -> Iterator[tuple[int, slice]]:
         return ((b, slice(None)) for b in range(x.shape[0]))
 
-    def runs_of_pixels(values: torch.Tensor) -> list[Block]:
-        return [Block(b, slice(s, s + 4)) for b in range(values.shape[0]) for s in range(0, 30, 4)]
+    def one_then_two_samples(values: torch.Tensor) -> list[Block]:
+        return [Block(0), Block(slice(1, 3))]
 
-    per_sample = loss_and_grad()  # 30 pixels: one block per sample
-    monkeypatch.setattr(hl_lightning.losses._tree_sums, "blocks", runs_of_pixels)
+    per_sample = loss_and_grad()
+    monkeypatch.setattr(hl_lightning.losses._tree_sums, "blocks", one_then_two_samples)
     monkeypatch.setattr(hl_lightning.losses._tree_min_pass, "_BLOCK_ELEMENTS", 1)
-    monkeypatch.setattr(hl_lightning.losses._tree_min_pass, "_MIN_BLOCK_WIDTH", 4)
+    monkeypatch.setattr(hl_lightning.losses._tree_min_pass, "_MIN_BLOCK_WIDTH", 4)  # 8 a sample
     for got, want in zip(loss_and_grad(), per_sample, strict=True):
         torch.testing.assert_close(got, want)
     monkeypatch.setattr(hl_lightning.losses._tree_sums, "blocks", whole_batch)

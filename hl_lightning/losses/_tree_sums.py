@@ -27,35 +27,35 @@ _LOG2_E = 1.0 / math.log(2.0)
 
 @dataclass(frozen=True)
 class Block:
-    """A block of pixels: a run of one sample's pixels, or the whole batch.
+    """A block of pixels: one sample (an int), or samples (a slice: the whole batch).
 
-    ``values(t)`` is the block of a tensor (B, C, S) and ``pixels(t)`` of a tensor (B, S);
-    ``dim`` is the dimension of C in ``values(t)``.
+    ``values(t)`` is the block of a tensor (B, C, S): (C, S) or (b, C, S), and
+    ``pixels(t)`` the block of a tensor (B, S), shaped to broadcast against it; ``dim`` is
+    the dimension of C in ``values(t)``.
     """
 
-    sample: int | slice
-    columns: slice
+    samples: int | slice
 
     @property
     def dim(self) -> int:
         """The dimension of the channels in :meth:`values`: 0 for one sample, else 1."""
-        return 0 if isinstance(self.sample, int) else 1
+        return 0 if isinstance(self.samples, int) else 1
 
     def values(self, tensor: Tensor) -> Tensor:
-        """Return the block of ``tensor`` (B, C, S): (C, P) or (B, C, S)."""
-        return tensor[self.sample, :, self.columns]
+        """Return the block of ``tensor`` (B, C, S)."""
+        return tensor[self.samples]
 
     def pixels(self, tensor: Tensor) -> Tensor:
-        """Return the block of ``tensor`` (B, S) shaped to broadcast against :meth:`values`."""
-        return tensor[self.sample, self.columns].unsqueeze(self.dim)
+        """Return the block of ``tensor`` (B, S), shaped to broadcast against :meth:`values`."""
+        return tensor[self.samples].unsqueeze(self.dim)
 
 
 def blocks(values: Tensor) -> list[Block]:
-    """Return the blocks of values (B, K, S) in turn: one sample at a time on the CPU (its
-    values contiguous), the whole batch elsewhere."""
+    """Return the blocks of values (B, K, S) in turn: one sample at a time on the CPU, the
+    whole batch elsewhere."""
     if values.device.type != "cpu":
-        return [Block(slice(None), slice(None))]
-    return [Block(b, slice(None)) for b in range(values.shape[0])]
+        return [Block(slice(None))]
+    return [Block(b) for b in range(values.shape[0])]
 
 
 def target_groups(level_matrix: Tensor, leaf: Tensor) -> Tensor:
@@ -165,7 +165,7 @@ def add_at_target(values: Tensor, block: Block, leaf: Tensor, amounts: Tensor) -
 
 
 class _Buffers:
-    """Uninitialised group arrays, one per size G, shaped like a block (C, P) or (B, C, S)
+    """Uninitialised group arrays, one per size G, shaped like a block (C, S) or (b, C, S)
     with G in place of C; one set per block shape, reused from block to block."""
 
     def __init__(self, values: Tensor, sizes: Sequence[int]) -> None:
