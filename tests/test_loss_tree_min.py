@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import TreeMinLoss, TreeNodes, tree_min_level_losses
-from hl_lightning.losses._tree_min_pass import TreeMinFunction
+from hl_lightning.losses._tree_min_pass import TreeMinLevels, TreeMinTotal
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -104,9 +104,12 @@ def autograd_levels(
 
 
 def assert_matches_reference(logits, target, h, gamma, ignore_index=None) -> None:
+    """The level losses, the module's total (whose forward pass also computes its gradient)
+    and both gradients agree with the float64 definition, for random level weights."""
     x = logits.detach().float().requires_grad_()
     x64 = logits.detach().double().requires_grad_()
     weights = torch.rand(h.num_levels, generator=torch.Generator().manual_seed(1)) + 0.1
+    weights /= weights.sum()  # the total is a mean of the levels: finite in fp32 too
     ours = tree_min_level_losses(x, target, h, ignore_index, gamma)
     ref = reference_levels(x64, target, h, gamma, ignore_index)
     (ours * weights).sum().backward()
@@ -114,6 +117,13 @@ def assert_matches_reference(logits, target, h, gamma, ignore_index=None) -> Non
     assert torch.isfinite(ours).all() and torch.isfinite(x.grad).all()
     torch.testing.assert_close(ours.double(), ref.detach(), rtol=1e-5, atol=1e-6)
     assert_gradient_close(x.grad, x64.grad, target, ignore_index)
+    loss = TreeMinLoss(h, ignore_index, level_weights=weights.tolist(), gamma=gamma)
+    xt = logits.detach().float().requires_grad_()
+    total = loss(xt, target)
+    (total * 0.5).backward()  # an upstream gradient other than 1
+    expected = (ref.detach() * weights.double()).sum()
+    torch.testing.assert_close(total.double(), expected, rtol=1e-5, atol=1e-6)
+    assert_gradient_close(xt.grad, 0.5 * x64.grad, target, ignore_index, weight=0.5)
 
 
 def num_nodes(h: Hierarchy) -> int:
@@ -268,7 +278,7 @@ def test_tied_logits_share_the_gradient_as_torchs_max_and_min_do(gamma: float):
     logits = (torch.randn(2, num_nodes(h), 5, 6, generator=gen) * 2).to(torch.bfloat16).float()
     logits[:, :, 0, :] = 1.0  # every node tied in a row of pixels
     target = torch.randint(0, h.num_leaves, (2, 5, 6), generator=gen)
-    x = logits.clone().requires_grad_()
+    x, xt = logits.clone().requires_grad_(), logits.clone().requires_grad_()
     x64 = logits.double().requires_grad_()
     weights = torch.tensor([0.5, 1.0, 2.0])
     ours = tree_min_level_losses(x, target, h, gamma=gamma)
@@ -277,6 +287,8 @@ def test_tied_logits_share_the_gradient_as_torchs_max_and_min_do(gamma: float):
     (expected * weights.double()).sum().backward()
     torch.testing.assert_close(ours.double(), expected.detach(), rtol=1e-5, atol=1e-6)
     assert_gradient_close(x.grad, x64.grad, target, None, weights.sum().item())
+    TreeMinLoss(h, None, level_weights=weights.tolist(), gamma=gamma)(xt, target).backward()
+    assert_gradient_close(xt.grad, x64.grad, target, None, weights.sum().item())
 
 
 def test_the_level_order_tables_list_each_node_once():
@@ -293,9 +305,7 @@ def test_the_level_order_tables_list_each_node_once():
         for d in range(h.num_levels):
             node = path[min(d, len(path) - 1)]
             assert order[nodes.path_rows[d, k]] == node
-            on_path = d < len(path)
-            assert nodes.on_path[d, k] == float(on_path)
-            assert nodes.positive_rows[d, k] == (nodes.path_rows[d, k] if on_path else len(names))
+            assert nodes.on_path[d, k] == float(d < len(path))
 
 
 def test_per_level_pixel_weights_weight_each_level_on_its_own():
@@ -309,9 +319,14 @@ def test_per_level_pixel_weights_weight_each_level_on_its_own():
     target = torch.randint(0, h.num_leaves, (2, 6), generator=gen)
     known = torch.rand(h.num_levels, 2, 6, generator=gen) < 0.7
     weight = known.float() / known.sum(dim=(1, 2), keepdim=True)
-    x = logits.clone().requires_grad_()
-    levels = TreeMinFunction.apply(x, target, weight, nodes, 2.0)
+    x, xt = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    levels = TreeMinLevels.apply(x, target, weight, nodes, 2.0)
     levels.sum().backward()
+    total, same = TreeMinTotal.apply(xt, target, weight, nodes, 2.0, torch.ones(3))
+    total.backward()
+    torch.testing.assert_close(same, levels.detach())
+    torch.testing.assert_close(total, levels.sum())
+    torch.testing.assert_close(xt.grad, x.grad)
     for d in range(h.num_levels):
         alone = logits.clone().requires_grad_()
         masked = target.masked_fill(~known[d], 255)
@@ -321,3 +336,31 @@ def test_per_level_pixel_weights_weight_each_level_on_its_own():
         assert alone.grad is not None
         x.grad -= alone.grad
     torch.testing.assert_close(x.grad, torch.zeros_like(x.grad), rtol=0, atol=1e-7)
+
+
+def test_a_second_backward_pass_is_right_or_refused():
+    # The passes hand a buffer over as the gradient. The total's, unscaled, is left as it
+    # is: a second pass (retain_graph) adds it again. The levels' is rewritten in place:
+    # autograd's check of saved tensors refuses a second pass.
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(1, 7, 2, 2), torch.zeros(1, 2, 2).long()
+    x = logits.clone().requires_grad_()
+    total = TreeMinLoss(h)(x, target)
+    total.backward(retain_graph=True)
+    once = x.grad.clone()
+    total.backward()
+    torch.testing.assert_close(x.grad, 2 * once)
+    levels = tree_min_level_losses(logits.clone().requires_grad_(), target, h).sum()
+    levels.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        levels.backward()
+
+
+def test_without_a_gradient_the_total_allocates_none():
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(2, 7, 3, 3), torch.randint(0, 5, (2, 3, 3))
+    loss = TreeMinLoss(h, gamma=2.0)
+    with torch.no_grad():
+        value = loss(logits, target)
+    torch.testing.assert_close(value, (loss.level_losses(logits, target) * 1.0).sum())
+    assert not value.requires_grad

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import validate_loss_args
-from hl_lightning.losses._tree_min_pass import TreeMinFunction
+from hl_lightning.losses._tree_min_pass import TreeMinLevels, TreeMinTotal
 from hl_lightning.tables import check_tensors, validate_inputs
 
 __all__ = ["TreeMinLoss", "TreeNodes", "tree_min_level_losses"]
@@ -71,9 +71,8 @@ class TreeNodes:
     The loss's passes take the nodes in level order (level 0's nodes, then level 1's, ...):
     ``order`` (N,): the channel of every row; ``channel_rows`` (N,): the row of every
     channel; ``row_levels`` (N,): the depth of every row;
-    ``path_rows`` (D, K): the row of ``leaf_nodes``; ``positive_rows`` (D, K): the same on
-    the path, N (one past the last row) below a shallow leaf; ``on_path`` (D, K): 1.0 where
-    leaf ``k`` has a node at depth ``d``, else 0.0; ``bounds``: the rows of depth ``d`` are
+    ``path_rows`` (D, K): the row of ``leaf_nodes``; ``on_path`` (D, K): 1.0 where leaf
+    ``k`` has a node at depth ``d``, else 0.0; ``bounds``: the rows of depth ``d`` are
     ``bounds[d]:bounds[d + 1]``.
 
     Example:
@@ -83,8 +82,8 @@ class TreeNodes:
         (('sky', 'vehicle', 'car', 'truck'), [[0, 1], [2, 3]])
         >>> nodes.leaf_path.tolist(), nodes.leaf_nodes.tolist()
         ([[0, 1, 1], [-1, 0, 1]], [[0, 1, 1], [0, 2, 3]])
-        >>> nodes.order.tolist(), nodes.positive_rows.tolist(), nodes.bounds
-        ([0, 1, 2, 3], [[0, 1, 1], [4, 2, 3]], (0, 2, 4))
+        >>> nodes.order.tolist(), nodes.path_rows.tolist(), nodes.bounds
+        ([0, 1, 2, 3], [[0, 1, 1], [0, 2, 3]], (0, 2, 4))
     """
 
     names: tuple[str, ...]
@@ -96,7 +95,6 @@ class TreeNodes:
     channel_rows: Tensor
     row_levels: Tensor
     path_rows: Tensor
-    positive_rows: Tensor
     on_path: Tensor
     bounds: tuple[int, ...]
 
@@ -131,10 +129,6 @@ class TreeNodes:
         offsets = [sum(map(len, levels[:d])) for d in range(num_levels)]
         row_of = {c: r for r, c in enumerate(order)}
         path_rows = [[row_of[c] for c in channels] for channels in leaf_nodes]
-        positive_rows = [
-            [offsets[d] + p if p >= 0 else len(order) for p in row]
-            for d, row in enumerate(leaf_path)
-        ]
 
         def tensor(values: Sequence) -> Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)
@@ -149,7 +143,6 @@ class TreeNodes:
             tensor([row_of[c] for c in range(len(order))]),
             tensor([depths[c] for c in order]),
             tensor(path_rows),
-            tensor(positive_rows),
             (tensor(leaf_path) >= 0).float(),
             (*offsets, len(order)),
         )
@@ -184,6 +177,19 @@ def _validate(
     return nodes
 
 
+def _inputs(
+    logits: Tensor, target: Tensor, hierarchy: Hierarchy, ignore_index: int | None
+) -> tuple[TreeNodes, Tensor, Tensor, Tensor]:
+    """Return the node tables, fp32 logits (B, N, S), target leaves (B, S) (0 where
+    ignored) and pixel weights (D, B, S) (1 / the count of non-ignored pixels, 0 where
+    ignored, the same at every level) of checked inputs. Call with autocast disabled."""
+    nodes = _validate(logits, target, hierarchy, ignore_index)
+    x, target = flatten(logits, target)
+    valid, leaf = valid_leaf(target, ignore_index)
+    weight = valid.float() / valid.sum().clamp_min(1)
+    return nodes, x, leaf, weight.expand(hierarchy.num_levels, *weight.shape)
+
+
 def tree_min_level_losses(
     logits: Tensor,
     target: Tensor,
@@ -204,13 +210,10 @@ def tree_min_level_losses(
         tensor([0.7201, 0.7201])
     """
     gamma = validate_loss_args(hierarchy, ignore_index, gamma=gamma)["gamma"]
-    nodes = _validate(logits, target, hierarchy, ignore_index)
-    depth = hierarchy.num_levels
+    check_tensors(logits, target)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        x, target = flatten(logits, target)
-        valid, leaf = valid_leaf(target, ignore_index)
-        weight = (valid.float() / valid.sum().clamp_min(1)).expand(depth, *valid.shape)
-        return TreeMinFunction.apply(x, leaf, weight, nodes, gamma)
+        nodes, x, leaf, weight = _inputs(logits, target, hierarchy, ignore_index)
+        return TreeMinLevels.apply(x, leaf, weight, nodes, gamma)
 
 
 class TreeMinLoss(nn.Module):
@@ -262,8 +265,16 @@ class TreeMinLoss(nn.Module):
         return tree_min_level_losses(logits, target, self.hierarchy, self.ignore_index, self.gamma)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Return the weighted total, a scalar, of node logits (B, N, *S) and target (B, *S)."""
-        return (self.level_losses(logits, target) * self.level_weights.float()).sum()
+        """Return the weighted total, a scalar, of node logits (B, N, *S) and target (B, *S).
+
+        One pass over the logits computes the total and its gradient.
+        """
+        check_tensors(logits, target)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            nodes, x, leaf, weight = _inputs(logits, target, self.hierarchy, self.ignore_index)
+            weights = self.level_weights.float()
+            total, _ = TreeMinTotal.apply(x, leaf, weight, nodes, self.gamma, weights)
+            return total
 
     def leaf_logits(self, logits: Tensor) -> Tensor:
         """Return path scores (B, K, *S) of node logits (B, N, *S), to use as leaf logits.
