@@ -174,8 +174,9 @@ class _HierarchicalNLL(torch.autograd.Function):
         bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
         if valid is not None:
             bad &= valid
-        rows = logits.movedim(1, -1)[bad].double()  # (n, K), usually empty
-        if rows.numel():
+        rows = logits.new_empty(0, logits.shape[1], dtype=torch.float64)
+        if bad.any():  # rare: looked up only then
+            rows = logits.movedim(1, -1)[bad].double()  # (n, K)
             nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
         if valid is not None:
             nll.masked_fill_(~valid, 0.0)
@@ -208,18 +209,31 @@ class _HierarchicalNLL(torch.autograd.Function):
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
         level_grads = grad_levels.float().view(depth, 1, 1) / count  # (D, 1, 1)
-        if pixel_weights is None:
-            scale = ~bad if valid is None else valid & ~bad  # (B, S): fast-path pixels only
-            weights = level_grads * scale  # (D, B, S)
-        else:
-            weights = level_grads * pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
         # With e = exp(z - c), E_d the target's group sum at level d and T the sum of all e:
         # dL/dz_k = e_k * (sum_d w_d / T - sum_{d: k in S_d} w_d / E_d). The leaf level's
         # term is w_{D-1} at the target alone, since E_{D-1} = e_target.
-        top = weights.sum(0) / total  # (B, S)
-        coeffs = weights[:-1] / group_sums[:-1].clamp_min(torch.finfo(torch.float32).tiny)
-        leaf_term = weights[-1].neg()
-        for block, factors in leaf_factors(exps, top, coeffs.neg_(), groups, tables):
+        if pixel_weights is None and not rows.numel():  # w_d: the level's gradient, or 0
+            top = torch.div(level_grads.sum(), total)  # (B, S)
+            sums = group_sums[:-1]  # > 0 but at ignored pixels, whose stand-in leaf may have 0
+            if valid is not None:
+                sums = sums.clamp_min(torch.finfo(torch.float32).tiny)
+            coeffs = torch.div(level_grads[:-1].neg(), sums)  # (D-1, B, S)
+            leaf_term = level_grads[-1].neg().expand_as(total)
+            if valid is not None:  # 0 where ignored
+                top *= valid
+                coeffs *= valid
+                leaf_term = leaf_term * valid
+        else:
+            if pixel_weights is None:
+                scale = ~bad if valid is None else valid & ~bad  # (B, S): fast-path pixels
+                weights = level_grads * scale  # (D, B, S)
+            else:
+                weights = level_grads * pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
+            top = weights.sum(0) / total  # (B, S)
+            coeffs = weights[:-1] / group_sums[:-1].clamp_min(torch.finfo(torch.float32).tiny)
+            coeffs.neg_()
+            leaf_term = weights[-1].neg()
+        for block, factors in leaf_factors(exps, top, coeffs, groups, tables):
             block.values(exps).mul_(factors)  # while the block is in the cache
             add_at_target(exps, block, leaf, leaf_term)
         grad = exps
