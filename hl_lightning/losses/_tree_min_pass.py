@@ -186,10 +186,10 @@ class _Pass:
         block.flow_nodes.scatter_add_(0, block.min_rows, block.flow_path)  # the path terms
         torch.index_select(block.flow_nodes, 0, self.nodes.channel_rows, out=self.grad[b, :, cols])
 
-    def scale(self, b: int, cols: slice, block: _Block, slope: Tensor, row_scale: Tensor) -> None:
-        """Set ``block.flow`` to the slopes (N + D, P) times each row's scale (N + D, 1) and
-        each pixel's weight."""
-        torch.mul(slope, row_scale, out=block.flow)
+    def scale(self, b: int, cols: slice, block: _Block, row_scale: Tensor) -> None:
+        """Set ``block.flow`` to the block's slopes (N + D, P) times each row's scale
+        (N + D, 1) and each pixel's weight."""
+        torch.mul(block.slope, row_scale, out=block.flow)
         if self.same_weights:
             block.flow.mul_(self.weight[0, b, cols])
         else:
@@ -210,11 +210,8 @@ class _Block:
         self.maxima_of = [self.maxima[level] for level in levels]
         self.own = new(parents, width)  # the parents' own logits
         self.slope, self.scratch = new(n + depth, width), new(n + depth, width)
-        self.flow, self.flow_nodes, self.flow_path = (
-            self.scratch,
-            self.scratch[:n],
-            self.scratch[n:],
-        )
+        self.flow = self.scratch  # the gradient reaching each term, once the values are used
+        self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
         self.flow_of = [self.flow[level] for level in levels]
         spread = new(n, width)
         self.spread_of = [spread[level] for level in levels]
@@ -303,7 +300,7 @@ class TreeMinLevels(torch.autograd.Function):
             block.min_rows.copy_(min_rows[:, b, cols])
             block.slope[: p.n] = slopes[b, :, cols]
             block.slope[p.n :] = path_slopes[:, b, cols]
-            p.scale(b, cols, block, block.slope, row_scale)
+            p.scale(b, cols, block, row_scale)
             p.route(b, cols, block)
         return slopes, None, None, None, None
 
@@ -334,7 +331,7 @@ class TreeMinTotal(torch.autograd.Function):
             p.load(b, cols, block, with_path=True)
             _add_sums(sums, p.terms(b, cols, block, gamma), p, b, cols)
             if needs_grad:
-                p.scale(b, cols, block, block.slope, row_scale)
+                p.scale(b, cols, block, row_scale)
                 p.route(b, cols, block)
         levels = _level_sums(sums, p)
         ctx.mark_non_differentiable(levels)

@@ -17,13 +17,14 @@ over non-ignored pixels (as the authors' code normalises each level); the total 
 softplus(max x)``: exact and finite for any finite logits, in fp32 with autocast disabled.
 A shallow leaf's path has no node below its depth: at those levels all nodes are negatives.
 
-**Computation** (``_tree_min_pass``): a custom autograd function, block by block over the
-pixels with the nodes in level order. The forward pass keeps only each node's slope, in the
-buffer that becomes the gradient; the backward pass recomputes the subtree maxima and
-routes the slopes to the logits that gave them (a tied maximum shares its gradient
-evenly, a tied minimum on the path gives it to the deeper node, as torch's ``amax`` and
-``cummin`` do). Time within a small factor of cross-entropy's, peak memory about
-cross-entropy's (``docs/performance.md``).
+**Computation** (``_tree_min_pass``): custom autograd functions that go block by block over
+the pixels, with the nodes in level order. :class:`TreeMinLoss` computes its weighted
+total and the total's gradient in one pass over the logits (the slopes of the terms are
+routed to the logits that gave the maxima and minima while each block is in the cache);
+:func:`tree_min_level_losses` keeps the slopes and routes them in its backward pass. A
+tied maximum shares its gradient evenly, a tied minimum on the path gives it to the
+deeper node, as torch's ``amax`` and ``cummin`` do. Peak memory about cross-entropy's;
+time in ``docs/performance.md``.
 
 **Node order** (the backbone's channels), :class:`TreeNodes`: the tree's actual nodes,
 each once, depth-first in tree order, i.e. the order of the lines of the hierarchy's
@@ -272,6 +273,8 @@ class TreeMinLoss(nn.Module):
         check_tensors(logits, target)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             nodes, x, leaf, weight = _inputs(logits, target, self.hierarchy, self.ignore_index)
+            if not torch.is_grad_enabled():
+                x = x.detach()  # no gradient wanted: none is computed
             weights = self.level_weights.float()
             total, _ = TreeMinTotal.apply(x, leaf, weight, nodes, self.gamma, weights)
             return total
