@@ -38,9 +38,9 @@ _BLOCK_ELEMENTS = 1 << 18
 _MIN_BLOCK_WIDTH = 1024
 
 
-def focal_softplus(m: Tensor, gamma: float, slope: Tensor, scratch: Tensor) -> Tensor:
-    """Return ``f(m) = softplus(m) * sigmoid(m) ** gamma`` and write ``f'(m)`` into ``slope``
-    (shaped like ``m``); ``scratch`` (like ``m``) is overwritten.
+def focal_softplus(m: Tensor, gamma: float, value: Tensor, slope: Tensor, scratch: Tensor) -> None:
+    """Write ``f(m) = softplus(m) * sigmoid(m) ** gamma`` into ``value`` and ``f'(m)`` into
+    ``slope``; ``scratch`` (and, with ``gamma``, ``m``) is overwritten. All shaped like ``m``.
 
     All from one sigmoid ``s``: ``softplus(m) = relu(m) - log1p(-min(s, 1 - s))`` (each of
     ``s`` and ``s - 1`` exact where it is the smaller in size) and ``f' = s ** (gamma + 1)
@@ -50,25 +50,23 @@ def focal_softplus(m: Tensor, gamma: float, slope: Tensor, scratch: Tensor) -> T
 
     Example:
         >>> m = torch.tensor([-30.0, 0.0, 2.0])
-        >>> slope, scratch = torch.empty(3), torch.empty(3)
-        >>> value = focal_softplus(m, 2.0, slope, scratch)
-        >>> torch.allclose(value, torch.nn.functional.softplus(m) * torch.sigmoid(m) ** 2)
+        >>> expected = torch.nn.functional.softplus(m) * torch.sigmoid(m) ** 2
+        >>> value, slope, scratch = torch.empty(3), torch.empty(3), torch.empty(3)
+        >>> focal_softplus(m, 2.0, value, slope, scratch)
+        >>> torch.allclose(value, expected)
         True
     """
-    s = torch.sigmoid(m, out=slope if not gamma else scratch)  # gamma 0: f' = s
-    below = torch.sub(s, 1.0)  # s - 1, exact where it is the smaller in size
-    value = torch.neg(s)
-    torch.maximum(value, below, out=value).log1p_()  # log1p(-min(s, 1 - s))
-    relu = torch.clamp_min(m, 0.0, out=scratch if not gamma else slope)
-    value = torch.sub(relu, value, out=value)  # softplus(m)
+    s = torch.sigmoid(m, out=scratch if gamma else slope)  # gamma 0: f' = s
+    below = torch.sub(s, 1.0, out=slope if gamma else scratch)  # s - 1
+    torch.maximum(torch.neg(s, out=value), below, out=value).log1p_()  # log1p(-min(s, 1-s))
+    relu = m.clamp_min_(0.0) if gamma else torch.clamp_min(m, 0.0, out=below)
+    torch.sub(relu, value, out=value)  # softplus(m)
     if not gamma:
-        return value
-    focal = _power(s, gamma, out=slope)  # s ** gamma
+        return
+    focal = _power(s, gamma, out=m)  # s ** gamma
     value.mul_(focal)
-    focal.mul_(s)  # s ** (gamma + 1)
-    # + gamma * f * (1 - s), as (-gamma * (s - 1)) * f: gamma * f alone may overflow
-    slope.addcmul_(below, value, value=-gamma)
-    return value
+    below.mul_(value)  # (s - 1) * f: at most 0.4 in size, where gamma * f may overflow
+    torch.sub(focal.mul_(s), below, alpha=gamma, out=slope)  # s ** (gamma + 1) + ...
 
 
 def _power(s: Tensor, gamma: float, out: Tensor) -> Tensor:
@@ -171,7 +169,8 @@ class _Pass:
         and the missing path terms), with their slopes in ``block.slope``."""
         fill = torch.add(block.columns, self.fills[:, b, cols], alpha=block.width)
         block.rows.view(-1).index_fill_(0, fill.view(-1), float("-inf"))
-        return focal_softplus(block.terms, gamma, block.slope, block.scratch)
+        focal_softplus(block.terms, gamma, block.value, block.slope, block.scratch)
+        return block.value
 
     def route(self, b: int, cols: slice, block: _Block) -> None:
         """Route ``block.flow`` (N + D, P), the gradient reaching every term of a loaded
@@ -209,7 +208,8 @@ class _Block:
         self.maxima, self.path, self.terms = self.rows[:n], self.rows[n:-1], self.rows[:-1]
         self.maxima_of = [self.maxima[level] for level in levels]
         self.own = new(parents, width)  # the parents' own logits
-        self.slope, self.scratch = new(n + depth, width), new(n + depth, width)
+        self.value, self.slope = new(n + depth, width), new(n + depth, width)
+        self.scratch = new(n + depth, width)
         self.flow = self.scratch  # the gradient reaching each term, once the values are used
         self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
         self.flow_of = [self.flow[level] for level in levels]
