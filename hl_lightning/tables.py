@@ -10,7 +10,7 @@ from torch import Tensor
 
 from hl_lightning.hierarchy import Hierarchy
 
-__all__ = ["InputDTypeError", "LevelTables", "validate_inputs"]
+__all__ = ["InputDTypeError", "LevelTables", "check_tensors", "validate_inputs"]
 
 
 class InputDTypeError(TypeError, ValueError):
@@ -77,6 +77,22 @@ class LevelTables:
         return self.node_matrix.shape[1]
 
 
+def check_tensors(logits: object, target: object = None) -> None:
+    """Raise an :class:`InputDTypeError` naming ``logits`` or ``target`` (None: not given) if it
+    is not a tensor.
+
+    Example:
+        >>> check_tensors(torch.zeros(1, 2), [[0]])
+        Traceback (most recent call last):
+            ...
+        hl_lightning.tables.InputDTypeError: target must be a tensor of label ids, got list
+    """
+    if not isinstance(logits, Tensor):
+        raise InputDTypeError(f"logits must be a tensor, got {type(logits).__name__}")
+    if target is not None and not isinstance(target, Tensor):
+        raise InputDTypeError(f"target must be a tensor of label ids, got {type(target).__name__}")
+
+
 def validate_inputs(
     logits: Tensor,
     target: Tensor | None,
@@ -87,7 +103,7 @@ def validate_inputs(
 ) -> None:
     """Raise a ValueError naming the problem if logits/target do not fit the hierarchy.
 
-    Checks: float logits (B, K, *S) with K the number of leaves; unless ``target`` is
+    Checks: tensors; float logits (B, K, *S) with K the number of leaves; unless ``target`` is
     None, an integer target (B, *S) of any integer dtype and, with ``values``, label ids
     that are not ``ignore_index`` in [0, K) (leaf ids), or with ``coarse`` in [0, N)
     (node ids: leaves, then the internal nodes as coarse labels, :attr:`Hierarchy.node_names`).
@@ -112,6 +128,7 @@ def validate_inputs(
     # ``coarse`` is temporary: the metrics accept coarse labels (internal node ids) and
     # set it; the losses do not accept them yet and leave it False. Once they do, every
     # caller accepts node ids and the keyword goes.
+    check_tensors(logits, target)
     if not torch.is_floating_point(logits):
         raise InputDTypeError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
     if logits.dim() < 2:

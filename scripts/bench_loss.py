@@ -10,9 +10,12 @@ and the rest of the family built by hl_lightning.losses.build_loss: ``hierarchic
 ``soft_labels`` (beta=10) and ``tree_min`` (gamma=2, on N node logits instead of K).
 Time is the median of repeated runs, the methods timed in interleaved rounds; peak
 memory is measured once per method in a fresh process (on the CPU from the peak
-resident set size). Prints a table and a JSON line.
+resident set size). Prints a table and a JSON line. On a busy machine ``--threads 1``
+gives steadier ratios (with two threads, every step that waits for a descheduled thread
+counts).
 
-    python scripts/bench_loss.py [--device cuda] [--repeats 15] [--methods hxe ...] [--json f]
+    python scripts/bench_loss.py [--device cuda] [--repeats 15] [--threads N] [--methods hxe ...]
+        [--json f]
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ def measure_memory(case: str, method: str, args: argparse.Namespace) -> int:
         str(args.batch),
         "--size",
         str(args.size),
+        *(["--threads", str(args.threads)] if args.threads else []),
     ]
     return int(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
 
@@ -125,6 +129,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--paper-max-leaves", type=int, default=100)
@@ -132,6 +137,8 @@ def main() -> None:
     parser.add_argument("--memory-of", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if args.memory_of:  # child process: one step, print its peak memory
         case, method = args.memory_of
@@ -178,7 +185,13 @@ def main() -> None:
             f"{r['case']:<11} {r['leaves']:>5} {r['method']:<16} {r['ms']:>9.2f} "
             f"{r['time_vs_ce']:>6.2f} {r['peak_mib']:>9.1f} {r['memory_vs_ce']:>6.2f}"
         )
-    result = {"device": device_name, "batch": args.batch, "size": args.size, "rows": rows}
+    result = {
+        "device": device_name,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "size": args.size,
+        "rows": rows,
+    }
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import TreeMinLoss, TreeNodes, tree_min_level_losses
+from hl_lightning.losses._tree_min_pass import TreeMinLevels, TreeMinTotal, _Pass
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -69,10 +70,46 @@ def reference_levels(
     return torch.stack(levels)
 
 
+def autograd_levels(
+    logits: torch.Tensor, target: torch.Tensor, h: Hierarchy, gamma: float
+) -> torch.Tensor:
+    """The same definition through torch's own max and min in float64, level by level: the
+    max up the tree by ``scatter_reduce("amax")`` (its gradient shares a tied maximum
+    evenly), the min down the path by ``cummin`` (a tied minimum goes to the deeper node)."""
+    names, depths, ancestors, _ = tree_of(h)
+    levels = [[i for i in range(len(names)) if depths[i] == d] for d in range(h.num_levels)]
+    x = logits.double().flatten(2)
+    down = [x[:, levels[-1]]]  # max over each node and its descendants, coarse to fine
+    for d in range(h.num_levels - 2, -1, -1):
+        parent = [
+            levels[d].index(max(ancestors[c] - {c}, key=depths.__getitem__)) for c in levels[d + 1]
+        ]
+        index = torch.tensor(parent).view(1, -1, 1).expand_as(down[0])
+        down.insert(0, x[:, levels[d]].scatter_reduce(1, index, down[0], "amax", include_self=True))
+    leaf_node = [names.index(name) for name in h.leaves]
+    path = [sorted(ancestors[n], key=depths.__getitem__) for n in leaf_node]
+    channels = torch.tensor([[p[min(d, len(p) - 1)] for p in path] for d in range(h.num_levels)])
+    up = torch.cummin(x.gather(1, channels[:, target.flatten(1)].transpose(0, 1)), dim=1).values
+    totals = []
+    for d, level in enumerate(levels):
+        neg = F.softplus(down[d]) * torch.exp(gamma * F.logsigmoid(down[d]))
+        pos = F.softplus(-up[:, d]) * torch.exp(gamma * F.logsigmoid(-up[:, d]))
+        on = torch.tensor([[level.index(p[d]) if d < len(p) else -1 for p in path]])[
+            :, target.flatten(1)
+        ].squeeze(0)  # (B, S): the path's node at depth d, -1 below a shallow leaf
+        mask = torch.arange(len(level)).view(1, -1, 1) == on.unsqueeze(1)
+        pixel = torch.where(mask, 0.0, neg).sum(1) + torch.where(on >= 0, pos, 0.0)
+        totals.append((pixel / len(level)).mean())
+    return torch.stack(totals)
+
+
 def assert_matches_reference(logits, target, h, gamma, ignore_index=None) -> None:
+    """The level losses, the module's total (whose forward pass also computes its gradient)
+    and both gradients agree with the float64 definition, for random level weights."""
     x = logits.detach().float().requires_grad_()
     x64 = logits.detach().double().requires_grad_()
     weights = torch.rand(h.num_levels, generator=torch.Generator().manual_seed(1)) + 0.1
+    weights /= weights.sum()  # the total is a mean of the levels: finite in fp32 too
     ours = tree_min_level_losses(x, target, h, ignore_index, gamma)
     ref = reference_levels(x64, target, h, gamma, ignore_index)
     (ours * weights).sum().backward()
@@ -80,6 +117,13 @@ def assert_matches_reference(logits, target, h, gamma, ignore_index=None) -> Non
     assert torch.isfinite(ours).all() and torch.isfinite(x.grad).all()
     torch.testing.assert_close(ours.double(), ref.detach(), rtol=1e-5, atol=1e-6)
     assert_gradient_close(x.grad, x64.grad, target, ignore_index)
+    loss = TreeMinLoss(h, ignore_index, level_weights=weights.tolist(), gamma=gamma)
+    xt = logits.detach().float().requires_grad_()
+    total = loss(xt, target)
+    (total * 0.5).backward()  # an upstream gradient other than 1
+    expected = (ref.detach() * weights.double()).sum()
+    torch.testing.assert_close(total.double(), expected, rtol=1e-5, atol=1e-6)
+    assert_gradient_close(xt.grad, 0.5 * x64.grad, target, ignore_index, weight=0.5)
 
 
 def num_nodes(h: Hierarchy) -> int:
@@ -207,5 +251,119 @@ def test_level_weights_scale_the_total():
     )
     with pytest.raises(ValueError, match="3 level weights given for a hierarchy with 2 levels"):
         TreeMinLoss(h, level_weights=[1, 1, 1])
-    with pytest.raises(ValueError, match="gamma must be >= 0"):
+    with pytest.raises(ValueError, match="gamma must be finite and >= 0"):
         TreeMinLoss(h, gamma=-1.0)
+
+
+@pytest.mark.parametrize("scale", ["1e37", "3e38"])
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_extreme_logits_match_the_float64_definition(scale: str, gamma: float):
+    h = Hierarchy.from_dict(TOY)
+    gen = torch.Generator().manual_seed(7)
+    if scale == "1e37":
+        logits = torch.randn(3, 7, 4, 4, generator=gen) * 1e37
+    else:  # uniform in [-3e38, 3e38]: every sum of two of them overflows fp32
+        logits = (torch.rand(3, 7, 4, 4, generator=gen) * 2 - 1) * 3e38
+    target = torch.randint(0, 5, (3, 4, 4), generator=gen)
+    assert_matches_reference(logits, target, h, gamma)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_tied_logits_share_the_gradient_as_torchs_max_and_min_do(gamma: float):
+    # bfloat16 logits (as under autocast) tie often: between a node and its descendants
+    # (the max's gradient is shared evenly) and along the path (the min's goes to the
+    # deeper node), on a three-level tree where ties span levels.
+    h = random_hierarchy(12, 3, seed=2, shuffle_leaves=True)
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(2, num_nodes(h), 5, 6, generator=gen) * 2).to(torch.bfloat16).float()
+    logits[:, :, 0, :] = 1.0  # every node tied in a row of pixels
+    target = torch.randint(0, h.num_leaves, (2, 5, 6), generator=gen)
+    x, xt = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    x64 = logits.double().requires_grad_()
+    weights = torch.tensor([0.5, 1.0, 2.0])
+    ours = tree_min_level_losses(x, target, h, gamma=gamma)
+    expected = autograd_levels(x64, target, h, gamma)
+    (ours * weights).sum().backward()
+    (expected * weights.double()).sum().backward()
+    torch.testing.assert_close(ours.double(), expected.detach(), rtol=1e-5, atol=1e-6)
+    assert_gradient_close(x.grad, x64.grad, target, None, weights.sum().item())
+    TreeMinLoss(h, None, level_weights=weights.tolist(), gamma=gamma)(xt, target).backward()
+    assert_gradient_close(xt.grad, x64.grad, target, None, weights.sum().item())
+
+
+def test_the_level_order_tables_list_each_node_once():
+    h = random_hierarchy(30, 4, seed=5, shuffle_leaves=True)
+    nodes = TreeNodes.of(h, torch.device("cpu"))
+    names, depths, ancestors, _ = tree_of(h)
+    order = nodes.order.tolist()
+    assert sorted(order) == list(range(len(names)))
+    assert [depths[c] for c in order] == sorted(depths) == nodes.row_levels.tolist()
+    assert nodes.channel_rows[nodes.order].tolist() == list(range(len(names)))
+    assert nodes.bounds == tuple(sum(d < level for d in depths) for level in range(5))
+    for k, leaf in enumerate(h.leaves):
+        path = sorted(ancestors[names.index(leaf)], key=depths.__getitem__)
+        for d in range(h.num_levels):
+            node = path[min(d, len(path) - 1)]
+            assert order[nodes.path_rows[d, k]] == node
+            assert nodes.on_path[d, k] == float(d < len(path))
+
+
+def test_per_level_pixel_weights_weight_each_level_on_its_own():
+    # The pass takes a weight per level and pixel (a pixel known only down to some level
+    # counts above it): level d with its own weights equals the loss ignoring the pixels
+    # weighted 0 at that level.
+    h = random_hierarchy(12, 3, seed=4, shuffle_leaves=True)
+    nodes = TreeNodes.of(h, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, nodes.num_nodes, 6, generator=gen) * 3
+    target = torch.randint(0, h.num_leaves, (2, 6), generator=gen)
+    known = torch.rand(h.num_levels, 2, 6, generator=gen) < 0.7
+    weight = known.float() / known.sum(dim=(1, 2), keepdim=True)
+    x, xt = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    levels = TreeMinLevels.apply(x, target, weight, nodes, 2.0)
+    levels.sum().backward()
+    total, same = TreeMinTotal.apply(xt, target, weight, nodes, 2.0, torch.ones(3))
+    total.backward()
+    torch.testing.assert_close(same, levels.detach())
+    torch.testing.assert_close(total, levels.sum())
+    torch.testing.assert_close(xt.grad, x.grad)
+    for d in range(h.num_levels):
+        alone = logits.clone().requires_grad_()
+        masked = target.masked_fill(~known[d], 255)
+        expected = tree_min_level_losses(alone, masked, h, ignore_index=255, gamma=2.0)[d]
+        expected.backward()
+        torch.testing.assert_close(levels[d], expected)
+        assert alone.grad is not None
+        x.grad -= alone.grad
+    torch.testing.assert_close(x.grad, torch.zeros_like(x.grad), rtol=0, atol=1e-7)
+
+
+def test_a_second_backward_pass_is_right_or_refused():
+    # The passes hand a buffer over as the gradient. The total's, unscaled, is left as it
+    # is: a second pass (retain_graph) adds it again. The levels' is rewritten in place:
+    # autograd's check of saved tensors refuses a second pass.
+    h = Hierarchy.from_dict(TOY)
+    logits, target = torch.randn(1, 7, 2, 2), torch.zeros(1, 2, 2).long()
+    x = logits.clone().requires_grad_()
+    total = TreeMinLoss(h)(x, target)
+    total.backward(retain_graph=True)
+    once = x.grad.clone()
+    total.backward()
+    torch.testing.assert_close(x.grad, 2 * once)
+    levels = tree_min_level_losses(logits.clone().requires_grad_(), target, h).sum()
+    levels.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        levels.backward()
+
+
+def test_without_a_gradient_the_total_computes_none(monkeypatch):
+    h = Hierarchy.from_dict(TOY)
+    logits = torch.randn(2, 7, 3, 3, requires_grad=True)
+    target = torch.randint(0, 5, (2, 3, 3))
+    loss = TreeMinLoss(h, gamma=2.0)
+    expected = loss.level_losses(logits, target).sum()
+    monkeypatch.setattr(_Pass, "route", None)  # the routing would fail if it ran
+    with torch.no_grad():
+        value = loss(logits, target)
+    torch.testing.assert_close(value, expected.detach())
+    assert not value.requires_grad

@@ -447,3 +447,18 @@ def test_strided_logits_give_the_same_loss_and_gradient():
     dense = wide.detach()[:, :, ::2].contiguous().requires_grad_()
     hierarchical_nll(dense, target, h).sum().backward()
     torch.testing.assert_close(wide.grad[:, :, ::2], dense.grad)
+
+
+def test_an_ignored_pixel_whose_stand_in_leaf_has_no_probability_gets_zero_gradient():
+    # An ignored pixel is computed with leaf 0 as its stand-in target; where leaf 0's
+    # exponential underflows to 0, its group sums are 0 and must not turn into NaN.
+    h = Hierarchy.from_dict(TOY)
+    logits = torch.randn(1, 5, 2, 2)
+    logits[0, 0, 0, 0] = -300.0  # leaf 0 at the ignored pixel: exp underflows
+    target = torch.tensor([[[255, 1], [2, 3]]])
+    x = logits.clone().requires_grad_()
+    levels = hierarchical_nll(x, target, h, ignore_index=255)
+    levels.sum().backward()
+    assert torch.isfinite(levels).all() and torch.isfinite(x.grad).all()
+    assert not x.grad[0, :, 0, 0].any()
+    assert_matches_reference(logits, target, h, ignore_index=255)

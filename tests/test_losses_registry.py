@@ -7,16 +7,19 @@ computes in fp32 under autocast and accepts any spatial rank.
 from __future__ import annotations
 
 import typing
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 
 import hl_lightning.losses
+import hl_lightning.losses._tree_min_pass
 import hl_lightning.losses._tree_sums
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import LOSSES, LossName, TreeMinLoss, build_loss, loss_options
+from hl_lightning.losses._tree_sums import Block
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 OPTIONS = {
@@ -81,7 +84,8 @@ def test_all_ignored_gives_zero_and_zero_grad(name):
 @pytest.mark.parametrize("name", list(LOSSES))
 @pytest.mark.parametrize("depth", [1, 2, 4])
 def test_whole_batch_passes_equal_the_per_sample_passes(monkeypatch, name, depth):
-    # On the CPU the tree sums go one sample at a time; other devices take the whole batch.
+    # On the CPU the tree sums go one sample at a time and tree-min by runs of a sample's
+    # pixels; other devices take the whole batch (tree sums) or one sample (tree-min).
     h = random_hierarchy(40, depth, seed=depth)
     tree_specific = ("level_weights", "class_weights")  # sized for the TOY tree
     options = {key: value for key, value in OPTIONS[name].items() if key not in tree_specific}
@@ -97,11 +101,23 @@ def test_whole_batch_passes_equal_the_per_sample_passes(monkeypatch, name, depth
         value.backward()
         return value, x.grad
 
-    def whole_batch(values: torch.Tensor) -> tuple[list[slice], int]:
-        return [slice(None)], 1
+    def whole_batch(values: torch.Tensor) -> list[Block]:
+        return [Block(slice(None))]
+
+    def whole_samples(x: torch.Tensor) -> Iterator[tuple[int, slice]]:
+        return ((b, slice(None)) for b in range(x.shape[0]))
+
+    def one_then_two_samples(values: torch.Tensor) -> list[Block]:
+        return [Block(0), Block(slice(1, 3))]
 
     per_sample = loss_and_grad()
-    monkeypatch.setattr(hl_lightning.losses._tree_sums, "_sample_chunks", whole_batch)
+    monkeypatch.setattr(hl_lightning.losses._tree_sums, "blocks", one_then_two_samples)
+    monkeypatch.setattr(hl_lightning.losses._tree_min_pass, "_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(hl_lightning.losses._tree_min_pass, "_MIN_BLOCK_WIDTH", 4)  # 8 a sample
+    for got, want in zip(loss_and_grad(), per_sample, strict=True):
+        torch.testing.assert_close(got, want)
+    monkeypatch.setattr(hl_lightning.losses._tree_sums, "blocks", whole_batch)
+    monkeypatch.setattr(hl_lightning.losses._tree_min_pass, "_blocks", whole_samples)
     for got, want in zip(loss_and_grad(), per_sample, strict=True):
         torch.testing.assert_close(got, want)
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
-from hl_lightning.losses.hierarchical import ClassWeights, class_weight_table
+from hl_lightning.losses._options import ClassWeights, validate_loss_args
 from hl_lightning.tables import validate_inputs
 
 __all__ = ["FlatLoss"]
@@ -39,9 +39,11 @@ class FlatLoss(nn.Module):
         class_weights: ClassWeights | None = None,
     ) -> None:
         super().__init__()
+        weights = validate_loss_args(  # trains the finest level only
+            hierarchy, ignore_index, trained_levels=[-1], class_weights=class_weights
+        )["class_weights"]
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        weights = None if class_weights is None else class_weight_table(hierarchy, class_weights)
         self.register_buffer(
             "leaf_weights", None if weights is None else weights[-1], persistent=False
         )

@@ -7,7 +7,8 @@ With per-level class weights ``c_d`` (for long-tailed data) the mean becomes a w
 mean, as ``F.cross_entropy``'s ``weight``: ``sum_i c_d(S_i) nll_i / sum_i c_d(S_i)``.
 
 The fast path takes one exponential per logit, ``e = exp(z - c)``, and aggregates it
-bottom-up through the tree (one pass over the K channels, then over ever fewer groups):
+bottom-up through the tree, one sample at a time while the sample is in the cache (one
+pass over the K channels, then over ever fewer groups):
 ``P(S) = E_S / T`` with ``E_S`` the sum of ``e`` over ``S`` and ``T`` over all leaves. The
 shift ``c`` is 0 while every pixel's ``T`` lies where fp32 keeps those sums exact (each
 pixel's largest logit between about -23 and 69), else each pixel's largest logit. The
@@ -20,16 +21,17 @@ for any finite logits. Class weights only change each pixel's factor in both pas
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import check_weights, flatten, level_weight_tensor
+from hl_lightning.losses._common import flatten
+from hl_lightning.losses._options import ClassWeights, class_weight_table, validate_loss_args
 from hl_lightning.losses._tree_sums import (
-    flat_leaf_index,
+    add_at_target,
     leaf_factors,
     target_group_sums,
     target_groups,
@@ -43,53 +45,6 @@ _EXACT_CHUNK = 8192  # rows per chunk on the exact path, to bound its memory
 # Totals of exp(logits) within which, with _TINY, the unshifted exponentials stay normal fp32
 # numbers (>= 1e-35) for every probability the fast path uses, far from overflow.
 _TOTAL_RANGE = (1e-10, 1e30)
-
-# Per level (coarse to fine): None (all 1), one weight per group in group_names(d) order,
-# or a mapping from group name to weight (unnamed groups weigh 1).
-ClassWeights = Sequence[Sequence[float] | Mapping[str, float] | None]
-
-
-def class_weight_table(hierarchy: Hierarchy, class_weights: ClassWeights) -> Tensor:
-    """Return a float tensor (D, K): the class weight, at every level, of every leaf's group.
-
-    ``class_weights`` has one entry per level, coarse to fine: ``None`` (every group
-    weighs 1), a list of :meth:`Hierarchy.num_groups` weights in
-    :meth:`Hierarchy.group_names` order, or a mapping ``{group name: weight}`` (the other
-    groups weigh 1). Weights must be finite and non-negative.
-
-    Example:
-        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
-        >>> class_weight_table(h, [None, {"truck": 4.0}]).tolist()
-        [[1.0, 1.0, 1.0], [1.0, 1.0, 4.0]]
-    """
-    if isinstance(class_weights, str | Mapping) or len(class_weights) != hierarchy.num_levels:
-        count = "a mapping" if isinstance(class_weights, Mapping) else len(class_weights)
-        raise ValueError(
-            f"class_weights needs one entry per level ({hierarchy.num_levels}: "
-            f"{', '.join(hierarchy.level_names)}), got {count}"
-        )
-    rows = []
-    for d, (name, spec) in enumerate(zip(hierarchy.level_names, class_weights, strict=True)):
-        groups = hierarchy.group_names(d)
-        if spec is None:
-            weights = [1.0] * len(groups)
-        elif isinstance(spec, Mapping):
-            unknown = sorted(set(map(str, spec)) - set(groups))
-            if unknown:
-                raise ValueError(f"class_weights of level {name}: no groups {', '.join(unknown)}")
-            given = {str(k): float(v) for k, v in spec.items()}
-            weights = [given.get(g, 1.0) for g in groups]
-        else:
-            weights = [float(w) for w in spec]
-            if len(weights) != len(groups):
-                shown = ", ".join(groups[:8]) + (", ..." if len(groups) > 8 else "")
-                raise ValueError(
-                    f"class_weights of level {name}: {len(weights)} weights for "
-                    f"{len(groups)} groups ({shown})"
-                )
-        weights = check_weights(weights, f"class_weights of level {name}")
-        rows.append(torch.tensor(weights)[hierarchy.level_index(d)])
-    return torch.stack(rows)
 
 
 def hierarchical_nll(
@@ -116,6 +71,7 @@ def hierarchical_nll(
         >>> hierarchical_nll(logits, torch.tensor([[1]]), h)  # level0: vehicle, level1: car
         tensor([0.8583, 1.5514])
     """
+    validate_loss_args(hierarchy, ignore_index)
     validate_inputs(logits, target, hierarchy, ignore_index)
     tables = LevelTables.of(hierarchy, logits.device)
     if class_weights is not None and not isinstance(class_weights, Tensor):
@@ -168,12 +124,13 @@ class HierarchicalLoss(nn.Module):
         class_weights: ClassWeights | None = None,
     ) -> None:
         super().__init__()
+        options = validate_loss_args(
+            hierarchy, ignore_index, level_weights=level_weights, class_weights=class_weights
+        )
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        weights = level_weight_tensor(hierarchy, level_weights)
-        self.register_buffer("level_weights", weights, persistent=False)
-        table = None if class_weights is None else class_weight_table(hierarchy, class_weights)
-        self.register_buffer("class_weights", table, persistent=False)
+        self.register_buffer("level_weights", options["level_weights"], persistent=False)
+        self.register_buffer("class_weights", options["class_weights"], persistent=False)
 
     def level_losses(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return the per-level losses (D,), coarse to fine, not multiplied by level weights.
@@ -217,8 +174,9 @@ class _HierarchicalNLL(torch.autograd.Function):
         bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
         if valid is not None:
             bad &= valid
-        rows = logits.movedim(1, -1)[bad].double()  # (n, K), usually empty
-        if rows.numel():
+        rows = logits.new_empty(0, logits.shape[1], dtype=torch.float64)
+        if bad.any():  # rare: looked up only then
+            rows = logits.movedim(1, -1)[bad].double()  # (n, K)
             nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
         if valid is not None:
             nll.masked_fill_(~valid, 0.0)
@@ -251,20 +209,34 @@ class _HierarchicalNLL(torch.autograd.Function):
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
         level_grads = grad_levels.float().view(depth, 1, 1) / count  # (D, 1, 1)
-        if pixel_weights is None:
-            scale = ~bad if valid is None else valid & ~bad  # (B, S): fast-path pixels only
-            weights = level_grads * scale  # (D, B, S)
-        else:
-            weights = level_grads * pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
         # With e = exp(z - c), E_d the target's group sum at level d and T the sum of all e:
         # dL/dz_k = e_k * (sum_d w_d / T - sum_{d: k in S_d} w_d / E_d). The leaf level's
         # term is w_{D-1} at the target alone, since E_{D-1} = e_target.
-        top = weights.sum(0) / total  # (B, S)
-        coeffs = weights[:-1] / group_sums[:-1].clamp_min(torch.finfo(torch.float32).tiny)
-        for chunk, factors in leaf_factors(exps, top, coeffs.neg_(), groups, tables):
-            exps[chunk].mul_(factors)
+        if pixel_weights is None and not rows.numel():  # w_d: the level's gradient, or 0
+            top = torch.div(level_grads.sum(), total)  # (B, S)
+            sums = group_sums[:-1]  # > 0 but at ignored pixels, whose stand-in leaf may have 0
+            if valid is not None:
+                sums = sums.clamp_min(torch.finfo(torch.float32).tiny)
+            coeffs = torch.div(level_grads[:-1].neg(), sums)  # (D-1, B, S)
+            leaf_term = level_grads[-1].neg().expand_as(total)
+            if valid is not None:  # 0 where ignored
+                top *= valid
+                coeffs *= valid
+                leaf_term = leaf_term * valid
+        else:
+            if pixel_weights is None:
+                scale = ~bad if valid is None else valid & ~bad  # (B, S): fast-path pixels
+                weights = level_grads * scale  # (D, B, S)
+            else:
+                weights = level_grads * pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
+            top = weights.sum(0) / total  # (B, S)
+            coeffs = weights[:-1] / group_sums[:-1].clamp_min(torch.finfo(torch.float32).tiny)
+            coeffs.neg_()
+            leaf_term = weights[-1].neg()
+        for block, factors in leaf_factors(exps, top, coeffs, groups, tables):
+            block.values(exps).mul_(factors)  # while the block is in the cache
+            add_at_target(exps, block, leaf, leaf_term)
         grad = exps
-        grad.view(-1).index_add_(0, flat_leaf_index(leaf, grad.shape[1]), -weights[-1].view(-1))
         if rows.numel():
             row_weights = level_grads.view(depth, 1)  # (D, 1), or per row (D, n)
             if pixel_weights is not None:
@@ -286,8 +258,8 @@ def _exp_group_sums(
     number) for every leaf with ``P(k) >= 1e-25``, and the smaller, subnormal ones add
     at most ``K * 1e-45`` to a group sum of at least ``1e-35``.
     """
-    exps = logits.exp()
-    group_sums, total = target_group_sums(exps, leaf, groups, tables)
+    exps = torch.empty_like(logits)
+    group_sums, total = target_group_sums(exps, leaf, groups, tables, exp_of=logits)
     if total.numel() == 0:
         return exps, group_sums, total
     low, high = torch.aminmax(total)

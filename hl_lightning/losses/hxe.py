@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.losses._options import check_number, validate_loss_args
 from hl_lightning.losses.hierarchical import hierarchical_nll
 
 __all__ = ["HXELoss", "hxe_edge_weights", "hxe_level_weights"]
@@ -50,8 +51,7 @@ def hxe_edge_weights(num_levels: int, alpha: float) -> Tensor:
         >>> hxe_edge_weights(3, math.log(2)).tolist()
         [1.0, 0.5, 0.25]
     """
-    if not (math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be finite and >= 0, got {alpha}")
+    alpha = check_number("alpha", alpha)
     return torch.tensor([math.exp(-alpha * d) for d in range(num_levels)])
 
 
@@ -94,9 +94,10 @@ class HXELoss(nn.Module):
         self, hierarchy: Hierarchy, ignore_index: int | None = 255, alpha: float = 0.5
     ) -> None:
         super().__init__()
+        alpha = validate_loss_args(hierarchy, ignore_index, alpha=alpha)["alpha"]
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        self.alpha = float(alpha)
+        self.alpha = alpha
         depth = hierarchy.num_levels
         self.register_buffer("edge_weights", hxe_edge_weights(depth, alpha), persistent=False)
         self.register_buffer("nll_weights", hxe_level_weights(depth, alpha), persistent=False)

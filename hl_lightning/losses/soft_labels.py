@@ -22,7 +22,6 @@ exponentials, its soft target built top-down from the same level terms.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -30,8 +29,10 @@ from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
+from hl_lightning.losses._options import check_number, validate_loss_args
 from hl_lightning.losses._tree_sums import (
-    flat_leaf_index,
+    add_at_target,
+    exp_of_shifted_,
     leaf_factors,
     target_group_sums,
     target_groups,
@@ -46,19 +47,15 @@ def soft_label_matrix(hierarchy: Hierarchy, beta: float) -> Tensor:
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> import math
         >>> y = soft_label_matrix(h, beta=math.log(4) * 2)  # d_max = 2: y(A|C) ~ 4 ** -d(A, C)
         >>> (y[1] * 21).tolist()  # car: sky at distance 2, car 0, truck 1
         [1.0, 16.0, 4.0]
     """
-    _check_beta(beta)
+    beta = check_number("beta", beta)
     distance = hierarchy.leaf_distance().double()
     scores = torch.exp(-beta * distance / distance.max())
     return scores / scores.sum(dim=1, keepdim=True)
-
-
-def _check_beta(beta: float) -> None:
-    if not (math.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be finite and >= 0, got {beta}")
 
 
 class SoftLabelsLoss(nn.Module):
@@ -84,10 +81,10 @@ class SoftLabelsLoss(nn.Module):
         self, hierarchy: Hierarchy, ignore_index: int | None = 255, beta: float = 10.0
     ) -> None:
         super().__init__()
-        _check_beta(beta)
+        beta = validate_loss_args(hierarchy, ignore_index, beta=beta)["beta"]
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        self.beta = float(beta)
+        self.beta = beta
         distance = hierarchy.leaf_distance().double()
         depth, d_max = hierarchy.num_levels, distance.max()
         # exp(-beta (D - m) / d_max) = sum_{j=0..m} a_j: a_0 for every leaf, a_{d+1} for the
@@ -140,7 +137,7 @@ class _SoftLabelsCE(torch.autograd.Function):
                 wide - wide.amax(dim=1, keepdim=True), leaf, groups, tables
             )
         dot = coefficients[0] * total + (coefficients[1:].view(-1, 1, 1) * sums).sum(dim=0)
-        exps = shifted.exp_()
+        exps = exp_of_shifted_(shifted)
         partition = exps.sum(dim=1)  # (B, S), in [1, K]: its log is the logsumexp
         normaliser = normalisers[leaf]
         count = valid.sum().clamp_min(1)
@@ -164,9 +161,8 @@ class _SoftLabelsCE(torch.autograd.Function):
         grad = exps.mul_((pixel_grad / partition).unsqueeze(1))
         soft = pixel_grad / normaliser  # (B, S)
         top, coeffs = -a[0] * soft, -a[1:depth].view(-1, 1, 1) * soft
-        for chunk, factors in leaf_factors(grad, top, coeffs, groups, tables):
-            grad[chunk].add_(factors)
-        grad.view(-1).index_add_(
-            0, flat_leaf_index(leaf, grad.shape[1]), (-a[depth] * soft).view(-1)
-        )
+        leaf_term = -a[depth] * soft
+        for block, factors in leaf_factors(grad, top, coeffs, groups, tables):
+            block.values(grad).add_(factors)
+            add_at_target(grad, block, leaf, leaf_term)
         return grad, None, None, None, None, None

@@ -17,6 +17,15 @@ over non-ignored pixels (as the authors' code normalises each level); the total 
 softplus(max x)``: exact and finite for any finite logits, in fp32 with autocast disabled.
 A shallow leaf's path has no node below its depth: at those levels all nodes are negatives.
 
+**Computation** (``_tree_min_pass``): custom autograd functions that go block by block over
+the pixels, with the nodes in level order. :class:`TreeMinLoss` computes its weighted
+total and the total's gradient in one pass over the logits (the slopes of the terms are
+routed to the logits that gave the maxima and minima while each block is in the cache);
+:func:`tree_min_level_losses` keeps the slopes and routes them in its backward pass. A
+tied maximum shares its gradient evenly, a tied minimum on the path gives it to the
+deeper node, as torch's ``amax`` and ``cummin`` do. Peak memory about cross-entropy's;
+time in ``docs/performance.md``.
+
 **Node order** (the backbone's channels), :class:`TreeNodes`: the tree's actual nodes,
 each once, depth-first in tree order, i.e. the order of the lines of the hierarchy's
 text file (``print(hierarchy)``). :attr:`TreeMinLoss.node_names` lists them.
@@ -40,8 +49,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
-from hl_lightning.losses._common import flatten, level_weight_tensor, masked_mean, valid_leaf
-from hl_lightning.tables import validate_inputs
+from hl_lightning.losses._common import flatten, valid_leaf
+from hl_lightning.losses._options import validate_loss_args
+from hl_lightning.losses._tree_min_pass import TreeMinLevels, TreeMinTotal
+from hl_lightning.tables import check_tensors, validate_inputs
 
 __all__ = ["TreeMinLoss", "TreeNodes", "tree_min_level_losses"]
 
@@ -58,6 +69,13 @@ class TreeNodes:
     ``leaf_nodes`` (D, K): channel of leaf ``k``'s node at level ``d``, the leaf itself below
     its depth.
 
+    The loss's passes take the nodes in level order (level 0's nodes, then level 1's, ...):
+    ``order`` (N,): the channel of every row; ``channel_rows`` (N,): the row of every
+    channel; ``row_levels`` (N,): the depth of every row;
+    ``path_rows`` (D, K): the row of ``leaf_nodes``; ``on_path`` (D, K): 1.0 where leaf
+    ``k`` has a node at depth ``d``, else 0.0; ``bounds``: the rows of depth ``d`` are
+    ``bounds[d]:bounds[d + 1]``.
+
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> nodes = TreeNodes.of(h, torch.device("cpu"))
@@ -65,6 +83,8 @@ class TreeNodes:
         (('sky', 'vehicle', 'car', 'truck'), [[0, 1], [2, 3]])
         >>> nodes.leaf_path.tolist(), nodes.leaf_nodes.tolist()
         ([[0, 1, 1], [-1, 0, 1]], [[0, 1, 1], [0, 2, 3]])
+        >>> nodes.order.tolist(), nodes.path_rows.tolist(), nodes.bounds
+        ([0, 1, 2, 3], [[0, 1, 1], [0, 2, 3]], (0, 2, 4))
     """
 
     names: tuple[str, ...]
@@ -72,6 +92,12 @@ class TreeNodes:
     parents: tuple[Tensor, ...]
     leaf_path: Tensor
     leaf_nodes: Tensor
+    order: Tensor
+    channel_rows: Tensor
+    row_levels: Tensor
+    path_rows: Tensor
+    on_path: Tensor
+    bounds: tuple[int, ...]
 
     @staticmethod
     @lru_cache(maxsize=32)
@@ -100,6 +126,11 @@ class TreeNodes:
         ]
         leaf_nodes = [[p[min(d, len(p) - 1)] for p in leaf_paths] for d in range(num_levels)]
 
+        order = [c for level in levels for c in level]
+        offsets = [sum(map(len, levels[:d])) for d in range(num_levels)]
+        row_of = {c: r for r, c in enumerate(order)}
+        path_rows = [[row_of[c] for c in channels] for channels in leaf_nodes]
+
         def tensor(values: Sequence) -> Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)
 
@@ -109,6 +140,12 @@ class TreeNodes:
             tuple(tensor(p) for p in parents),
             tensor(leaf_path),
             tensor(leaf_nodes),
+            tensor(order),
+            tensor([row_of[c] for c in range(len(order))]),
+            tensor([depths[c] for c in order]),
+            tensor(path_rows),
+            (tensor(leaf_path) >= 0).float(),
+            (*offsets, len(order)),
         )
 
     @property
@@ -116,11 +153,17 @@ class TreeNodes:
         """N, the number of nodes (channels)."""
         return len(self.names)
 
+    @property
+    def num_levels(self) -> int:
+        """D, the number of levels."""
+        return len(self.level_nodes)
+
 
 def _validate(
     logits: Tensor, target: Tensor | None, hierarchy: Hierarchy, ignore_index: int | None
 ) -> TreeNodes:
     """Return the node tables after checking node logits (B, N, *S) and target (B, *S)."""
+    check_tensors(logits, target)
     nodes = TreeNodes.of(hierarchy, logits.device)
     if logits.dim() >= 2 and logits.shape[1] != nodes.num_nodes:
         shown = ", ".join(nodes.names[:8]) + (", ..." if nodes.num_nodes > 8 else "")
@@ -133,6 +176,19 @@ def _validate(
         logits = logits[:, :1].expand(-1, hierarchy.num_leaves, *logits.shape[2:])
     validate_inputs(logits, target, hierarchy, ignore_index)
     return nodes
+
+
+def _inputs(
+    logits: Tensor, target: Tensor, hierarchy: Hierarchy, ignore_index: int | None
+) -> tuple[TreeNodes, Tensor, Tensor, Tensor]:
+    """Return the node tables, fp32 logits (B, N, S), target leaves (B, S) (0 where
+    ignored) and pixel weights (D, B, S) (1 / the count of non-ignored pixels, 0 where
+    ignored, the same at every level) of checked inputs. Call with autocast disabled."""
+    nodes = _validate(logits, target, hierarchy, ignore_index)
+    x, target = flatten(logits, target)
+    valid, leaf = valid_leaf(target, ignore_index)
+    weight = valid.float() / valid.sum().clamp_min(1)
+    return nodes, x, leaf, weight.expand(hierarchy.num_levels, *weight.shape)
 
 
 def tree_min_level_losses(
@@ -154,49 +210,11 @@ def tree_min_level_losses(
         >>> levels.round(decimals=4)  # car's p+ is capped by vehicle's low score
         tensor([0.7201, 0.7201])
     """
-    nodes = _validate(logits, target, hierarchy, ignore_index)
-    depth = hierarchy.num_levels
+    gamma = validate_loss_args(hierarchy, ignore_index, gamma=gamma)["gamma"]
+    check_tensors(logits, target)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        x, target = flatten(logits, target)
-        valid, leaf = valid_leaf(target, ignore_index)
-        # p+ matters on the target's path only: a running min down the path's logits.
-        path = x.gather(1, nodes.leaf_nodes[:, leaf].transpose(0, 1))  # (B, D, S)
-        up = torch.cummin(path, dim=1).values  # min over the node and its ancestors
-        # p- of every node: a running max up the tree, level by level.
-        sizes = [len(index) for index in nodes.level_nodes]  # one gather, then views per level
-        level = x.index_select(1, torch.cat(nodes.level_nodes)).split(sizes, dim=1)  # (B, n_d, S)
-        down = [level[-1]]  # max over the node and its descendants
-        for d in range(depth - 2, -1, -1):
-            index = nodes.parents[d].view(1, -1, 1).expand_as(down[0])
-            down.insert(0, level[d].scatter_reduce(1, index, down[0], "amax", include_self=True))
-
-        def level_losses(divide_first: bool) -> Tensor:
-            """Return the D level losses; with ``divide_first`` each term is divided by its level's
-            node count before the sum over the nodes (their mean), which then stays finite
-            for any finite logits, at the cost of one more pass over them."""
-            losses = []
-            for d in range(depth):
-                position = nodes.leaf_path[d][leaf].unsqueeze(1)  # (B, 1, S); -1: off the path
-                on_path = position >= 0
-                position = position.clamp_min(0)
-                neg = F.softplus(down[d])  # -log(1 - p-)
-                pos = F.softplus(-up[:, d])  # -log p+, (B, S)
-                if divide_first:
-                    neg, pos = neg / sizes[d], pos / sizes[d]
-                if gamma:  # not from neg and pos: their gradients would cancel in fp32
-                    neg = neg * torch.exp(gamma * F.logsigmoid(down[d]))  # (p-)^gamma
-                    pos = pos * torch.exp(gamma * F.logsigmoid(-up[:, d]))  # (1 - p+)^gamma
-                # the path's node is a positive: leave it out of the negatives (no subtraction)
-                kept = torch.where(on_path, 0.0, neg.gather(1, position))
-                total = neg.scatter(1, position, kept).sum(dim=1)
-                total = total + torch.where(on_path[:, 0], pos, 0.0)
-                losses.append(masked_mean(total if divide_first else total / sizes[d], valid))
-            return torch.stack(losses)
-
-        losses = level_losses(divide_first=False)
-        if not torch.isfinite(losses).all():  # a node sum overflowed fp32: logits near its limit
-            losses = level_losses(divide_first=True)
-        return losses
+        nodes, x, leaf, weight = _inputs(logits, target, hierarchy, ignore_index)
+        return TreeMinLevels.apply(x, leaf, weight, nodes, gamma)
 
 
 class TreeMinLoss(nn.Module):
@@ -225,13 +243,13 @@ class TreeMinLoss(nn.Module):
         gamma: float = 0.0,
     ) -> None:
         super().__init__()
-        if not gamma >= 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        options = validate_loss_args(
+            hierarchy, ignore_index, level_weights=level_weights, gamma=gamma
+        )
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        self.gamma = float(gamma)
-        weights = level_weight_tensor(hierarchy, level_weights)
-        self.register_buffer("level_weights", weights, persistent=False)
+        self.gamma = options["gamma"]
+        self.register_buffer("level_weights", options["level_weights"], persistent=False)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -248,8 +266,18 @@ class TreeMinLoss(nn.Module):
         return tree_min_level_losses(logits, target, self.hierarchy, self.ignore_index, self.gamma)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Return the weighted total, a scalar, of node logits (B, N, *S) and target (B, *S)."""
-        return (self.level_losses(logits, target) * self.level_weights.float()).sum()
+        """Return the weighted total, a scalar, of node logits (B, N, *S) and target (B, *S).
+
+        One pass over the logits computes the total and its gradient.
+        """
+        check_tensors(logits, target)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            nodes, x, leaf, weight = _inputs(logits, target, self.hierarchy, self.ignore_index)
+            if not torch.is_grad_enabled():
+                x = x.detach()  # no gradient wanted: none is computed
+            weights = self.level_weights.float()
+            total, _ = TreeMinTotal.apply(x, leaf, weight, nodes, self.gamma, weights)
+            return total
 
     def leaf_logits(self, logits: Tensor) -> Tensor:
         """Return path scores (B, K, *S) of node logits (B, N, *S), to use as leaf logits.

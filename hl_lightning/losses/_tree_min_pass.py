@@ -1,0 +1,358 @@
+"""The tree-min loss's passes over the node logits, block by block over the pixels.
+
+A node's negative term needs ``m_v``, the largest logit of the node and its descendants
+(a running max up the tree); the target's path needs the running min down its logits.
+A block holds the node logits of some pixels in level order (each level a run of rows,
+the children of one parent next to each other), then the D path terms' ``-min`` (one row
+per level), then a spare row. One focal-softplus pass gives every term's value and slope;
+the slopes go, top-down, to the logits that gave the maxima (a tied maximum shares its
+gradient evenly, as autograd's ``amax`` does) and the path's to the logits that gave the
+minima (a tie to the deeper node, as ``cummin``). On the CPU a block holds a few thousand
+pixels, so that its arrays stay in the cache from step to step; elsewhere it is one sample.
+
+:class:`TreeMinTotal` (the module's weighted total) routes the slopes in its forward pass,
+while the block is in the cache, into the buffer that becomes the gradient: the logits are
+read once. :class:`TreeMinLevels` (the level losses, for any use) keeps the slopes and
+routes them in its backward pass, reading the logits again. Either keeps nothing the size
+of the logits but that buffer. A pixel's weight may differ from level to level (``weight``
+(D, B, S)): a pixel known only down to some level is weighted 0 below it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from hl_lightning.losses.tree_min import TreeNodes
+
+# nodes x pixels of a block on the CPU, per thread (the threads share each step of a block):
+# 1 MiB per fp32 array and thread; but rows of at least _MIN_BLOCK_WIDTH pixels, so that
+# gathering a block's rows from the logits reads long runs
+_BLOCK_ELEMENTS = 1 << 18
+_MIN_BLOCK_WIDTH = 1024
+
+
+def focal_softplus(m: Tensor, gamma: float, value: Tensor, slope: Tensor, scratch: Tensor) -> None:
+    """Write ``f(m) = softplus(m) * sigmoid(m) ** gamma`` into ``value`` and ``f'(m)`` into
+    ``slope``; ``scratch`` (and, with ``gamma``, ``m``) is overwritten. All shaped like ``m``.
+
+    All from one sigmoid ``s``: ``softplus(m) = relu(m) - log1p(-min(s, 1 - s))`` (each of
+    ``s`` and ``s - 1`` exact where it is the smaller in size) and ``f' = s ** (gamma + 1)
+    + gamma * f * (1 - s)``; ``f(-inf) = f'(-inf) = 0``. For any finite ``m`` in fp32,
+    ``softplus`` is within a relative ``2e-7`` of the exact value, ``f`` and ``f'`` within
+    ``5e-6 * max(1, gamma)`` (``1 - s`` is rounded where ``s > 1/2``).
+
+    Example:
+        >>> m = torch.tensor([-30.0, 0.0, 2.0])
+        >>> expected = torch.nn.functional.softplus(m) * torch.sigmoid(m) ** 2
+        >>> value, slope, scratch = torch.empty(3), torch.empty(3), torch.empty(3)
+        >>> focal_softplus(m, 2.0, value, slope, scratch)
+        >>> torch.allclose(value, expected)
+        True
+    """
+    s = torch.sigmoid(m, out=scratch if gamma else slope)  # gamma 0: f' = s
+    below = torch.sub(s, 1.0, out=slope if gamma else scratch)  # s - 1
+    torch.maximum(torch.neg(s, out=value), below, out=value).log1p_()  # log1p(-min(s, 1-s))
+    relu = m.clamp_min_(0.0) if gamma else torch.clamp_min(m, 0.0, out=below)
+    torch.sub(relu, value, out=value)  # softplus(m)
+    if not gamma:
+        return
+    focal = _power(s, gamma, out=m)  # s ** gamma
+    value.mul_(focal)
+    below.mul_(value)  # (s - 1) * f: at most 0.4 in size, where gamma * f may overflow
+    torch.sub(focal.mul_(s), below, alpha=gamma, out=slope)  # s ** (gamma + 1) + ...
+
+
+def _power(s: Tensor, gamma: float, out: Tensor) -> Tensor:
+    """Return ``s ** gamma`` in ``out``: pow for the exponents it computes fast, else exp-log."""
+    if gamma in (0.5, 2.0, 3.0):
+        return torch.pow(s, gamma, out=out)
+    if gamma == 1.0:
+        return out.copy_(s)
+    return torch.log(s, out=out).mul_(gamma).exp_()
+
+
+def _blocks(x: Tensor) -> Iterator[tuple[int, slice]]:
+    """Yield (sample, pixel range) of the blocks of logits (B, N, S), of near-equal widths."""
+    batch, nodes, pixels = x.shape
+    if not pixels:
+        return
+    count = 1
+    if x.device.type == "cpu":
+        elements = _BLOCK_ELEMENTS * torch.get_num_threads()
+        width = max(elements // max(nodes, 1), _MIN_BLOCK_WIDTH)
+        count = max(1, round(pixels / width))
+    width = math.ceil(pixels / count)
+    for b in range(batch):
+        for start in range(0, pixels, width):
+            yield b, slice(start, min(start + width, pixels))
+
+
+class _Pass:
+    """The tables of one pass over node logits (B, N, S) and the arrays its blocks reuse.
+
+    Rows of a block: the N nodes in level order, then the D path terms, then a spare row
+    (the target of fills that do not apply). ``row_levels`` (N + D,) is the level of every
+    row but the spare; ``fills`` (2D, B, S) the rows set to ``-inf`` (``f(-inf) = 0``) at
+    every pixel: the path's node at each level (a positive, not a negative) and the path
+    row of each level below a shallow leaf (no positive there), else the spare row.
+    """
+
+    def __init__(self, x: Tensor, labels: Tensor, weight: Tensor, nodes: TreeNodes) -> None:
+        self.x, self.weight, self.nodes = x, weight, nodes
+        depth, n = nodes.num_levels, nodes.num_nodes
+        self.depth, self.n, self.spare = depth, n, n + depth
+        self.same_weights = weight.stride(0) == 0  # one weight a pixel, at every level
+        self.parent_rows = nodes.bounds[depth - 1]  # the rows of levels 0..D-2
+        self.levels = [slice(start, stop) for start, stop in pairwise(nodes.bounds)]
+        self.sizes = x.new_tensor([stop - start for start, stop in pairwise(nodes.bounds)])
+        levels = torch.arange(depth, device=x.device)
+        self.row_levels = torch.cat([nodes.row_levels, levels])
+        on_path = nodes.on_path.bool()
+        spare = torch.full_like(nodes.path_rows, self.spare)
+        fills = torch.cat(
+            [
+                torch.where(on_path, nodes.path_rows, spare),
+                torch.where(on_path, spare, (n + levels).view(-1, 1).expand_as(spare)),
+            ]
+        )
+        self.path_rows = _per_level(nodes.path_rows, labels)  # (D, B, S)
+        self.fills = _per_level(fills, labels)  # (2D, B, S)
+        self.grad = x.new_empty(0)  # the gradient buffer (B, N, S) that routing writes
+        self.blocks: dict[int, _Block] = {}
+
+    def block(self, cols: slice) -> _Block:
+        """Return the arrays of a block of pixels ``cols`` (the same ones for every block
+        of that width)."""
+        width = len(range(*cols.indices(self.x.shape[2])))
+        if width not in self.blocks:
+            self.blocks[width] = _Block(self, width)
+        return self.blocks[width]
+
+    def load(self, b: int, cols: slice, block: _Block, with_path: bool) -> None:
+        """Fill a block's rows with the subtree maxima (and, ``with_path``, the path terms'
+        ``-min`` and the rows of the minima), and its winners for the routing."""
+        nodes, maxima = self.nodes, block.maxima
+        torch.index_select(self.x[b, :, cols], 0, nodes.order, out=maxima)
+        if with_path:
+            path_rows = self.path_rows[:, b, cols]
+            torch.gather(maxima, 0, path_rows, out=block.path)
+            _path_minima(block.path, path_rows, block.min_rows)
+            block.path.neg_()
+        block.own.copy_(maxima[: self.parent_rows])
+        maxima_of = block.maxima_of
+        for d in range(self.depth - 2, -1, -1):  # the subtree maxima, bottom-up
+            maxima_of[d].scatter_reduce_(0, block.children[d], maxima_of[d + 1], "amax")
+        torch.eq(block.own, maxima[: self.parent_rows], out=block.wins)
+        for d in range(self.depth - 1):
+            spread, child_wins = block.spread_of[d + 1], block.child_wins_of[d + 1]
+            torch.index_select(maxima_of[d], 0, nodes.parents[d], out=spread)
+            torch.eq(maxima_of[d + 1], spread, out=child_wins)
+        # Every parent has one winner, its own logit or a child's maximum, unless there are
+        # ties: then (and off the CPU, to spare a sync) count each parent's winners.
+        block.ties = self.depth > 1 and (
+            self.x.device.type != "cpu" or bool(block.winners.sum() > block.wins.numel())
+        )
+        if block.ties:
+            for d in range(self.depth - 1):
+                block.count_of[d].copy_(block.wins_of[d])
+                block.count_of[d].index_add_(0, nodes.parents[d], block.child_wins_of[d + 1])
+
+    def terms(self, b: int, cols: slice, block: _Block, gamma: float) -> Tensor:
+        """Return the values (N + D, P) of a loaded block's terms (0 for the path's nodes
+        and the missing path terms), with their slopes in ``block.slope``."""
+        fill = torch.add(block.columns, self.fills[:, b, cols], alpha=block.width)
+        block.rows.view(-1).index_fill_(0, fill.view(-1), float("-inf"))
+        focal_softplus(block.terms, gamma, block.value, block.slope, block.scratch)
+        return block.value
+
+    def route(self, b: int, cols: slice, block: _Block) -> None:
+        """Route ``block.flow`` (N + D, P), the gradient reaching every term of a loaded
+        block, to the logits, in channel order into the gradient buffer's block."""
+        flow_of, spread_of, parents = block.flow_of, block.spread_of, self.nodes.parents
+        for d in range(self.depth - 1):  # top-down: split each node's flow among its winners
+            if block.ties:
+                flow_of[d].div_(block.count_of[d])
+            torch.index_select(flow_of[d], 0, parents[d], out=spread_of[d + 1])
+            flow_of[d + 1].addcmul_(block.child_wins_of[d + 1], spread_of[d + 1])
+            flow_of[d].mul_(block.wins_of[d])
+        block.flow_nodes.scatter_add_(0, block.min_rows, block.flow_path)  # the path terms
+        torch.index_select(block.flow_nodes, 0, self.nodes.channel_rows, out=self.grad[b, :, cols])
+
+    def scale(self, b: int, cols: slice, block: _Block, row_scale: Tensor) -> None:
+        """Set ``block.flow`` to the block's slopes (N + D, P) times each row's scale
+        (N + D, 1) and each pixel's weight."""
+        torch.mul(block.slope, row_scale, out=block.flow)
+        if self.same_weights:
+            block.flow.mul_(self.weight[0, b, cols])
+        else:
+            block.flow.mul_(self.weight[:, b, cols].index_select(0, self.row_levels))
+
+
+class _Block:
+    """The arrays of a block of ``width`` pixels, reused from block to block, and their
+    views by level (the flow shares the scratch array)."""
+
+    def __init__(self, p: _Pass, width: int) -> None:
+        n, depth, parents, levels = p.n, p.depth, p.parent_rows, p.levels
+        new = p.x.new_empty
+        self.width = width
+        self.columns = torch.arange(width, device=p.x.device)
+        self.rows = new(n + depth + 1, width)  # logits, then subtree maxima; -min; spare
+        self.maxima, self.path, self.terms = self.rows[:n], self.rows[n:-1], self.rows[:-1]
+        self.maxima_of = [self.maxima[level] for level in levels]
+        self.own = new(parents, width)  # the parents' own logits
+        self.value, self.slope = new(n + depth, width), new(n + depth, width)
+        self.scratch = new(n + depth, width)
+        self.flow = self.scratch  # the gradient reaching each term, once the values are used
+        self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
+        self.flow_of = [self.flow[level] for level in levels]
+        spread = new(n, width)
+        self.spread_of = [spread[level] for level in levels]
+        # 1 where a node's own logit is its max (the parents' rows), then 1 where a node's
+        # max is its parent's (the rows of levels 1..D-1, shifted to follow)
+        first = levels[0].stop
+        self.winners = new(parents + n - first, width)
+        self.wins = self.winners[:parents]
+        self.wins_of = [self.wins[level] for level in levels[:-1]]
+        child_wins = self.winners[parents - first :]  # row r: node r, for r >= first
+        self.child_wins_of = [child_wins[level] for level in levels]
+        count = new(parents, width)  # each parent's winners, who share its gradient
+        self.count_of = [count[level] for level in levels[:-1]]
+        self.ties = False  # whether a parent of the block's pixels has several winners
+        self.children = [p.nodes.parents[d].view(-1, 1).expand(-1, width) for d in range(depth - 1)]
+        self.min_rows = torch.empty(depth, width, dtype=torch.long, device=p.x.device)
+
+
+def _path_minima(path: Tensor, rows: Tensor, min_rows: Tensor) -> None:
+    """Turn the path's logits ``path`` (D, P) into their running minima, coarse to fine, in
+    place, and write into ``min_rows`` (D, P) the row (of ``rows`` (D, P)) of the logit
+    that gave each: on a tie the deeper one, as ``torch.cummin``."""
+    min_rows[0] = rows[0]
+    for d in range(1, len(path)):
+        deeper = path[d] <= path[d - 1]
+        torch.minimum(path[d], path[d - 1], out=path[d])
+        torch.where(deeper, rows[d], min_rows[d - 1], out=min_rows[d])
+
+
+def _per_level(table: Tensor, labels: Tensor) -> Tensor:
+    """Return ``table[:, labels]`` (R, *labels.shape) of a table (R, K), one row at a time."""
+    flat = labels.reshape(-1)
+    return torch.stack([row.index_select(0, flat) for row in table]).view(len(table), *labels.shape)
+
+
+def _level_sums(sums: Tensor, p: _Pass) -> Tensor:
+    """Return the level losses (D,) of the weighted row sums (N + D,): each row divided by
+    its level's node count before the sum (no fp32 overflow on the way)."""
+    per_row = sums / p.sizes[p.row_levels]
+    return per_row.new_zeros(p.depth).index_add_(0, p.row_levels, per_row)
+
+
+def _row_scale(p: _Pass, level_scale: Tensor) -> Tensor:
+    """Return each row's scale (N + D, 1): ``level_scale`` (D,) over the level's node count,
+    negative on the path rows (their terms are functions of ``-min``)."""
+    scale = (level_scale / p.sizes)[p.row_levels]
+    scale[p.n :].neg_()
+    return scale.unsqueeze(1)
+
+
+class TreeMinLevels(torch.autograd.Function):
+    """Tree-min level losses (D,) of fp32 node logits (B, N, S), target ``labels`` (B, S)
+    (the columns of the node tables) and pixel weights (D, B, S): level ``d`` is
+    ``sum_pixels weight[d] * sum_{v at depth d} term_v / n_d``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, labels: Tensor, weight: Tensor, nodes: TreeNodes, gamma: float
+    ) -> Tensor:
+        p = _Pass(x, labels, weight, nodes)
+        sums = x.new_zeros(p.n + p.depth)
+        slopes = torch.empty_like(x)  # each block's rows in level order; becomes the gradient
+        path_slopes = x.new_empty(p.depth, *labels.shape)
+        min_rows = torch.empty_like(p.path_rows)
+        for b, cols in _blocks(x):
+            block = p.block(cols)
+            p.load(b, cols, block, with_path=True)
+            _add_sums(sums, p.terms(b, cols, block, gamma), p, b, cols)
+            slopes[b, :, cols] = block.slope[: p.n]
+            path_slopes[:, b, cols] = block.slope[p.n :]
+            min_rows[:, b, cols] = block.min_rows
+        ctx.nodes = nodes
+        ctx.save_for_backward(x, labels, weight, slopes, path_slopes, min_rows)
+        return _level_sums(sums, p)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_levels: Tensor) -> tuple[Tensor | None, ...]:
+        x, labels, weight, slopes, path_slopes, min_rows = ctx.saved_tensors
+        p = _Pass(x, labels, weight, ctx.nodes)
+        p.grad = slopes
+        row_scale = _row_scale(p, grad_levels.to(x.dtype))
+        for b, cols in _blocks(x):
+            block = p.block(cols)
+            p.load(b, cols, block, with_path=False)
+            block.min_rows.copy_(min_rows[:, b, cols])
+            block.slope[: p.n] = slopes[b, :, cols]
+            block.slope[p.n :] = path_slopes[:, b, cols]
+            p.scale(b, cols, block, row_scale)
+            p.route(b, cols, block)
+        return slopes, None, None, None, None
+
+
+class TreeMinTotal(torch.autograd.Function):
+    """The weighted total ``sum_d level_weights[d] * level_d`` (a scalar) of
+    :class:`TreeMinLevels`' level losses, and its gradient computed in the forward pass,
+    while each block is in the cache (also the level losses, for logging, not
+    differentiable)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        labels: Tensor,
+        weight: Tensor,
+        nodes: TreeNodes,
+        gamma: float,
+        level_weights: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        p = _Pass(x, labels, weight, nodes)
+        sums = x.new_zeros(p.n + p.depth)
+        needs_grad = ctx.needs_input_grad[0]
+        p.grad = torch.empty_like(x) if needs_grad else x.new_empty(0)
+        row_scale = _row_scale(p, level_weights.to(x.dtype))
+        for b, cols in _blocks(x):
+            block = p.block(cols)
+            p.load(b, cols, block, with_path=True)
+            _add_sums(sums, p.terms(b, cols, block, gamma), p, b, cols)
+            if needs_grad:
+                p.scale(b, cols, block, row_scale)
+                p.route(b, cols, block)
+        levels = _level_sums(sums, p)
+        ctx.mark_non_differentiable(levels)
+        ctx.save_for_backward(p.grad)
+        return (levels * level_weights.to(levels.dtype)).sum(), levels
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_total: Tensor, _: Tensor) -> tuple[Tensor | None, ...]:
+        (grad,) = ctx.saved_tensors
+        if grad_total.device.type != "cpu" or grad_total.item() != 1.0:
+            grad.mul_(grad_total.to(grad.dtype))
+        return grad, None, None, None, None, None
+
+
+def _add_sums(sums: Tensor, value: Tensor, p: _Pass, b: int, cols: slice) -> None:
+    """Add the pixel-weighted sums of a block's term values (N + D, P) to ``sums``."""
+    if p.same_weights:
+        sums.addmv_(value, p.weight[0, b, cols])
+        return
+    for d, level in enumerate(p.levels):
+        weight = p.weight[d, b, cols]
+        sums[level].addmv_(value[level], weight)
+        sums[p.n + d] += value[p.n + d] @ weight
