@@ -21,6 +21,7 @@ import hl_lightning
 from hl_lightning.cli import evaluate as eval_cli
 from hl_lightning.cli import predict, tree
 from hl_lightning.cli import train as train_cli
+from hl_lightning.cli.compare import command as compare_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("hl-train", "hl-tree", "hl-compare", "hl-predict", "hl-eval")
@@ -45,7 +46,9 @@ def test_the_version_is_defined_once_in_the_package() -> None:
     assert re.search(r'^hl-train = "hl_lightning.cli.train:main"', pyproject, re.M)
 
 
-@pytest.mark.parametrize("cli", [tree, predict], ids=["hl-tree", "hl-predict"])
+@pytest.mark.parametrize(
+    "cli", [tree, predict, compare_cli], ids=["hl-tree", "hl-predict", "hl-compare"]
+)
 def test_small_clis_print_their_version(cli: object, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])  # type: ignore[attr-defined]

@@ -5,12 +5,14 @@ Every file it writes goes through :func:`write_output`.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from hl_lightning.cli._launch import CommandLineParser
 from hl_lightning.cli._matplotlib import agg_figure
+from hl_lightning.cli._version import version_text
 from hl_lightning.cli.compare.configurations import Configuration, group_runs, stopped_early
 from hl_lightning.cli.compare.plots import curves_figure, png_bytes
 from hl_lightning.cli.compare.runs import CompareError, Run, load_runs, override_key, override_value
@@ -133,9 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hl-compare``; return the exit status (1 when the runs cannot be compared)."""
     parser = CommandLineParser(
         prog=PROG,
-        description="Compare hl-train runs over seeds: per-level loss and metric curves (PNG), "
-        "the per-level table of means with 95% confidence intervals and the paired "
+        description="Compare hl-train runs over seeds: per-level loss and metric curves (PNG),\n"
+        "the per-level table of means with 95% confidence intervals and the paired\n"
         "differences against a baseline (printed, CSV and Markdown).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
     )
     parser.add_argument(
         "runs",
@@ -161,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the configuration the others are compared with seed by seed, by its override; "
         "repeat it for several keys (default: loss=flat when a configuration has it)",
     )
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     args = parser.parse_args(argv)
     agg_figure(PROG)  # fail early, with the install hint, when matplotlib is missing
     try:
