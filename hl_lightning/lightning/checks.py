@@ -8,12 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hl_lightning.hierarchy import Hierarchy, class_label_ids, match_class_names
 from hl_lightning.lightning.outputs import BackboneOutputError
 from hl_lightning.options import OptionError
 
 __all__ = [
     "ChannelCountError",
     "check_channels",
+    "check_data_labels",
     "check_module_options",
     "data_input_shape",
     "dry_run",
@@ -172,6 +174,26 @@ def data_input_shape(datamodule: Any) -> tuple[int, int, int]:
         return (3, 64, 64)
     sides = [int(size)] * 2 if isinstance(size, int) else [int(s) for s in size]
     return (3, sides[0], sides[-1])
+
+
+def check_data_labels(hierarchy: Hierarchy, datamodule: Any) -> None:
+    """Raise a ValueError unless the data module's label ids (by its ``class_names``, and its
+    ``label_ids`` where it has them) are the node ids of ``hierarchy``; a data module without
+    class names (or None) passes. Unknown class names raise, listing them."""
+    names = getattr(datamodule, "class_names", None)
+    if names is None:
+        return
+    matched = match_class_names(hierarchy, list(names))
+    data_ids = getattr(datamodule, "label_ids", None)
+    other_ids = data_ids is not None and not torch.equal(
+        data_ids, class_label_ids(hierarchy, list(names))
+    )
+    if matched.leaves != hierarchy.leaves or other_ids:
+        raise ValueError(
+            "the data's label ids follow another order than the hierarchy's leaves "
+            "(or are node ids of another tree): give the model the data module's "
+            "hierarchy (datamodule.hierarchy), or hierarchy.reorder(datamodule.class_names)"
+        )
 
 
 def unpack_batch(batch: Any) -> tuple[Tensor, Tensor]:

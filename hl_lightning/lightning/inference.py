@@ -16,7 +16,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Inference", "InferenceMode", "resize_logits", "window_starts"]
+__all__ = ["Inference", "InferenceMode", "resize_logits", "sides", "window_starts"]
 
 #: ``whole``: one pass over the image; ``slide``: overlapping windows, logits averaged.
 InferenceMode = Literal["whole", "slide"]
@@ -33,6 +33,16 @@ def resize_logits(logits: Tensor, size: Sequence[int]) -> Tensor:
     if tuple(logits.shape[-2:]) != tuple(size):
         return F.interpolate(logits, size=tuple(size), mode="bilinear")
     return logits
+
+
+def sides(value: Sequence[int] | None) -> tuple[int, int] | None:
+    """Return [height, width] (a config list; one value: a square) as a tuple, None as None.
+
+    Example:
+        >>> sides([512, 1024]), sides([256]), sides(None)
+        ((512, 1024), (256, 256), None)
+    """
+    return None if value is None else (int(value[0]), int(value[-1]))
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import lightning as L
@@ -14,11 +14,12 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from hl_lightning.decode import DecodeMethod, check_method, decode_levels
-from hl_lightning.hierarchy import Hierarchy, class_label_ids, match_class_names
+from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.lightning.backbones import build_backbone, with_class_count
 from hl_lightning.lightning.checks import (
     ChannelCountError,
     check_channels,
+    check_data_labels,
     check_module_options,
     data_input_shape,
     dry_run,
@@ -27,20 +28,19 @@ from hl_lightning.lightning.checks import (
     non_finite_message,
     unpack_batch,
 )
-from hl_lightning.lightning.inference import Inference, InferenceMode, resize_logits
+from hl_lightning.lightning.inference import Inference, InferenceMode, resize_logits, sides
 from hl_lightning.lightning.optimization import (
     OptimizerFactory,
     SchedulerFactory,
     SchedulerInterval,
     make_optimizer,
     make_scheduler,
+    run_length,
 )
 from hl_lightning.lightning.outputs import BackboneOutput, split_outputs
 from hl_lightning.lightning.stage_metrics import per_level_values, stage_metrics, write_curve
 from hl_lightning.losses import HierarchicalLoss, LossName, TreeMinLoss, build_loss
-from hl_lightning.metrics import (
-    HierarchicalOperatingCurve,
-)
+from hl_lightning.metrics import HierarchicalOperatingCurve
 
 __all__ = [
     "ChannelCountError",
@@ -198,7 +198,7 @@ class HierarchicalSegmenter(L.LightningModule):
         self.input_shape = input_shape
         self.aux_weight = aux_weight
         self.on_nonfinite = on_nonfinite
-        self.infer = Inference(inference, _sides(crop_size), _sides(stride))
+        self.infer = Inference(inference, sides(crop_size), sides(stride))
         self.scheduler_interval = scheduler_interval
         self._skipped: dict[str, int] = {}  # non-finite batches skipped this epoch, per stage
         self.compile_options = compile
@@ -249,19 +249,7 @@ class HierarchicalSegmenter(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Check the data's class names and the backbone's channel count before training."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        names = getattr(datamodule, "class_names", None)
-        if names is not None:  # the data's label ids must be this tree's node ids
-            matched = match_class_names(self.hierarchy, list(names))  # raises, listing names
-            data_ids = getattr(datamodule, "label_ids", None)
-            other_ids = data_ids is not None and not torch.equal(
-                data_ids, class_label_ids(self.hierarchy, list(names))
-            )
-            if matched.leaves != self.hierarchy.leaves or other_ids:
-                raise ValueError(
-                    "the data's label ids follow another order than the hierarchy's leaves "
-                    "(or are node ids of another tree): give the model the data module's "
-                    "hierarchy (datamodule.hierarchy), or hierarchy.reorder(datamodule.class_names)"
-                )
+        check_data_labels(self.hierarchy, datamodule)
         self.check_backbone(self.input_shape or data_input_shape(datamodule))
         if self.compile_options is not False and not self._compiled:
             options = {} if self.compile_options is True else dict(self.compile_options)
@@ -314,42 +302,24 @@ class HierarchicalSegmenter(L.LightningModule):
             aux_loss = aux_loss.sum()
             loss = loss + self.aux_weight * aux_loss
         if not torch.isfinite(loss):  # one check of the scalar the step computed anyway
-            self._non_finite(
-                stage,
-                batch_idx,
-                loss,
-                levels=levels,
-                images=images,
-                outputs=outputs,
-                aux_loss=aux_loss,
-            )
+            values = {"levels": levels, "images": images, "outputs": outputs, "aux_loss": aux_loss}
+            self._non_finite(stage, batch_idx, loss, **values)
             return None
         # Epoch values are means over every process: the per-step training loss through
         # a MeanMetric (synced once, at the epoch's end, by torchmetrics), the others with
         # sync_dist (Lightning reduces them once, at the epoch's end: they are not per-step).
+        epoch_mean = partial(
+            self.log, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size
+        )
         if aux_loss is not None:
-            self.log(
-                "train/aux_loss",
-                aux_loss,
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-                batch_size=batch_size,
-            )
+            epoch_mean("train/aux_loss", aux_loss)
         if stage == "train":
             self.train_loss(loss.detach(), batch_size)
             self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         else:
             self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch_size)
         for name, value in zip(self.hierarchy.level_names, levels, strict=True):
-            self.log(
-                f"{stage}/loss/{name}",
-                value,
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-                batch_size=batch_size,
-            )
+            epoch_mean(f"{stage}/loss/{name}", value)
         self._metrics(stage).update(logits.detach(), target)
         if stage == "test":
             self.test_curve.update(logits.detach(), target)
@@ -417,24 +387,15 @@ class HierarchicalSegmenter(L.LightningModule):
         return dict(zip(self.hierarchy.level_names, maps, strict=True))
 
     # ------------------------------------------------------------------ optimisation
-    def _run_length(self) -> int | None:
-        """Return the epochs (or, stepping every step, the optimizer steps) of the run; None
-        without a trainer or for a run of no fixed length."""
-        if self._trainer is None:
-            return None
-        if self.scheduler_interval == "epoch":
-            epochs = self.trainer.max_epochs
-            return epochs if epochs is not None and epochs > 0 else None
-        steps = self.trainer.estimated_stepping_batches  # max_steps, or epochs x batches
-        return int(steps) if 0 < steps < math.inf else None
-
     def configure_optimizers(self) -> Any:
         """Return the optimizer and, if configured, its schedule (stepped every
         ``scheduler_interval``; a null length runs for the whole training)."""
         optimizer = make_optimizer(self.optimizer_factory, self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = make_scheduler(self.scheduler_factory, optimizer, self._run_length())
+        scheduler = make_scheduler(
+            self.scheduler_factory, optimizer, run_length(self._trainer, self.scheduler_interval)
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -443,9 +404,3 @@ class HierarchicalSegmenter(L.LightningModule):
                 "monitor": "val/loss",
             },
         }
-
-
-def _sides(value: Sequence[int] | None) -> tuple[int, int] | None:
-    """Return [height, width] (a config list) as a tuple, None as None."""
-    value = _plain(value)
-    return None if value is None else (int(value[0]), int(value[-1]))

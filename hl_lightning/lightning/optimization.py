@@ -9,11 +9,13 @@ steps Lightning estimates for the run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch import Trainer
 from torch import nn
 
 from hl_lightning.options import OptionError
@@ -25,6 +27,7 @@ __all__ = [
     "SchedulerInterval",
     "make_optimizer",
     "make_scheduler",
+    "run_length",
 ]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -81,3 +84,20 @@ def make_scheduler(
                 )
             spec[key] = length
     return instantiate(spec, _partial_=True)(optimizer)
+
+
+def run_length(trainer: Trainer | None, interval: SchedulerInterval) -> int | None:
+    """Return the epochs (``interval="epoch"``) or optimizer steps (``"step"``) the trainer
+    runs for; None without a trainer or for a run of no fixed length.
+
+    Example:
+        >>> run_length(Trainer(max_epochs=3, logger=False), "epoch")
+        3
+    """
+    if trainer is None:
+        return None
+    if interval == "epoch":
+        epochs = trainer.max_epochs
+        return epochs if epochs is not None and epochs > 0 else None
+    steps = trainer.estimated_stepping_batches  # max_steps, or epochs x batches
+    return int(steps) if 0 < steps < math.inf else None
