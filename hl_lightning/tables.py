@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 from torch import Tensor
@@ -37,6 +37,8 @@ class LevelTables:
         ([[0, 1, 1], [0, 1, 2]], [[0, 1, 1]], (2, 3))
         >>> tables.node_matrix.tolist()
         [[0, 1, 1, 1], [0, 1, 2, -1]]
+        >>> tables.node_members.int().tolist(), tables.node_leaves.tolist()
+        ([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1]], [0, 1, 2, 1])
     """
 
     level_matrix: Tensor
@@ -75,6 +77,22 @@ class LevelTables:
     def num_nodes(self) -> int:
         """N, the number of nodes (label ids): K leaves, then the internal nodes."""
         return self.node_matrix.shape[1]
+
+    @cached_property
+    def node_members(self) -> Tensor:
+        """(N, K) bool: the leaves under every node (a leaf: itself), from its finest level."""
+        finest = (self.node_matrix >= 0).sum(0) - 1  # (N,): each node's own level
+        group = self.node_matrix.gather(0, finest.unsqueeze(0)).squeeze(0)  # (N,)
+        return self.level_matrix[finest] == group.unsqueeze(1)
+
+    @cached_property
+    def node_leaves(self) -> Tensor:
+        """(N,) long: a leaf under every node, its first in leaf order (a leaf: itself).
+
+        It stands in for a coarse label where a leaf is needed: it shares the node's group
+        at the node's level and every coarser one.
+        """
+        return self.node_members.to(torch.uint8).argmax(1)
 
 
 def check_tensors(logits: object, target: object = None) -> None:
