@@ -13,6 +13,8 @@ second definition of it).
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from _reference import assert_gradient_close
@@ -20,7 +22,13 @@ from _reference import assert_gradient_close
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies import cityscapes_hierarchy, mapillary_paper_hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
-from hl_lightning.losses import class_weight_table, hierarchical_nll
+from hl_lightning.losses import (
+    FlatLoss,
+    HXELoss,
+    SoftLabelsLoss,
+    class_weight_table,
+    hierarchical_nll,
+)
 from hl_lightning.losses import hierarchical as hierarchical_module
 from hl_lightning.tables import LevelTables
 
@@ -203,3 +211,218 @@ def test_hierarchical_coarse_branch_on_leaf_labels_equals_the_leaf_path_bit_for_
     (grad,) = torch.autograd.grad(leaf_path.sum(), z)
     (forced_grad,) = torch.autograd.grad(forced.sum(), z)
     torch.testing.assert_close(grad, forced_grad, rtol=1e-5, atol=1e-8)
+
+
+# ------------------------------------------------------------------ flat, hxe, soft labels
+def own_levels(h: Hierarchy, labels: torch.Tensor) -> torch.Tensor:
+    """Return each label's own level (P,): the finest level at which it is known."""
+    known = [known_groups(h, labels, d)[0] for d in range(h.num_levels)]
+    return torch.stack(known).sum(0) - 1
+
+
+def valid_rows(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, labels = pixel_rows(logits, target)
+    keep = labels != ignore_index if ignore_index is not None else labels >= 0
+    return rows[keep], labels[keep]
+
+
+def reference_flat(logits, target, h, ignore_index, class_table=None) -> torch.Tensor:
+    """The definition: -log of the summed softmax probabilities of the leaves under the
+    label (the leaf itself for a leaf id), averaged over non-ignored pixels; with class
+    weights weighted by the label's weight at its own level."""
+    rows, labels = valid_rows(logits, target, ignore_index)
+    levels = own_levels(h, labels)
+    nll, weights = [], []
+    for row, label, level in zip(rows, labels, levels.tolist(), strict=True):
+        group = h.labels_at_level(label.view(1), level, ignore_index=-1)
+        under = h.level_index(level) == group  # (K,): the leaves under the label
+        nll.append(-torch.logsumexp(torch.log_softmax(row, 0)[under], 0))
+        leaf = int(under.nonzero()[0])
+        weights.append(1.0 if class_table is None else float(class_table[level, leaf]))
+    w = torch.tensor(weights, dtype=torch.float64)
+    return (w * torch.stack(nll)).sum() / w.sum()
+
+
+def hxe_terms(logits, target, h, ignore_index, alpha) -> torch.Tensor:
+    """The definition's edge terms (D,): lambda_d = exp(-alpha d) times the mean over
+    non-ignored pixels of -log(P(v_d) / P(v_{d-1})) for pixels labelled at level d (the
+    chain of a coarse label ends at its node), 0 for the others."""
+    rows, labels = valid_rows(logits, target, ignore_index)
+    previous = torch.zeros(len(labels), dtype=torch.float64)
+    terms = []
+    for d in range(h.num_levels):
+        known, groups = known_groups(h, labels, d)
+        log_p = group_log_probs(rows, h, groups, d)
+        edge = torch.where(known, previous - log_p, 0.0)
+        terms.append(math.exp(-alpha * d) * edge.sum() / max(len(labels), 1))
+        previous = log_p
+    return torch.stack(terms)
+
+
+def reference_soft(logits, target, h, ignore_index, beta) -> torch.Tensor:
+    """The definition: -sum_g y_l(g|n) log P(g) over the groups g of the label's level l,
+    y_l(g|n) ∝ exp(-beta d_l(g, n) / d_max), d_l the number of levels 0..l at which g and n
+    lie in different groups; the mean over non-ignored pixels."""
+    rows, labels = valid_rows(logits, target, ignore_index)
+    d_max = float(h.leaf_distance().max())
+    levels = own_levels(h, labels)
+    log_p = torch.log_softmax(rows, 1)
+    out = []
+    for row, label, level in zip(log_p, labels, levels.tolist(), strict=True):
+        index = h.level_index(level)
+        losses, scores = [], []
+        for g in range(h.num_groups(level)):
+            under = index == g
+            leaf = torch.tensor([int(under.nonzero()[0])])
+            distance = sum(
+                int(
+                    h.labels_at_level(leaf, j, ignore_index=-1)
+                    != h.labels_at_level(label.view(1), j, ignore_index=-1)
+                )
+                for j in range(level + 1)
+            )
+            scores.append(math.exp(-beta * distance / d_max))
+            losses.append(-torch.logsumexp(row[under], 0))
+        y = torch.tensor(scores, dtype=torch.float64)
+        out.append((y / y.sum() * torch.stack(losses)).sum())
+    return torch.stack(out).sum() / max(len(out), 1)
+
+
+def random_table(h: Hierarchy) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(9)
+    return class_weight_table(
+        h, [torch.rand(h.num_groups(d), generator=gen).tolist() for d in range(h.num_levels)]
+    )
+
+
+def check_against(loss, reference, h, seed, ignore_index, scale=3.0) -> None:
+    """Assert loss(logits, target) and its gradient match ``reference`` in float64."""
+    logits, target = mixed_batch(h, seed=seed, scale=scale, ignore_index=ignore_index)
+    logits.requires_grad_()
+    value = loss(logits, target)
+    (grad,) = torch.autograd.grad(value, logits)
+    wide = logits.detach().double().requires_grad_()
+    expected = reference(wide, target)
+    (expected_grad,) = torch.autograd.grad(expected, wide)
+    torch.testing.assert_close(value.double(), expected, rtol=2e-5, atol=1e-6)
+    assert_gradient_close(grad, expected_grad, target, ignore_index)
+
+
+@pytest.mark.parametrize("name", list(TREES))
+@pytest.mark.parametrize("class_weighted", [False, True])
+@pytest.mark.parametrize("ignore_index", [IGNORE, None])
+def test_flat_matches_its_coarse_definition(name, class_weighted, ignore_index):
+    h = TREES[name]
+    table = random_table(h) if class_weighted else None
+    weights = None if table is None else [row.tolist() for row in _group_rows(h, table)]
+    loss = FlatLoss(h, ignore_index, class_weights=weights)
+
+    def reference(z, t):
+        return reference_flat(z, t, h, ignore_index, table)
+
+    check_against(loss, reference, h, len(name) + 1, ignore_index)
+
+
+def _group_rows(h: Hierarchy, table: torch.Tensor) -> list[torch.Tensor]:
+    """Return per-level group weights (the class_weights format) of a (D, K) table."""
+    rows = []
+    for d in range(h.num_levels):
+        weights = torch.zeros(h.num_groups(d))
+        weights[h.level_index(d)] = table[d]
+        rows.append(weights)
+    return rows
+
+
+@pytest.mark.parametrize("name", list(TREES))
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+@pytest.mark.parametrize("ignore_index", [IGNORE, None])
+def test_hxe_matches_its_coarse_definition(name, alpha, ignore_index):
+    h = TREES[name]
+    loss = HXELoss(h, ignore_index, alpha=alpha)
+
+    def reference(z, t):
+        return hxe_terms(z, t, h, ignore_index, alpha).sum()
+
+    check_against(loss, reference, h, len(name) + 2, ignore_index)
+    logits, target = mixed_batch(h, seed=3, ignore_index=ignore_index)
+    expected = hxe_terms(logits, target, h, ignore_index, alpha)
+    torch.testing.assert_close(
+        loss.level_losses(logits, target).double(), expected, rtol=2e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", list(TREES))
+@pytest.mark.parametrize("beta", [0.0, 10.0])
+@pytest.mark.parametrize("ignore_index", [IGNORE, None])
+def test_soft_labels_match_their_coarse_definition(name, beta, ignore_index):
+    h = TREES[name]
+    loss = SoftLabelsLoss(h, ignore_index, beta=beta)
+
+    def reference(z, t):
+        return reference_soft(z, t, h, ignore_index, beta)
+
+    check_against(loss, reference, h, len(name) + 3, ignore_index)
+
+
+@pytest.mark.parametrize("loss_type", [FlatLoss, HXELoss, SoftLabelsLoss])
+def test_coarse_losses_stay_exact_at_extreme_logits(loss_type):
+    h = TREES["random25x5_shuffled"]
+    loss = loss_type(h, IGNORE)
+    references = {
+        FlatLoss: lambda z, t: reference_flat(z, t, h, IGNORE),
+        HXELoss: lambda z, t: hxe_terms(z, t, h, IGNORE, 0.5).sum(),
+        SoftLabelsLoss: lambda z, t: reference_soft(z, t, h, IGNORE, 10.0),
+    }
+    check_against(loss, references[loss_type], h, 17, IGNORE, scale=60.0)
+
+
+@pytest.mark.parametrize(
+    ("loss_type", "class_weighted"),
+    [(FlatLoss, False), (FlatLoss, True), (SoftLabelsLoss, False)],  # soft: no class weights
+)
+def test_flat_and_soft_coarse_branches_on_leaf_labels_equal_the_leaf_path_bit_for_bit(
+    loss_type, class_weighted, monkeypatch
+):
+    h = TREES["mapillary"]
+    options = {"class_weights": _group_rows(h, random_table(h))} if class_weighted else {}
+    loss = loss_type(h, IGNORE, **options)
+    logits, target = leaf_batch(h)
+    logits.requires_grad_()
+
+    def no_coarse_branch(*args, **kwargs):
+        raise AssertionError("a batch without coarse labels entered the coarse branch")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loss_type, "_with_coarse_labels", no_coarse_branch)
+        leaf_path = loss(logits, target)
+    # the coarse branch, forced on the same leaf labels
+    z, t = logits.reshape(2, h.num_leaves, -1), target.reshape(2, -1)
+    valid = t != IGNORE
+    label = t.masked_fill(~valid, 0)
+    if loss_type is FlatLoss:
+        forced = loss._with_coarse_labels(z, t, valid, label, IGNORE)
+    else:
+        tables = LevelTables.of(h, z.device)
+        forced = loss._with_coarse_labels(z, valid, label, valid.sum().clamp_min(1), tables)
+    assert torch.equal(leaf_path, forced)
+    (grad,) = torch.autograd.grad(leaf_path, logits)
+    (forced_grad,) = torch.autograd.grad(forced, logits)
+    torch.testing.assert_close(grad, forced_grad, rtol=1e-5, atol=1e-8)
+
+
+def test_hxe_leaf_batches_never_enter_the_coarse_branch(monkeypatch):
+    h = TREES["cityscapes"]
+    logits, target = leaf_batch(h)
+    loss = HXELoss(h, IGNORE, alpha=0.5)
+
+    def no_coarse_branch(*args, **kwargs):
+        raise AssertionError("a batch without coarse labels entered the coarse branch")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hierarchical_module, "_coarse_level_nlls", no_coarse_branch)
+        value, levels = loss(logits, target), loss.level_losses(logits, target)
+    nll = hierarchical_nll(logits, target, h, IGNORE)
+    assert torch.equal(value, (nll * loss.nll_weights).sum())
+    assert torch.equal(levels, loss.edge_weights * torch.diff(nll, prepend=nll.new_zeros(1)))

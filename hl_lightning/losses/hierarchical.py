@@ -89,7 +89,7 @@ def hierarchical_nll(
         tensor([0.8583, 0.0000])
     """
     validate_loss_args(hierarchy, ignore_index)
-    validate_inputs(logits, target, hierarchy, ignore_index, coarse=True)
+    validate_inputs(logits, target, hierarchy, ignore_index)
     tables = LevelTables.of(hierarchy, logits.device)
     if class_weights is not None and not isinstance(class_weights, Tensor):
         class_weights = class_weight_table(hierarchy, class_weights)
