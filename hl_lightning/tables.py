@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 from torch import Tensor
@@ -37,6 +37,8 @@ class LevelTables:
         ([[0, 1, 1], [0, 1, 2]], [[0, 1, 1]], (2, 3))
         >>> tables.node_matrix.tolist()
         [[0, 1, 1, 1], [0, 1, 2, -1]]
+        >>> tables.node_members.int().tolist(), tables.node_leaves.tolist()
+        ([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1]], [0, 1, 2, 1])
     """
 
     level_matrix: Tensor
@@ -76,6 +78,22 @@ class LevelTables:
         """N, the number of nodes (label ids): K leaves, then the internal nodes."""
         return self.node_matrix.shape[1]
 
+    @cached_property
+    def node_members(self) -> Tensor:
+        """(N, K) bool: the leaves under every node (a leaf: itself), from its finest level."""
+        finest = (self.node_matrix >= 0).sum(0) - 1  # (N,): each node's own level
+        group = self.node_matrix.gather(0, finest.unsqueeze(0)).squeeze(0)  # (N,)
+        return self.level_matrix[finest] == group.unsqueeze(1)
+
+    @cached_property
+    def node_leaves(self) -> Tensor:
+        """(N,) long: a leaf under every node, its first in leaf order (a leaf: itself).
+
+        It stands in for a coarse label where a leaf is needed: it shares the node's group
+        at the node's level and every coarser one.
+        """
+        return self.node_members.to(torch.uint8).argmax(1)
+
 
 def check_tensors(logits: object, target: object = None) -> None:
     """Raise an :class:`InputDTypeError` naming ``logits`` or ``target`` (None: not given) if it
@@ -99,35 +117,27 @@ def validate_inputs(
     hierarchy: Hierarchy,
     ignore_index: int | None = None,
     values: bool = True,
-    coarse: bool = False,
 ) -> None:
     """Raise a ValueError naming the problem if logits/target do not fit the hierarchy.
 
     Checks: tensors; float logits (B, K, *S) with K the number of leaves; unless ``target`` is
     None, an integer target (B, *S) of any integer dtype and, with ``values``, label ids
-    that are not ``ignore_index`` in [0, K) (leaf ids), or with ``coarse`` in [0, N)
-    (node ids: leaves, then the internal nodes as coarse labels, :attr:`Hierarchy.node_names`).
+    that are not ``ignore_index`` in [0, N) (node ids: the K leaves, then the internal
+    nodes as coarse labels, :attr:`Hierarchy.node_names`).
     That is the only check that reads the target's values. A wrong dtype raises
     :class:`InputDTypeError`, a TypeError that is also a ValueError.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 255]]), h, 255)
-        >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 3]]), h, 255, coarse=True)
+        >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 3]]), h, 255)
         >>> try:
-        ...     validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[4, 7]]), h, 255, coarse=True)
+        ...     validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[4, 7]]), h, 255)
         ... except ValueError as error:
         ...     print(str(error).replace(": ", ":\\n"))
         target has label ids [4, 7] outside [0, 4) that are not ignore_index=255:
         valid are leaf ids 0..2, coarse ids 3..3
-        >>> validate_inputs(torch.zeros(1, 3, 2), torch.tensor([[0, 3]]), h, 255)
-        Traceback (most recent call last):
-            ...
-        ValueError: target has label ids [3] outside [0, 3) that are not ignore_index=255: ...
     """
-    # ``coarse`` is temporary: the metrics accept coarse labels (internal node ids) and
-    # set it; the losses do not accept them yet and leave it False. Once they do, every
-    # caller accepts node ids and the keyword goes.
     check_tensors(logits, target)
     if not torch.is_floating_point(logits):
         raise InputDTypeError(f"logits must be a floating point tensor, got dtype {logits.dtype}")
@@ -153,7 +163,7 @@ def validate_inputs(
         )
     if not values or target.numel() == 0:
         return
-    end = hierarchy.num_nodes if coarse else k  # valid label ids: [0, end)
+    end = hierarchy.num_nodes  # valid label ids: [0, N)
     target = target.long()  # compared in int64: 255 or 300 would wrap in uint8 and int8
     low, high = torch.aminmax(target)
     if low >= 0 and high < end:  # the common case: one pass, no mask
@@ -163,15 +173,12 @@ def validate_inputs(
         outside &= target != ignore_index
     if outside.any():
         shown = torch.unique(target[outside])[:10].tolist()
-        raise ValueError(_label_id_error(shown, hierarchy, ignore_index, coarse))
+        raise ValueError(_label_id_error(shown, hierarchy, ignore_index))
 
 
-def _label_id_error(
-    shown: list[int], hierarchy: Hierarchy, ignore_index: int | None, coarse: bool
-) -> str:
-    """Return the one message for label ids that are neither valid nor ``ignore_index``."""
+def _label_id_error(shown: list[int], hierarchy: Hierarchy, ignore_index: int | None) -> str:
+    """Return the one message for label ids that are neither node ids nor ``ignore_index``."""
     k, n = hierarchy.num_leaves, hierarchy.num_nodes
-    end = n if coarse else k
     if ignore_index is None:
         ignored = "ignored (ignore_index is None)"
     else:
@@ -179,8 +186,6 @@ def _label_id_error(
     valid = f"valid are leaf ids 0..{k - 1}"
     if n == k:
         valid += " (the tree has no internal nodes)"
-    elif coarse:
-        valid += f", coarse ids {k}..{n - 1}"
     else:
-        valid += f" (coarse ids {k}..{n - 1} are not accepted here yet)"
-    return f"target has label ids {shown} outside [0, {end}) that are not {ignored}: {valid}"
+        valid += f", coarse ids {k}..{n - 1}"
+    return f"target has label ids {shown} outside [0, {n}) that are not {ignored}: {valid}"

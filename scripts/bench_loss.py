@@ -6,7 +6,8 @@ Methods: ``cross_entropy`` (F.cross_entropy, the baseline), ``hierarchical``
 (hl_lightning.losses.hierarchical_nll summed over levels), ``paper`` (the published
 implementation's approach: a Python loop over groups with torch.cat and log(p + 1e-4)),
 and the rest of the family built by hl_lightning.losses.build_loss: ``hierarchical_cw``
-(the hierarchical loss with random per-level class weights), ``hxe`` (alpha=0.5),
+(the hierarchical loss with random per-level class weights), ``flat`` (FlatLoss),
+``hxe`` (alpha=0.5),
 ``soft_labels`` (beta=10) and ``tree_min`` (gamma=2, on N node logits instead of K).
 Time is the median of repeated runs, the methods timed in interleaved rounds; peak
 memory is measured once per method in a fresh process (on the CPU from the peak
@@ -16,15 +17,30 @@ counts).
 
     python scripts/bench_loss.py [--device cuda] [--repeats 15] [--threads N] [--methods hxe ...]
         [--json f]
+
+``--baseline REV`` compares this tree's losses with those of a git revision in the same run:
+REV is exported with ``git archive`` to a temporary folder, and each round runs one child
+process per tree (PYTHONPATH pointing at it; their order alternating from round to round)
+that times every method; the table gives the medians over ``--rounds`` rounds and the
+ratios new / baseline (``paper`` is left out: it is no code of the package). Leaf labels
+only: the path every batch without coarse labels takes.
+
+    python scripts/bench_loss.py --baseline main --rounds 7 --repeats 5 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,13 +50,15 @@ from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import TreeMinLoss, build_loss, hierarchical_nll
 
-SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-hierarchies"
+ROOT = Path(__file__).resolve().parents[1]
+SEED_DIR = ROOT.parent / "shared" / "seed-hierarchies"
 CASES = {"mapillary": (66, 3), "random1000": (1000, 6)}
 METHODS = (
     "cross_entropy",
     "hierarchical",
     "paper",
     "hierarchical_cw",
+    "flat",
     "hxe",
     "soft_labels",
     "tree_min",
@@ -123,6 +141,102 @@ def measure_memory(case: str, method: str, args: argparse.Namespace) -> int:
     return int(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
 
 
+def export_revision(revision: str, folder: Path) -> Path:
+    """Return ``folder`` holding the files of git ``revision`` of this repository."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def child_times(tree: Path, args: argparse.Namespace, methods: list[str]) -> dict[str, Any]:
+    """Return the times of one child process importing hl_lightning from ``tree``."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--time-in-child",
+        "--cases",
+        *args.cases,
+        "--methods",
+        *methods,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--size",
+        str(args.size),
+        "--repeats",
+        str(args.repeats),
+        *(["--threads", str(args.threads)] if args.threads else []),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.setdefault("OMP_NUM_THREADS", str(args.threads or 1))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def time_in_child(args: argparse.Namespace, device: torch.device) -> None:
+    """Print the median seconds of every case and method, and the package timed, as JSON."""
+    import hl_lightning
+
+    times = {}
+    for case in args.cases:
+        h = case_hierarchy(case)
+        steps = {m: make_step(m, h, args.batch, args.size, device) for m in args.methods}
+        times[case] = median_seconds_each(steps, args.repeats)
+    print(json.dumps({"package": hl_lightning.__file__, "times": times}))
+
+
+def compare_with_baseline(args: argparse.Namespace) -> None:
+    """Time this tree against git revision ``args.baseline`` in interleaved child processes."""
+    methods = [m for m in args.methods if m != "paper"]
+    samples: dict[tuple[str, str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"new": ROOT, "baseline": export_revision(args.baseline, Path(tmp))}
+        packages = {}
+        for round_ in range(args.rounds):
+            order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                result = child_times(trees[name], args, methods)
+                packages[name] = result["package"]
+                for case, times in result["times"].items():
+                    for method, seconds in times.items():
+                        samples.setdefault((name, case, method), []).append(seconds)
+    print(
+        f"fwd+bwd, B={args.batch}, {args.size}x{args.size}, device={args.device}, "
+        f"threads={args.threads or 'default'}; median of {args.rounds} interleaved rounds "
+        f"(each a median of {args.repeats}); baseline {args.baseline}"
+    )
+    for name, package in packages.items():
+        print(f"  {name}: {package}")
+    print(f"{'case':<11} {'method':<16} {'new ms':>9} {'base ms':>9} {'new/base':>9}")
+    rows = []
+    for case in args.cases:
+        for method in methods:
+            new = statistics.median(samples[("new", case, method)])
+            base = statistics.median(samples[("baseline", case, method)])
+            rows.append(
+                {
+                    "case": case,
+                    "method": method,
+                    "new_ms": new * 1e3,
+                    "baseline_ms": base * 1e3,
+                    "ratio": new / base,
+                }
+            )
+            print(
+                f"{case:<11} {method:<16} {new * 1e3:>9.2f} {base * 1e3:>9.2f} {new / base:>9.3f}"
+            )
+    result = {"baseline": args.baseline, "rounds": args.rounds, "rows": rows}
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -135,11 +249,20 @@ def main() -> None:
     parser.add_argument("--paper-max-leaves", type=int, default=100)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--memory-of", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", metavar="REV", help="compare with this git revision")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (--baseline)")
+    parser.add_argument("--time-in-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    if args.time_in_child:  # child process of --baseline: time every method once
+        time_in_child(args, device)
+        return
+    if args.baseline:
+        compare_with_baseline(args)
+        return
     if args.memory_of:  # child process: one step, print its peak memory
         case, method = args.memory_of
         make_step("cross_entropy", Hierarchy.flat(["a", "b"]), 1, 8, device)()  # lazy init

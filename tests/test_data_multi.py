@@ -145,12 +145,6 @@ def test_hl_train_fits_tests_and_reloads_on_two_fine_folders(tmp_path: Path) -> 
     assert (tmp_path / "run" / "predictions" / "epoch_000.png").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="the losses refuse coarse label ids, internal node ids, until they learn them "
-    "(issue 22, point 2): they call validate_inputs(coarse=False)",
-)
 def test_hl_train_fits_and_tests_on_a_fine_and_a_coarse_folder(tmp_path: Path) -> None:
     metrics = train(make_config(two_folders(tmp_path), tmp_path / "run"))
     for level in ("level0", "level1"):

@@ -41,9 +41,9 @@ def test_all_ignored_gives_zero_where_cross_entropy_gives_nan():
     assert loss.item() == 0.0 and not logits.grad.any()
 
 
-def test_without_ignore_index_every_label_must_be_a_leaf():
+def test_without_ignore_index_every_label_must_be_a_node_id():
     h = Hierarchy.from_dict(TOY)
     logits, target = torch.randn(1, 5, 2, 2), torch.randint(0, 5, (1, 2, 2))
     torch.testing.assert_close(FlatLoss(h, None)(logits, target), F.cross_entropy(logits, target))
-    with pytest.raises(ValueError, match=r"\[255\] outside \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"\[255\] outside \[0, 7\)"):
         FlatLoss(h, None)(logits, target.fill_(255))

@@ -399,7 +399,7 @@ def test_wrong_channel_count_names_both_numbers():
 def test_out_of_range_labels_are_listed():
     h = Hierarchy.from_dict(TOY)
     target = torch.tensor([[[0, 7], [-1, 255]]])
-    with pytest.raises(ValueError, match=r"label ids \[-1, 7\] outside \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"label ids \[-1, 7\] outside \[0, 7\)"):
         HierarchicalLoss(h)(torch.randn(1, 5, 2, 2), target)
     with pytest.raises(ValueError, match=r"\[-1, 7, 255\]"):
         hierarchical_nll(torch.randn(1, 5, 2, 2), target, h, ignore_index=None)

@@ -37,14 +37,15 @@ def inputs(loss: torch.nn.Module, h: Hierarchy) -> tuple[torch.Tensor, torch.Ten
 
 
 # ------------------------------------------------------------------ ignore_index
-@pytest.mark.parametrize("ignore_index", [0, 2, 4])
+@pytest.mark.parametrize("ignore_index", [0, 2, 4, 5, 6])
 @pytest.mark.parametrize("name", LOSS_NAMES)
-def test_an_ignore_index_that_is_a_class_id_is_refused_naming_the_leaf(name, ignore_index):
-    h = toy()
-    leaf = h.leaves[ignore_index]
+def test_an_ignore_index_that_is_a_node_id_is_refused_naming_the_node(name, ignore_index):
+    h = toy()  # leaves 0..4, internal nodes 5 and 6 (coarse labels)
+    node = h.node_names[ignore_index]
+    what = "leaf" if ignore_index < h.num_leaves else "internal node"
     match = (
-        rf"ignore_index={ignore_index} is the label id of leaf '{leaf}'; "
-        r"use a value outside 0\.\.4 \(e\.g\. 255\), or None"
+        rf"ignore_index={ignore_index} is the label id of {what} '{node}'; "
+        r"use a value outside the node ids 0\.\.6 \(e\.g\. 255\), or None"
     )
     with pytest.raises(ValueError, match=match):
         build_loss(name, h, ignore_index)
@@ -54,8 +55,8 @@ def test_an_ignore_index_that_is_a_class_id_is_refused_naming_the_leaf(name, ign
 def test_the_default_ignore_index_is_refused_where_255_is_a_class(name):
     h = Hierarchy.flat([f"c{i}" for i in range(300)])
     match = (
-        r"ignore_index=255 is the label id of leaf 'c255' \(with 300 classes the default 255 "
-        r"is a class\); use a value outside 0\.\.299 \(e\.g\. -1\), or None"
+        r"ignore_index=255 is the label id of leaf 'c255' \(with 300 node ids the default 255 "
+        r"is one\); use a value outside the node ids 0\.\.299 \(e\.g\. -1\), or None"
     )
     with pytest.raises(ValueError, match=match):
         build_loss(name, h)

@@ -129,11 +129,6 @@ def test_the_experiment_pairs_three_arms_of_equal_steps() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the coarse arm needs the losses to accept coarse label ids, internal node ids "
-    "(issue 22, point 2): they call validate_inputs(coarse=False)",
-)
 def test_the_dry_run_goes_through_sweep_compare_and_table(tmp_path: Path) -> None:
     """Tiny arms of equal steps, 2 seeds: 12 runs, hl-compare and the table (about 40 s)."""
     bin_dir = Path(sys.executable).parent

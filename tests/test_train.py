@@ -282,12 +282,6 @@ def test_the_readme_table_of_logged_keys_is_what_a_run_logs(
     assert documented_keys(("train", "val", "test"), LEVELS) == logged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="the losses refuse coarse label ids, internal node ids, until they learn them "
-    "(issue 22, point 2): they call validate_inputs(coarse=False)",
-)
 def test_train_on_the_synthetic_coarse_mode(tmp_path: Path, tiny_run: list[str]) -> None:
     """Half the training images labelled at the family level only: every level trains
     and is measured (validation and test stay fine)."""

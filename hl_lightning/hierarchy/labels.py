@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -113,9 +114,10 @@ def class_label_ids(hierarchy: Hierarchy, class_names: Sequence[str]) -> torch.T
     return torch.tensor([hierarchy.label_id(n) for n in names], dtype=torch.long)
 
 
-def check_ignore_index(hierarchy: Hierarchy, ignore_index: int, optional: bool = False) -> None:
-    """Raise a ValueError where ``ignore_index`` is a node id (a leaf's, or an internal
-    node's: a coarse label), naming the node; ``optional``: None is allowed too (said so).
+def check_ignore_index(hierarchy: Hierarchy, ignore_index: Any, optional: bool = False) -> None:
+    """Raise a ValueError where ``ignore_index`` is no int, or is a node id (a leaf's, or an
+    internal node's: a coarse label), naming the node; ``optional``: None is allowed too
+    (said so). The one check of the losses, the metrics and the data modules.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -126,13 +128,19 @@ def check_ignore_index(hierarchy: Hierarchy, ignore_index: int, optional: bool =
         ValueError: ignore_index=3 is the label id of internal node 'vehicle'; use a value \
 outside the node ids 0..3 (e.g. 255)
     """
+    if ignore_index is None and optional:
+        return
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        allowed = "an int or None" if optional else "an int"
+        raise ValueError(f"ignore_index must be {allowed}, got {ignore_index!r}")
     if 0 <= ignore_index < hierarchy.num_nodes:
         name = hierarchy.node_names[ignore_index]
         what = "leaf" if ignore_index < hierarchy.num_leaves else "internal node"
-        suggestion = 255 if hierarchy.num_nodes <= 255 else -1
+        n = hierarchy.num_nodes
+        default = f" (with {n} node ids the default 255 is one)" if ignore_index == 255 else ""
         raise ValueError(
-            f"ignore_index={ignore_index} is the label id of {what} {name!r}; use a value "
-            f"outside the node ids 0..{hierarchy.num_nodes - 1} (e.g. {suggestion})"
+            f"ignore_index={ignore_index} is the label id of {what} {name!r}{default}; use a "
+            f"value outside the node ids 0..{n - 1} (e.g. {255 if n <= 255 else -1})"
             + (", or None" if optional else "")
         )
 

@@ -1,9 +1,10 @@
 """The checks of the losses' options, in one place and with the metrics' wording.
 
 Every loss calls :func:`validate_loss_args` when it is built: the hierarchy, ``ignore_index``
-(an int that is no class id, or None), level weights and class weights (finite sequences of
-the right length that leave something to train) and the numeric options ``alpha``, ``beta``
-and ``gamma`` (finite numbers >= 0; a bool is no number). A bad option raises an
+(an int that is no node id, or None: the metrics' and data modules' check,
+:func:`hl_lightning.hierarchy.check_ignore_index`), level weights and class weights (finite
+sequences of the right length that leave something to train) and the numeric options
+``alpha``, ``beta`` and ``gamma`` (finite numbers >= 0; a bool is no number). A bad option raises an
 :class:`~hl_lightning.options.OptionError` (a ValueError) that names it. The functional
 losses check ``ignore_index`` and their numbers at each call.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.hierarchy import Hierarchy, check_ignore_index
 from hl_lightning.options import OptionError
 
 # Per level (coarse to fine): None (all 1), one weight per group in group_names(d) order,
@@ -54,7 +55,7 @@ def validate_loss_args(
     """
     check_hierarchy(hierarchy)
     with _naming("ignore_index"):
-        check_ignore_index(hierarchy, ignore_index)
+        check_ignore_index(hierarchy, ignore_index, optional=True)
     checked: dict[str, Any] = {}
     for name, value in options.items():
         with _naming(name):
@@ -102,26 +103,6 @@ def check_hierarchy(hierarchy: Any) -> None:
     """Raise a ValueError unless ``hierarchy`` is a :class:`Hierarchy`."""
     if not isinstance(hierarchy, Hierarchy):
         raise ValueError(f"hierarchy must be a Hierarchy, got {type(hierarchy).__name__}")
-
-
-def check_ignore_index(hierarchy: Hierarchy, ignore_index: Any) -> None:
-    """Raise a ValueError unless ``ignore_index`` is None or an int that is no class id.
-
-    A class id is refused naming its class, and a value outside the ids is suggested;
-    with more than 255 classes the message says that the default 255 is one of them.
-    """
-    if ignore_index is None:
-        return
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
-    k = hierarchy.num_leaves
-    if 0 <= ignore_index < k:
-        default = f" (with {k} classes the default 255 is a class)" if ignore_index == 255 else ""
-        raise ValueError(
-            f"ignore_index={ignore_index} is the label id of leaf "
-            f"{hierarchy.leaves[ignore_index]!r}{default}; use a value outside 0..{k - 1} "
-            f"(e.g. {255 if k <= 255 else -1}), or None"
-        )
 
 
 def check_number(name: str, value: Any) -> float:

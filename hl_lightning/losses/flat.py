@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import ClassWeights, validate_loss_args
-from hl_lightning.tables import validate_inputs
+from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["FlatLoss"]
 
@@ -28,9 +28,14 @@ class FlatLoss(nn.Module):
         >>> logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
         >>> torch.allclose(FlatLoss(h)(logits, target), F.cross_entropy(logits, target))
         True
+        >>> vehicle = torch.tensor([[3]])  # coarse: car or truck
+        >>> z = torch.tensor([[[0.0], [1.0], [1.0]]])
+        >>> FlatLoss(h)(z, vehicle), -z.softmax(1)[0, 1:].sum().log()
+        (tensor(0.1688), tensor(0.1688))
     """
 
     leaf_weights: Tensor | None
+    node_weights: Tensor | None
 
     def __init__(
         self,
@@ -47,6 +52,13 @@ class FlatLoss(nn.Module):
         self.register_buffer(
             "leaf_weights", None if weights is None else weights[-1], persistent=False
         )
+        # every label id's weight: a leaf's at the finest level, a node's at its own level
+        node_weights = None
+        if weights is not None:
+            tables = LevelTables.of(hierarchy, torch.device("cpu"))
+            own_level = (tables.node_matrix >= 0).sum(0) - 1
+            node_weights = weights[own_level, tables.node_leaves]
+        self.register_buffer("node_weights", node_weights, persistent=False)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return the mean cross-entropy, a scalar, of logits (B, K, *S) and target (B, *S)."""
@@ -55,8 +67,10 @@ class FlatLoss(nn.Module):
             z, target = flatten(logits, target)
             ignore = -100 if self.ignore_index is None else self.ignore_index
             weights = None if self.leaf_weights is None else self.leaf_weights.float()
-            nll = F.cross_entropy(z, target, weight=weights, ignore_index=ignore, reduction="none")
             valid, leaf = valid_leaf(target, self.ignore_index)
+            if leaf.numel() and leaf.amax() >= self.hierarchy.num_leaves:  # coarse labels
+                return self._with_coarse_labels(z, target, valid, leaf, ignore)
+            nll = F.cross_entropy(z, target, weight=weights, ignore_index=ignore, reduction="none")
             if weights is None:
                 count = valid.sum().clamp_min(1)
             else:
@@ -64,6 +78,34 @@ class FlatLoss(nn.Module):
                 count = torch.where(weight > 0, weight, 1.0)
             # divided before the sum: a mean up to the fp32 maximum does not overflow on the way
             return (nll / count).sum()
+
+    def _with_coarse_labels(
+        self, z: Tensor, target: Tensor, valid: Tensor, label: Tensor, ignore: int
+    ) -> Tensor:
+        """Return the loss of fp32 logits (B, K, S) whose label ids (B, S; 0 where ignored)
+        include internal nodes: their marginal NLLs take the place of cross-entropy's."""
+        tables = LevelTables.of(self.hierarchy, z.device)
+        coarse = label >= self.hierarchy.num_leaves
+        weights = None if self.node_weights is None else self.node_weights.float()
+        leaf_weights = None if weights is None else weights[: self.hierarchy.num_leaves]
+        nll = F.cross_entropy(
+            z,
+            target.masked_fill(coarse, ignore),
+            weight=leaf_weights,
+            ignore_index=ignore,
+            reduction="none",
+        )
+        rows, nodes = z.movedim(1, -1)[coarse], label[coarse]  # (n, K), (n,)
+        under = rows.masked_fill(~tables.node_members[nodes], float("-inf"))
+        marginal = torch.logsumexp(rows, dim=1) - torch.logsumexp(under, dim=1)
+        if weights is None:
+            count = valid.sum().clamp_min(1)
+        else:
+            marginal = marginal * weights[nodes]
+            weight = torch.where(valid, weights[label], 0.0).sum()
+            count = torch.where(weight > 0, weight, 1.0)
+        nll = nll.masked_scatter(coarse, marginal)
+        return (nll / count).sum()
 
     def extra_repr(self) -> str:
         return f"{self.hierarchy!r}, ignore_index={self.ignore_index}"

@@ -17,6 +17,14 @@ gradient is computed in closed form,
 probability is below ``1e-25`` (where fp32 sums of probabilities lose precision) are
 recomputed exactly in the log domain, in float64, so the result is exact and finite
 for any finite logits. Class weights only change each pixel's factor in both passes.
+
+Coarse labels: a target may be an internal node's id (:attr:`Hierarchy.node_names`). Such
+a pixel is labelled at the node's level and the coarser ones, and at none below: level
+``d``'s loss is the mean over the pixels labelled at ``d`` (class-weighted by their group
+there), as ``ignore_index`` works, per level. It is computed on the same path with a leaf
+under the node standing in for it (it shares the node's groups where the node is known)
+and a per-level mask; a batch without coarse labels (one ``amax`` of the labels tells) takes
+the leaf path unchanged.
 """
 
 from __future__ import annotations
@@ -38,7 +46,13 @@ from hl_lightning.losses._tree_sums import (
 )
 from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["ClassWeights", "HierarchicalLoss", "class_weight_table", "hierarchical_nll"]
+__all__ = [
+    "ClassWeights",
+    "HierarchicalLoss",
+    "class_weight_table",
+    "hierarchical_nll",
+    "level_nlls",
+]
 
 _TINY = 1e-25  # below this, fp32 sums of probabilities are replaced by exact log-domain values
 _EXACT_CHUNK = 8192  # rows per chunk on the exact path, to bound its memory
@@ -58,9 +72,10 @@ def hierarchical_nll(
     """Return the per-level losses (D,), coarse to fine, each multiplied by its weight.
 
     ``logits`` (B, K, *spatial) float of any dtype (computed in fp32, also under autocast),
-    ``target`` (B, *spatial) integer leaf label ids. Level ``d``'s loss is the mean over
-    non-ignored pixels of ``-log P(group of the target at level d)``; 0 when every pixel
-    is ignored. The flat hierarchy gives exactly cross-entropy. With ``class_weights``
+    ``target`` (B, *spatial) integer label ids: leaf ids, or internal node ids (coarse
+    labels, known at the node's level and above). Level ``d``'s loss is the mean over the
+    pixels labelled at level ``d`` of ``-log P(group of the target at level d)``; 0 when
+    there is none. The flat hierarchy gives exactly cross-entropy. With ``class_weights``
     (see :func:`class_weight_table`, or the (D, K) table it returns) the mean is weighted
     by the class weight of each pixel's target group, as ``F.cross_entropy``'s ``weight``
     (0 when the weights of all pixels sum to 0).
@@ -70,6 +85,8 @@ def hierarchical_nll(
         >>> logits = torch.tensor([[[2.0], [1.0], [1.0]]])  # (B=1, K=3, 1 pixel)
         >>> hierarchical_nll(logits, torch.tensor([[1]]), h)  # level0: vehicle, level1: car
         tensor([0.8583, 1.5514])
+        >>> hierarchical_nll(logits, torch.tensor([[3]]), h)  # coarse: vehicle, nothing below
+        tensor([0.8583, 0.0000])
     """
     validate_loss_args(hierarchy, ignore_index)
     validate_inputs(logits, target, hierarchy, ignore_index)
@@ -84,9 +101,7 @@ def hierarchical_nll(
             )
         class_weights = class_weights.to(device=logits.device, dtype=torch.float32)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        levels = _HierarchicalNLL.apply(
-            *flatten(logits, target), tables, ignore_index, class_weights
-        )
+        levels, _ = level_nlls(*flatten(logits, target), tables, ignore_index, class_weights)
         if level_weights is not None:
             weights = torch.as_tensor(level_weights, dtype=levels.dtype, device=levels.device)
             if weights.shape != levels.shape:
@@ -95,6 +110,70 @@ def hierarchical_nll(
                 )
             levels = levels * weights
     return levels
+
+
+def level_nlls(
+    logits: Tensor,
+    target: Tensor,
+    tables: LevelTables,
+    ignore_index: int | None,
+    class_weights: Tensor | None = None,
+    coarse_weights: Tensor | None = None,
+) -> tuple[Tensor, bool]:
+    """Return the per-level losses (D,) of fp32 logits (B, K, S) and label ids (B, S), and
+    whether the batch has coarse labels (internal node ids).
+
+    Without coarse labels: the per-level means of :func:`hierarchical_nll` (class-weighted
+    with a (D, K) ``class_weights`` table). With them, a pixel counts at the levels where
+    its label is known (its node's level and the coarser ones): level ``d``'s mean is over
+    those pixels (class-weighted by the node's group there); or, given ``coarse_weights``
+    (D, N), a weight for every label id at every level (0 below a node's level), each
+    level's loss is ``sum_i coarse_weights[d, label_i] * nll_{i,d} / n`` with ``n`` the
+    number of non-ignored pixels (a weighted sum of per-pixel losses, as HXE's).
+    """
+    valid = None if ignore_index is None else target != ignore_index
+    label = target if valid is None else target.masked_fill(~valid, 0)
+    if label.numel() and label.amax() >= tables.num_leaves:  # coarse labels: rare, looked up
+        known = target_groups(tables.node_matrix, label) >= 0  # (D, B, S)
+        if valid is not None:
+            known &= valid
+        return _coarse_level_nlls(logits, label, known, tables, class_weights, coarse_weights), True
+    if class_weights is None:  # every valid pixel weighs 1
+        pixel_weights = None
+        count = logits.new_tensor(label.numel()) if valid is None else valid.sum()
+        count = count.clamp_min(1)
+    else:  # (D, B, S): the class weight of the target's group at every level
+        pixel_weights = class_weights[:, label]
+        if valid is not None:
+            pixel_weights *= valid
+        level_totals = pixel_weights.sum(dim=(1, 2))
+        count = torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)  # (D, 1, 1)
+    return _HierarchicalNLL.apply(logits, label, valid, pixel_weights, count, tables), False
+
+
+def _coarse_level_nlls(
+    logits: Tensor,
+    label: Tensor,
+    known: Tensor,
+    tables: LevelTables,
+    class_weights: Tensor | None,
+    coarse_weights: Tensor | None,
+) -> Tensor:
+    """Return :func:`level_nlls`'s per-level losses for node ids ``label`` (B, S), 0 where
+    ignored, with ``known`` (D, B, S) the levels at which each pixel is labelled."""
+    leaf = tables.node_leaves[label]  # a stand-in leaf: the node's groups at its levels
+    pixel_weights: Tensor | None
+    if coarse_weights is not None:  # a weighted sum of per-pixel losses, over every pixel
+        pixel_weights = coarse_weights[:, label] * known
+        count = known[0].sum().clamp_min(1)  # every label is known at level 0
+    elif class_weights is None:  # level d: the mean over the pixels known at d
+        pixel_weights = None
+        count = known.sum(dim=(1, 2)).clamp_min(1).view(-1, 1, 1)
+    else:  # level d: the class-weighted mean over the pixels known at d
+        pixel_weights = class_weights[:, leaf] * known
+        level_totals = pixel_weights.sum(dim=(1, 2))
+        count = torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)
+    return _HierarchicalNLL.apply(logits, leaf, known, pixel_weights, count, tables)
 
 
 class HierarchicalLoss(nn.Module):
@@ -150,69 +229,68 @@ class HierarchicalLoss(nn.Module):
 
 
 class _HierarchicalNLL(torch.autograd.Function):
-    """Per-level mean NLL (D,) of fp32 logits (B, K, S) and targets (B, S).
+    """Per-level NLLs (D,) of fp32 logits (B, K, S) and target leaves (B, S), each level's
+    pixel NLLs divided by ``count`` (a scalar or (D, 1, 1)) and summed.
 
-    With a class weight table (D, K), each level's mean is weighted by the class weight of
-    each pixel's target group; without it (None), every valid pixel weighs 1.
+    ``known`` says where a pixel counts: None (everywhere), (B, S) (the non-ignored pixels,
+    at every level) or (D, B, S) (per level: coarse labels, whose ``leaf`` is a stand-in
+    sharing the node's groups where it is known). ``pixel_weights`` (D, B, S), 0 where a
+    pixel does not count, multiply each pixel's NLL (class weights); None: 1 where it counts.
     """
 
     @staticmethod
     def forward(
         ctx: Any,
         logits: Tensor,
-        target: Tensor,
+        leaf: Tensor,
+        known: Tensor | None,
+        pixel_weights: Tensor | None,
+        count: Tensor,
         tables: LevelTables,
-        ignore_index: int | None,
-        class_weights: Tensor | None,
     ) -> Tensor:
-        valid = None if ignore_index is None else target != ignore_index
-        leaf = target if valid is None else target.masked_fill(~valid, 0)
         groups = target_groups(tables.level_matrix, leaf)
         exps, group_sums, total = _exp_group_sums(logits, leaf, groups, tables)
         group_probs = group_sums / total  # (D, B, S): P(the target's group) at every level
         nll = group_probs.log().neg_()
-        bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
-        if valid is not None:
-            bad &= valid
+        if known is None or known.dim() == 2:
+            bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
+            if known is not None:
+                bad &= known
+        else:  # the smallest probability a pixel uses: at the finest level it is known
+            bad = torch.where(known, group_probs, 1.0).amin(0) < _TINY
         rows = logits.new_empty(0, logits.shape[1], dtype=torch.float64)
         if bad.any():  # rare: looked up only then
             rows = logits.movedim(1, -1)[bad].double()  # (n, K)
             nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
-        if valid is not None:
-            nll.masked_fill_(~valid, 0.0)
+        if known is not None:
+            nll.masked_fill_(~known, 0.0)
         # Each pixel's share of the mean is taken before the sum: a mean of NLLs up to the
         # fp32 maximum does not overflow on the way (a sum of them would).
-        if class_weights is None:  # every valid pixel weighs 1
-            pixel_weights = None
-            count = logits.new_tensor(leaf.numel()) if valid is None else valid.sum()
-            count = count.clamp_min(1)
+        if pixel_weights is None:
             nll /= count
-        else:  # (D, B, S): the class weight of the target's group at every level
-            pixel_weights = class_weights[:, leaf]
-            if valid is not None:
-                pixel_weights *= valid
-            level_totals = pixel_weights.sum(dim=(1, 2))
-            count = torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)  # (D, 1, 1)
+        else:
             nll *= pixel_weights / count
         ctx.tables = tables
         ctx.save_for_backward(
-            exps, leaf, groups, group_sums, total, valid, bad, rows, count, pixel_weights
+            exps, leaf, groups, group_sums, total, known, bad, rows, count, pixel_weights
         )
         return nll.sum(dim=(1, 2))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_levels: Tensor):
-        exps, leaf, groups, group_sums, total, valid, bad, rows, count, pixel_weights = (
+        exps, leaf, groups, group_sums, total, known, bad, rows, count, pixel_weights = (
             ctx.saved_tensors
         )
         tables: LevelTables = ctx.tables
         depth = tables.num_levels
         level_grads = grad_levels.float().view(depth, 1, 1) / count  # (D, 1, 1)
+        per_level = known is not None and known.dim() == 3
         # With e = exp(z - c), E_d the target's group sum at level d and T the sum of all e:
         # dL/dz_k = e_k * (sum_d w_d / T - sum_{d: k in S_d} w_d / E_d). The leaf level's
         # term is w_{D-1} at the target alone, since E_{D-1} = e_target.
-        if pixel_weights is None and not rows.numel():  # w_d: the level's gradient, or 0
+        if pixel_weights is None and not rows.numel() and not per_level:
+            valid = known  # w_d: the level's gradient, or 0 where ignored
             top = torch.div(level_grads.sum(), total)  # (B, S)
             sums = group_sums[:-1]  # > 0 but at ignored pixels, whose stand-in leaf may have 0
             if valid is not None:
@@ -225,7 +303,7 @@ class _HierarchicalNLL(torch.autograd.Function):
                 leaf_term = leaf_term * valid
         else:
             if pixel_weights is None:
-                scale = ~bad if valid is None else valid & ~bad  # (B, S): fast-path pixels
+                scale = ~bad if known is None else known & ~bad  # fast-path pixels, levels
                 weights = level_grads * scale  # (D, B, S)
             else:
                 weights = level_grads * pixel_weights.masked_fill(bad, 0.0)  # (D, B, S)
@@ -241,9 +319,11 @@ class _HierarchicalNLL(torch.autograd.Function):
             row_weights = level_grads.view(depth, 1)  # (D, 1), or per row (D, n)
             if pixel_weights is not None:
                 row_weights = row_weights * pixel_weights[:, bad]
+            elif per_level:
+                row_weights = row_weights * known[:, bad]
             exact = _exact_grad(rows, groups[:, bad], tables.level_matrix, row_weights)
             grad.movedim(1, -1)[bad] = exact.to(grad.dtype)
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def _exp_group_sums(

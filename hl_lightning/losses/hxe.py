@@ -28,6 +28,13 @@ paper's hierarchical loss with level weights ``lambda_d - lambda_{d+1}`` (``lamb
 ``nll_d = -log P(v_d)``. It is computed like that, on the fast exact path of
 :func:`~hl_lightning.losses.hierarchical.hierarchical_nll`: for ``alpha >= 0`` every
 coefficient is non-negative, so the sum has no cancellation.
+
+Coarse labels: a pixel labelled with an internal node ``v_l`` (at level ``l``) has the
+chain from the root to the node, ``sum_{d=0..l} lambda_d * -log(P(v_d) / P(v_{d-1}))``,
+and no term below. That is ``sum_{d<l} (lambda_d - lambda_{d+1}) nll_d + lambda_l nll_l``:
+per pixel, a level weighting that depends on the label (:func:`hxe_label_weights`). The
+loss stays the mean over non-ignored pixels of the per-pixel HXE, computed as the
+weighted sum of :func:`~hl_lightning.losses.hierarchical.level_nlls`.
 """
 
 from __future__ import annotations
@@ -38,10 +45,12 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.losses._common import flatten
 from hl_lightning.losses._options import check_number, validate_loss_args
-from hl_lightning.losses.hierarchical import hierarchical_nll
+from hl_lightning.losses.hierarchical import level_nlls
+from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["HXELoss", "hxe_edge_weights", "hxe_level_weights"]
+__all__ = ["HXELoss", "hxe_edge_weights", "hxe_label_weights", "hxe_level_weights"]
 
 
 def hxe_edge_weights(num_levels: int, alpha: float) -> Tensor:
@@ -69,6 +78,25 @@ def hxe_level_weights(num_levels: int, alpha: float) -> Tensor:
     return edges - torch.cat([edges[1:], edges.new_zeros(1)])
 
 
+def hxe_label_weights(hierarchy: Hierarchy, alpha: float) -> Tensor:
+    """Return the weight (D, N) of every label id's NLL at every level in its HXE.
+
+    A leaf's column is :func:`hxe_level_weights`; an internal node's at level ``l``:
+    ``lambda_d - lambda_{d+1}`` above ``l``, ``lambda_l`` at ``l`` and 0 below.
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> hxe_label_weights(h, math.log(2)).tolist()  # sky, car, truck, vehicle
+        [[0.5, 0.5, 0.5, 1.0], [0.5, 0.5, 0.5, 0.0]]
+    """
+    depth = hierarchy.num_levels
+    edges, levels = hxe_edge_weights(depth, alpha), hxe_level_weights(depth, alpha)
+    own_level = (hierarchy.node_level_matrix() >= 0).sum(0) - 1  # (N,)
+    rows = torch.arange(depth).unsqueeze(1)  # (D, 1)
+    weights = torch.where(rows < own_level, levels.unsqueeze(1), 0.0)
+    return torch.where(rows == own_level, edges[own_level], weights)
+
+
 class HXELoss(nn.Module):
     """Hierarchical cross-entropy: the ``alpha``-discounted sum of the path's conditional NLLs.
 
@@ -89,6 +117,9 @@ class HXELoss(nn.Module):
 
     edge_weights: Tensor
     nll_weights: Tensor
+    label_weights: Tensor
+    known_levels: Tensor
+    known_below: Tensor
 
     def __init__(
         self, hierarchy: Hierarchy, ignore_index: int | None = 255, alpha: float = 0.5
@@ -101,6 +132,26 @@ class HXELoss(nn.Module):
         depth = hierarchy.num_levels
         self.register_buffer("edge_weights", hxe_edge_weights(depth, alpha), persistent=False)
         self.register_buffer("nll_weights", hxe_level_weights(depth, alpha), persistent=False)
+        # for coarse labels: the weights (D, N) of each label's level NLLs in its HXE, and
+        # whether a label is known at level d (D, N) and at level d + 1 (D, N)
+        known = (hierarchy.node_level_matrix() >= 0).float()
+        below = torch.cat([known[1:], known.new_zeros(1, known.shape[1])])
+        self.register_buffer("label_weights", hxe_label_weights(hierarchy, alpha), persistent=False)
+        self.register_buffer("known_levels", known, persistent=False)
+        self.register_buffer("known_below", below, persistent=False)
+
+    def _level_nlls(self, logits: Tensor, target: Tensor, weights: Tensor) -> tuple[Tensor, bool]:
+        """Return :func:`level_nlls` of a batch: the level means, or with coarse labels
+        (then True) the level sums of ``weights[d, label] * nll`` over the pixel count."""
+        validate_inputs(logits, target, self.hierarchy, self.ignore_index)
+        tables = LevelTables.of(self.hierarchy, logits.device)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return level_nlls(
+                *flatten(logits, target),
+                tables,
+                self.ignore_index,
+                coarse_weights=weights.float(),
+            )
 
     def level_losses(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return the weighted edge terms (D,): ``lambda_d * mean -log P(v_d | v_{d-1})``.
@@ -108,12 +159,17 @@ class HXELoss(nn.Module):
         They sum to the loss. Each is a difference of level NLLs, exact to the fp32
         rounding of those NLLs (absolute), not relative to a small edge term.
         """
-        nll = hierarchical_nll(logits, target, self.hierarchy, self.ignore_index)
+        nll, coarse = self._level_nlls(logits, target, self.known_levels)
+        if coarse:  # level d: the mean over all pixels of nll_d - nll_{d-1} where d is known
+            above = self._level_nlls(logits, target, self.known_below)[0]
+            return self.edge_weights.float() * (nll - torch.cat([nll.new_zeros(1), above[:-1]]))
         return self.edge_weights.float() * torch.diff(nll, prepend=nll.new_zeros(1))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return HXE, a scalar, of leaf logits (B, K, *S) and target (B, *S)."""
-        nll = hierarchical_nll(logits, target, self.hierarchy, self.ignore_index)
+        nll, coarse = self._level_nlls(logits, target, self.label_weights)
+        if coarse:  # already weighted per pixel
+            return nll.sum()
         return (nll * self.nll_weights.float()).sum()
 
     def extra_repr(self) -> str:

@@ -18,6 +18,19 @@ group at each level (aggregated bottom-up like the hierarchical loss). Logits ar
 by their maximum first, so every term of the loss is non-negative: no cancellation. The
 gradient, ``softmax(z) - y(. | C)``, is computed in closed form in place of the
 exponentials, its soft target built top-down from the same level terms.
+
+Coarse labels: a pixel labelled with an internal node ``n`` at level ``l`` says nothing
+below ``l``, so its soft target lives on the groups of level ``l`` (the tree cut at the
+node's level, where the node is one of the groups)::
+
+    loss(z, n) = -sum_g y_l(g | n) log P(g),   y_l(g | n) ∝ exp(-beta * d_l(g, n) / d_max),
+
+``P(g)`` the sum of the leaf probabilities under group ``g``, ``d_l(g, n)`` the number of
+levels ``0..l`` at which ``g`` and ``n`` lie in different groups (the height of their lowest
+common ancestor above level ``l``) and ``d_max`` the tree's, as for leaves. For a leaf
+(``l = D - 1``) it is the leaf's soft-label loss; within a group nothing is asserted (the
+gradient there follows the group's own probabilities). These pixels are averaged together
+with the leaf pixels, computed with autograd on their rows (few, in a coarse batch).
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ from hl_lightning.losses._tree_sums import (
 )
 from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["SoftLabelsLoss", "soft_label_matrix"]
+__all__ = ["SoftLabelsLoss", "group_soft_labels", "soft_label_matrix"]
 
 
 def soft_label_matrix(hierarchy: Hierarchy, beta: float) -> Tensor:
@@ -55,6 +68,33 @@ def soft_label_matrix(hierarchy: Hierarchy, beta: float) -> Tensor:
     beta = check_number("beta", beta)
     distance = hierarchy.leaf_distance().double()
     scores = torch.exp(-beta * distance / distance.max())
+    return scores / scores.sum(dim=1, keepdim=True)
+
+
+def group_soft_labels(hierarchy: Hierarchy, beta: float, level: int) -> Tensor:
+    """Return the soft targets (N, G) in float64 on the groups of ``level`` of every label id:
+    ``y_l(g | n) ∝ exp(-beta * d_l(g, n) / d_max)``, ``d_l`` the number of levels ``0..level``
+    at which ``g`` and ``n`` lie in different groups (a label's rows are meant for labels
+    known at ``level``: there ``d_max`` is the tree's leaf distance maximum).
+
+    Example:
+        >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+        >>> import math
+        >>> y = group_soft_labels(h, math.log(4) * 2, 0)  # groups sky, vehicle; d_max = 2
+        >>> (y[3] * 5).tolist()  # vehicle: sky at distance 1, vehicle 0
+        [1.0, 4.0]
+        >>> torch.allclose(group_soft_labels(h, 3.0, 1)[:3], soft_label_matrix(h, 3.0))
+        True
+    """
+    beta = check_number("beta", beta)
+    d_max = hierarchy.leaf_distance().double().max()
+    nodes = hierarchy.node_level_matrix()[: level + 1]  # (l+1, N)
+    matrix = hierarchy.level_matrix()
+    a_leaf = torch.zeros(hierarchy.num_groups(level), dtype=torch.long)
+    a_leaf[matrix[level]] = torch.arange(hierarchy.num_leaves)  # a leaf of every group
+    groups = matrix[: level + 1, a_leaf]  # (l+1, G): every group's ancestors
+    distance = (nodes.unsqueeze(2) != groups.unsqueeze(1)).sum(0).double()  # (N, G)
+    scores = torch.exp(-beta * distance / d_max)
     return scores / scores.sum(dim=1, keepdim=True)
 
 
@@ -102,9 +142,51 @@ class SoftLabelsLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             z, target = flatten(logits, target)
             valid, leaf = valid_leaf(target, self.ignore_index)
+            count = valid.sum().clamp_min(1)
+            if leaf.numel() and leaf.amax() >= self.hierarchy.num_leaves:  # coarse labels
+                return self._with_coarse_labels(z, valid, leaf, count, tables)
             return _SoftLabelsCE.apply(
-                z, leaf, valid, tables, self.level_coefficients.float(), self.normalisers.float()
+                z,
+                leaf,
+                valid,
+                count,
+                tables,
+                self.level_coefficients.float(),
+                self.normalisers.float(),
             )
+
+    def _with_coarse_labels(
+        self, z: Tensor, valid: Tensor, label: Tensor, count: Tensor, tables: LevelTables
+    ) -> Tensor:
+        """Return the loss of fp32 logits (B, K, S) whose label ids (B, S; 0 where ignored)
+        include internal nodes: the leaf pixels' mean plus the coarse pixels' losses on the
+        groups of their node's level, over the same count of pixels."""
+        coarse = label >= self.hierarchy.num_leaves
+        loss = _SoftLabelsCE.apply(
+            z,
+            label.masked_fill(coarse, 0),
+            valid & ~coarse,
+            count,
+            tables,
+            self.level_coefficients.float(),
+            self.normalisers.float(),
+        )
+        rows, nodes = z.movedim(1, -1)[coarse], label[coarse]  # (n, K), (n,)
+        own_level = (tables.node_matrix[:, nodes] >= 0).sum(0) - 1
+        partition = torch.logsumexp(rows, dim=1)  # (n,)
+        for level in own_level.unique().tolist():
+            at = own_level == level
+            part, index = rows[at], tables.level_matrix[level].expand(int(at.sum()), -1)
+            # log of each group's sum of exp(z), shifted by the group's maximum: exact
+            shift = torch.full_like(part[:, : tables.sizes[level]], float("-inf"))
+            shift = shift.scatter_reduce(1, index, part.detach(), "amax")
+            sums = torch.zeros_like(shift).scatter_add(
+                1, index, (part - shift.gather(1, index)).exp()
+            )
+            log_sums = sums.log() + shift
+            soft = group_soft_labels(self.hierarchy, self.beta, level).to(z)[nodes[at]]
+            loss = loss + ((partition[at] - (soft * log_sums).sum(1)) / count).sum()
+        return loss
 
     def extra_repr(self) -> str:
         return f"{self.hierarchy!r}, ignore_index={self.ignore_index}, beta={self.beta}"
@@ -113,7 +195,8 @@ class SoftLabelsLoss(nn.Module):
 class _SoftLabelsCE(torch.autograd.Function):
     """Mean over valid pixels of ``-sum_A y(A|C) log softmax(z)_A``, fp32 logits (B, K, S).
 
-    ``leaf`` (B, S) targets (0 where ignored), ``valid`` (B, S); ``coefficients`` (D+1,)
+    ``leaf`` (B, S) targets (0 where ignored), ``valid`` (B, S), ``count`` the number of
+    pixels the mean is over (the valid ones, or more: coarse pixels); ``coefficients`` (D+1,)
     the level terms ``a_j`` and ``normalisers`` (K,) the sums ``N_C`` of SoftLabelsLoss:
     ``y(A|C) = (a_0 + sum_{d: A in S_d(C)} a_{d+1}) / N_C``.
     """
@@ -124,6 +207,7 @@ class _SoftLabelsCE(torch.autograd.Function):
         logits: Tensor,
         leaf: Tensor,
         valid: Tensor,
+        count: Tensor,
         tables: LevelTables,
         coefficients: Tensor,
         normalisers: Tensor,
@@ -140,7 +224,6 @@ class _SoftLabelsCE(torch.autograd.Function):
         exps = exp_of_shifted_(shifted)
         partition = exps.sum(dim=1)  # (B, S), in [1, K]: its log is the logsumexp
         normaliser = normalisers[leaf]
-        count = valid.sum().clamp_min(1)
         # each pixel's share of the mean before the sum: no overflow on the way
         pixel_loss = torch.where(valid, partition.log() - dot / normaliser, 0.0)
         loss = (pixel_loss / count).sum().float()
@@ -165,4 +248,4 @@ class _SoftLabelsCE(torch.autograd.Function):
         for block, factors in leaf_factors(grad, top, coeffs, groups, tables):
             block.values(grad).add_(factors)
             add_at_target(grad, block, leaf, leaf_term)
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None, None, None

@@ -99,7 +99,7 @@ class TemperatureScaling:
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Add one batch: logits (B, K, *S) float, target (B, *S) label ids."""
-        validate_inputs(logits, target, self.hierarchy, self.ignore_index, coarse=True)
+        validate_inputs(logits, target, self.hierarchy, self.ignore_index)
         if not torch.isfinite(logits).all():
             count = int((~torch.isfinite(logits)).sum())
             raise ValueError(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Literal, get_args
 
 from hl_lightning.decode import check_method, check_threshold, check_thresholds
-from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.hierarchy import Hierarchy, check_ignore_index
 
 __all__ = ["AVERAGES", "NORMS", "Average", "Norm"]
 
@@ -49,18 +49,7 @@ def _validate_args(
     """
     if not isinstance(hierarchy, Hierarchy):
         raise ValueError(f"hierarchy must be a Hierarchy, got {type(hierarchy).__name__}")
-    if ignore_index is not None:
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
-        if 0 <= ignore_index < hierarchy.num_nodes:
-            name = hierarchy.node_names[ignore_index]
-            what = "leaf" if ignore_index < hierarchy.num_leaves else "internal node"
-            suggestion = 255 if hierarchy.num_nodes <= 255 else -1
-            raise ValueError(
-                f"ignore_index={ignore_index} is the label id of {what} {name!r}; use a "
-                f"value outside the node ids 0..{hierarchy.num_nodes - 1} "
-                f"(e.g. {suggestion}), or None"
-            )
+    check_ignore_index(hierarchy, ignore_index, optional=True)
     if decode is not None:
         check_method(decode)
     if average is not None and average not in AVERAGES:

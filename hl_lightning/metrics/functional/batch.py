@@ -104,7 +104,7 @@ def _prepare_batch(
             ...
         ValueError: f: the logits have 6 non-finite values (NaN or inf) out of 6; they cannot be ...
     """
-    validate_inputs(logits, target, hierarchy, ignore_index, validate_args, coarse=True)
+    validate_inputs(logits, target, hierarchy, ignore_index, validate_args)
     if target.numel() == 0:
         return None
     outputs = level_outputs(logits, tables, method, leaf, marginal)
