@@ -82,8 +82,9 @@ def autograd_levels(
 ) -> torch.Tensor:
     """The same definition through torch's own max and min in float64, level by level: the
     max up the tree by ``scatter_reduce("amax")`` (its gradient shares a tied maximum
-    evenly), the min down the path by ``cummin`` (a tied minimum goes to the deeper node)."""
-    names, depths, ancestors, _ = tree_of(h)
+    evenly), the min down the path by ``cummin`` (a tied minimum goes to the deeper node).
+    Targets of any node ids, no ignored pixel; a coarse label counts down to its node."""
+    names, depths, ancestors, descendants = tree_of(h)
     levels = [[i for i in range(len(names)) if depths[i] == d] for d in range(h.num_levels)]
     x = logits.double().flatten(2)
     down = [x[:, levels[-1]]]  # max over each node and its descendants, coarse to fine
@@ -93,8 +94,10 @@ def autograd_levels(
         ]
         index = torch.tensor(parent).view(1, -1, 1).expand_as(down[0])
         down.insert(0, x[:, levels[d]].scatter_reduce(1, index, down[0], "amax", include_self=True))
-    leaf_node = [names.index(name) for name in h.leaves]
-    path = [sorted(ancestors[n], key=depths.__getitem__) for n in leaf_node]
+    label_node = [names.index(name) for name in h.node_names]
+    path = [sorted(ancestors[n], key=depths.__getitem__) for n in label_node]
+    last = [h.num_levels - 1 if len(descendants[n]) == 1 else depths[n] for n in label_node]
+    known_to = torch.tensor(last)[target.flatten(1)]  # (B, S): the finest level known
     channels = torch.tensor([[p[min(d, len(p) - 1)] for p in path] for d in range(h.num_levels)])
     up = torch.cummin(x.gather(1, channels[:, target.flatten(1)].transpose(0, 1)), dim=1).values
     totals = []
@@ -106,7 +109,8 @@ def autograd_levels(
         ].squeeze(0)  # (B, S): the path's node at depth d, -1 below a shallow leaf
         mask = torch.arange(len(level)).view(1, -1, 1) == on.unsqueeze(1)
         pixel = torch.where(mask, 0.0, neg).sum(1) + torch.where(on >= 0, pos, 0.0)
-        totals.append((pixel / len(level)).mean())
+        known = d <= known_to
+        totals.append(torch.where(known, pixel / len(level), 0.0).sum() / known.sum().clamp_min(1))
     return torch.stack(totals)
 
 

@@ -11,9 +11,16 @@ import dataclasses
 
 import pytest
 import torch
+from _reference import assert_gradient_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_loss_tree_min import TOY, assert_matches_reference, num_nodes, tree_of
+from test_loss_tree_min import (
+    TOY,
+    assert_matches_reference,
+    autograd_levels,
+    num_nodes,
+    tree_of,
+)
 
 import hl_lightning.losses._tree_min_pass
 from hl_lightning import Hierarchy
@@ -59,8 +66,9 @@ def test_coarse_labels_match_the_float64_definition_on_the_papers_trees(name, ga
     gen = torch.Generator().manual_seed(2)
     logits = torch.randn(2, num_nodes(h), 3, 4, generator=gen) * 4
     target = mixed_target(h, (2, 3, 4), gen)
+    target[..., 0], target[..., 1] = h.num_nodes - 1, 0  # every row: a coarse and a leaf id
     assert_matches_reference(logits, target, h, gamma, ignore_index=255)
-    small_blocks(monkeypatch)  # blocks of 4 pixels, each mixing coarse and leaf labels
+    small_blocks(monkeypatch)  # blocks of 4 pixels (a row), each mixing coarse and leaf labels
     assert_matches_reference(logits, target, h, gamma, ignore_index=255)
 
 
@@ -236,3 +244,27 @@ def test_only_a_batch_with_coarse_labels_takes_per_level_weights(coarse, monkeyp
     if coarse:  # the last pixel is "nature" (id 6): known at level 0 only
         expected[1] = [1 / 2, 1 / 2, 0, 0]
     torch.testing.assert_close(weight[:, 0], torch.tensor(expected))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_tied_logits_route_a_coarse_pixels_gradient_as_torchs_max_and_min_do(gamma: float):
+    # bfloat16 logits tie often, along the path (the min's gradient goes to the deeper
+    # node) and between a node and its descendants (the max's is shared evenly): a coarse
+    # pixel's terms route their slopes as a leaf's, against autograd's max and min.
+    h = random_hierarchy(12, 3, seed=2, shuffle_leaves=True)
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(2, num_nodes(h), 5, 6, generator=gen) * 2).to(torch.bfloat16).float()
+    logits[:, :, 0, :] = 1.0  # every node tied in a row of pixels
+    target = mixed_target(h, (2, 5, 6), gen, ignored=0.0)
+    x, xt = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    x64 = logits.double().requires_grad_()
+    weights = torch.tensor([0.5, 1.0, 2.0])
+    ours = tree_min_level_losses(x, target, h, gamma=gamma)
+    expected = autograd_levels(x64, target, h, gamma)
+    (ours * weights).sum().backward()
+    (expected * weights.double()).sum().backward()
+    torch.testing.assert_close(ours.double(), expected.detach(), rtol=1e-5, atol=1e-6)
+    assert x.grad is not None and x64.grad is not None
+    assert_gradient_close(x.grad, x64.grad, target, None, weights.sum().item())
+    TreeMinLoss(h, None, level_weights=weights.tolist(), gamma=gamma)(xt, target).backward()
+    assert_gradient_close(xt.grad, x64.grad, target, None, weights.sum().item())
