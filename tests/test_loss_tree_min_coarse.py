@@ -268,3 +268,13 @@ def test_tied_logits_route_a_coarse_pixels_gradient_as_torchs_max_and_min_do(gam
     assert_gradient_close(x.grad, x64.grad, target, None, weights.sum().item())
     TreeMinLoss(h, None, level_weights=weights.tolist(), gamma=gamma)(xt, target).backward()
     assert_gradient_close(xt.grad, x64.grad, target, None, weights.sum().item())
+
+
+def test_coarse_labels_in_uint8_masks_without_ignore_index():
+    h = builtin_hierarchy("cityscapes")  # 19 leaves, 7 categories: ids 0..25
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, num_nodes(h), 3, 3, generator=gen) * 3
+    target = mixed_target(h, (2, 3, 3), gen, ignored=0.0)
+    assert_matches_reference(logits, target, h, 0.5, ignore_index=None)
+    loss = TreeMinLoss(h, ignore_index=None, gamma=0.5)
+    assert torch.equal(loss(logits, target.to(torch.uint8)), loss(logits, target))
