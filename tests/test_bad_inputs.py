@@ -364,6 +364,8 @@ def test_bad_tensors_into_a_loss_are_named(name: str, bad: str, match: str):
         target = torch.zeros(2, 4, 6, dtype=torch.long)
     elif bad == "label_range":
         target[0, 1, 1], target[1, 2, 2] = 9, -3
+        if name == "tree_min":  # takes coarse labels: node ids 0..6
+            match = r"target has label ids \[-3, 9\] outside \[0, 7\)"
     else:
         logits = logits.view(-1)
     error = TypeError if bad == "integer_logits" else ValueError
