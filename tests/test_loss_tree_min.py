@@ -42,7 +42,11 @@ def reference_levels(
     logits: torch.Tensor, target: torch.Tensor, h: Hierarchy, gamma: float, ignore_index=None
 ) -> torch.Tensor:
     """HSSN's definition in float64, node by node: p+ = min sigmoid over ancestors, p- = max
-    over descendants, (focal) BCE averaged over each level's nodes, then over valid pixels."""
+    over descendants, (focal) BCE averaged over each level's nodes, then over valid pixels.
+
+    A target may hold any node id (``h.node_names``): an internal node's pixel (a coarse
+    label) counts at the levels down to the node's depth, with the node's ancestors as its
+    path, and at none below; each level's mean is over the pixels known at that level."""
     names, depths, ancestors, descendants = tree_of(h)
     s = logits.double()
     log_s = F.logsigmoid(s)  # log sigmoid(x)
@@ -50,10 +54,13 @@ def reference_levels(
     valid = torch.ones_like(target, dtype=torch.bool)
     if ignore_index is not None:
         valid = target != ignore_index
-    leaf = target.masked_fill(~valid, 0)
-    leaf_node = torch.tensor([names.index(name) for name in h.leaves])[leaf]
+    label = target.masked_fill(~valid, 0)
+    label_node = torch.tensor([names.index(name) for name in h.node_names])[label]
+    finest = [depths[n] if len(descendants[n]) > 1 else h.num_levels - 1 for n in range(len(names))]
+    known_to = torch.tensor(finest)[label_node]  # the finest level a pixel's label is known at
     levels = []
     for d in range(h.num_levels):
+        known = valid & (d <= known_to)
         terms = []
         for v in (i for i in range(len(names)) if depths[i] == d):
             above, below = sorted(ancestors[v]), sorted(descendants[v])
@@ -63,10 +70,10 @@ def reference_levels(
             log_not_p_minus = log_not_s[:, below].amin(1)  # log(1 - max sigmoid)
             pos = -log_p_plus * torch.exp(gamma * log_not_p_plus)  # (1 - p+)^gamma
             neg = -log_not_p_minus * torch.exp(gamma * log_p_minus)  # (p-)^gamma
-            on_path = torch.tensor([v in ancestors[n] for n in leaf_node.flatten().tolist()])
-            terms.append(torch.where(on_path.view_as(leaf), pos, neg))
+            on_path = torch.tensor([v in ancestors[n] for n in label_node.flatten().tolist()])
+            terms.append(torch.where(on_path.view_as(label), pos, neg))
         per_pixel = torch.stack(terms).mean(0)
-        levels.append(torch.where(valid, per_pixel, 0.0).sum() / valid.sum().clamp_min(1))
+        levels.append(torch.where(known, per_pixel, 0.0).sum() / known.sum().clamp_min(1))
     return torch.stack(levels)
 
 
@@ -75,8 +82,9 @@ def autograd_levels(
 ) -> torch.Tensor:
     """The same definition through torch's own max and min in float64, level by level: the
     max up the tree by ``scatter_reduce("amax")`` (its gradient shares a tied maximum
-    evenly), the min down the path by ``cummin`` (a tied minimum goes to the deeper node)."""
-    names, depths, ancestors, _ = tree_of(h)
+    evenly), the min down the path by ``cummin`` (a tied minimum goes to the deeper node).
+    Targets of any node ids, no ignored pixel; a coarse label counts down to its node."""
+    names, depths, ancestors, descendants = tree_of(h)
     levels = [[i for i in range(len(names)) if depths[i] == d] for d in range(h.num_levels)]
     x = logits.double().flatten(2)
     down = [x[:, levels[-1]]]  # max over each node and its descendants, coarse to fine
@@ -86,8 +94,10 @@ def autograd_levels(
         ]
         index = torch.tensor(parent).view(1, -1, 1).expand_as(down[0])
         down.insert(0, x[:, levels[d]].scatter_reduce(1, index, down[0], "amax", include_self=True))
-    leaf_node = [names.index(name) for name in h.leaves]
-    path = [sorted(ancestors[n], key=depths.__getitem__) for n in leaf_node]
+    label_node = [names.index(name) for name in h.node_names]
+    path = [sorted(ancestors[n], key=depths.__getitem__) for n in label_node]
+    last = [h.num_levels - 1 if len(descendants[n]) == 1 else depths[n] for n in label_node]
+    known_to = torch.tensor(last)[target.flatten(1)]  # (B, S): the finest level known
     channels = torch.tensor([[p[min(d, len(p) - 1)] for p in path] for d in range(h.num_levels)])
     up = torch.cummin(x.gather(1, channels[:, target.flatten(1)].transpose(0, 1)), dim=1).values
     totals = []
@@ -99,7 +109,8 @@ def autograd_levels(
         ].squeeze(0)  # (B, S): the path's node at depth d, -1 below a shallow leaf
         mask = torch.arange(len(level)).view(1, -1, 1) == on.unsqueeze(1)
         pixel = torch.where(mask, 0.0, neg).sum(1) + torch.where(on >= 0, pos, 0.0)
-        totals.append((pixel / len(level)).mean())
+        known = d <= known_to
+        totals.append(torch.where(known, pixel / len(level), 0.0).sum() / known.sum().clamp_min(1))
     return torch.stack(totals)
 
 

@@ -17,6 +17,13 @@ over non-ignored pixels (as the authors' code normalises each level); the total 
 softplus(max x)``: exact and finite for any finite logits, in fp32 with autocast disabled.
 A shallow leaf's path has no node below its depth: at those levels all nodes are negatives.
 
+**Coarse labels**: a target may hold an internal node's id (:attr:`Hierarchy.node_names`).
+Such a pixel counts at the levels down to its node's depth, with the node and its ancestors
+as its path (the terms as for a leaf there), and at no level below: each level's mean is
+over the pixels whose label is known at that level. Nothing is asserted below the node: its
+descendants' logits get no gradient from the pixel. A batch of leaf labels only takes the
+same computation as before coarse labels existed.
+
 **Computation** (``_tree_min_pass``): custom autograd functions that go block by block over
 the pixels, with the nodes in level order. :class:`TreeMinLoss` computes its weighted
 total and the total's gradient in one pass over the logits (the slopes of the terms are
@@ -52,7 +59,7 @@ from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import validate_loss_args
 from hl_lightning.losses._tree_min_pass import TreeMinLevels, TreeMinTotal
-from hl_lightning.tables import check_tensors, validate_inputs
+from hl_lightning.tables import LevelTables, check_tensors, validate_inputs
 
 __all__ = ["TreeMinLoss", "TreeNodes", "tree_min_level_losses"]
 
@@ -72,9 +79,11 @@ class TreeNodes:
     The loss's passes take the nodes in level order (level 0's nodes, then level 1's, ...):
     ``order`` (N,): the channel of every row; ``channel_rows`` (N,): the row of every
     channel; ``row_levels`` (N,): the depth of every row;
-    ``path_rows`` (D, K): the row of ``leaf_nodes``; ``on_path`` (D, K): 1.0 where leaf
-    ``k`` has a node at depth ``d``, else 0.0; ``bounds``: the rows of depth ``d`` are
-    ``bounds[d]:bounds[d + 1]``.
+    ``path_rows`` (D, L): for every label id (:attr:`Hierarchy.node_names`: the K leaves,
+    then the internal nodes), the row of its node at depth ``d`` on its path from the root
+    (for a leaf, the row of ``leaf_nodes``), the node itself below its depth; ``on_path``
+    (D, L): 1.0 where the label's path has a node at depth ``d``, else 0.0; ``bounds``: the
+    rows of depth ``d`` are ``bounds[d]:bounds[d + 1]``.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -83,8 +92,12 @@ class TreeNodes:
         (('sky', 'vehicle', 'car', 'truck'), [[0, 1], [2, 3]])
         >>> nodes.leaf_path.tolist(), nodes.leaf_nodes.tolist()
         ([[0, 1, 1], [-1, 0, 1]], [[0, 1, 1], [0, 2, 3]])
+        >>> h.node_names  # the label ids: the columns of path_rows and on_path
+        ('sky', 'car', 'truck', 'vehicle')
         >>> nodes.order.tolist(), nodes.path_rows.tolist(), nodes.bounds
-        ([0, 1, 2, 3], [[0, 1, 1], [0, 2, 3]], (0, 2, 4))
+        ([0, 1, 2, 3], [[0, 1, 1, 1], [0, 2, 3, 1]], (0, 2, 4))
+        >>> nodes.on_path.tolist()
+        [[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]]
     """
 
     names: tuple[str, ...]
@@ -114,8 +127,7 @@ class TreeNodes:
             depths.append(depth)
             parent.append(path[-1] if path else -1)
             path.append(channel)
-            if node.is_leaf:
-                paths[node.name] = list(path)
+            paths[node.name] = list(path)
         num_levels = hierarchy.num_levels
         levels = [[c for c, d in enumerate(depths) if d == level] for level in range(num_levels)]
         position = {c: i for level in levels for i, c in enumerate(level)}
@@ -129,7 +141,11 @@ class TreeNodes:
         order = [c for level in levels for c in level]
         offsets = [sum(map(len, levels[:d])) for d in range(num_levels)]
         row_of = {c: r for r, c in enumerate(order)}
-        path_rows = [[row_of[c] for c in channels] for channels in leaf_nodes]
+        label_paths = [paths[name] for name in hierarchy.node_names]  # leaves, then the rest
+        path_rows = [
+            [row_of[p[min(d, len(p) - 1)]] for p in label_paths] for d in range(num_levels)
+        ]
+        on_path = [[float(d < len(p)) for p in label_paths] for d in range(num_levels)]
 
         def tensor(values: Sequence) -> Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)
@@ -144,7 +160,7 @@ class TreeNodes:
             tensor([row_of[c] for c in range(len(order))]),
             tensor([depths[c] for c in order]),
             tensor(path_rows),
-            (tensor(leaf_path) >= 0).float(),
+            torch.tensor(on_path, device=device),
             (*offsets, len(order)),
         )
 
@@ -181,14 +197,24 @@ def _validate(
 def _inputs(
     logits: Tensor, target: Tensor, hierarchy: Hierarchy, ignore_index: int | None
 ) -> tuple[TreeNodes, Tensor, Tensor, Tensor]:
-    """Return the node tables, fp32 logits (B, N, S), target leaves (B, S) (0 where
-    ignored) and pixel weights (D, B, S) (1 / the count of non-ignored pixels, 0 where
-    ignored, the same at every level) of checked inputs. Call with autocast disabled."""
+    """Return the node tables, fp32 logits (B, N, S), target label ids (B, S) (0 where
+    ignored) and pixel weights (D, B, S) of checked inputs. Call with autocast disabled.
+
+    A pixel's weight at level ``d`` is 1 / the count of pixels whose label is known at
+    level ``d``, 0 where it is not (ignored, or a coarse label finer than its node). With
+    leaf labels only, one row of weights (1 / the count of non-ignored pixels) serves
+    every level (a stride-0 view: the passes then scale each block once).
+    """
     nodes = _validate(logits, target, hierarchy, ignore_index)
     x, target = flatten(logits, target)
-    valid, leaf = valid_leaf(target, ignore_index)
+    valid, labels = valid_leaf(target, ignore_index)
+    depth, k = hierarchy.num_levels, hierarchy.num_leaves
+    if hierarchy.num_nodes > k and labels.numel() and bool(labels.max() >= k):
+        node_matrix = LevelTables.of(hierarchy, x.device).node_matrix  # (D, L), -1: unknown
+        known = (node_matrix[:, labels] >= 0) & valid  # (D, B, S)
+        return nodes, x, labels, known.float() / known.sum((1, 2), keepdim=True).clamp_min(1)
     weight = valid.float() / valid.sum().clamp_min(1)
-    return nodes, x, leaf, weight.expand(hierarchy.num_levels, *weight.shape)
+    return nodes, x, labels, weight.expand(depth, *weight.shape)
 
 
 def tree_min_level_losses(
@@ -201,7 +227,8 @@ def tree_min_level_losses(
     """Return the tree-min loss of every level (D,), coarse to fine.
 
     ``logits`` (B, N, *S): one logit per node, in :class:`TreeNodes` order; ``target``
-    (B, *S) leaf label ids. 0 when every pixel is ignored.
+    (B, *S) label ids: leaves, or internal nodes (coarse labels, counted at the levels
+    down to their node's). A level with no pixel known there is 0.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -209,19 +236,24 @@ def tree_min_level_losses(
         >>> levels = tree_min_level_losses(logits, torch.tensor([[1]]), h)  # target: car
         >>> levels.round(decimals=4)  # car's p+ is capped by vehicle's low score
         tensor([0.7201, 0.7201])
+        >>> h.label_id("vehicle")  # a coarse label: known at level 0 only
+        3
+        >>> tree_min_level_losses(logits, torch.tensor([[3]]), h).round(decimals=4)
+        tensor([0.7201, 0.0000])
     """
     gamma = validate_loss_args(hierarchy, ignore_index, gamma=gamma)["gamma"]
     check_tensors(logits, target)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        nodes, x, leaf, weight = _inputs(logits, target, hierarchy, ignore_index)
-        return TreeMinLevels.apply(x, leaf, weight, nodes, gamma)
+        nodes, x, labels, weight = _inputs(logits, target, hierarchy, ignore_index)
+        return TreeMinLevels.apply(x, labels, weight, nodes, gamma)
 
 
 class TreeMinLoss(nn.Module):
     """HSSN's (focal) tree-min loss for backbones with one logit per tree node.
 
     Logits (B, N, *S) in :class:`TreeNodes` order (:attr:`node_names`), target (B, *S)
-    leaf label ids. See the module docstring for the loss, the node order and decoding.
+    label ids (leaves, or internal nodes as coarse labels). See the module docstring for
+    the loss, coarse labels, the node order and decoding.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
@@ -272,11 +304,11 @@ class TreeMinLoss(nn.Module):
         """
         check_tensors(logits, target)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            nodes, x, leaf, weight = _inputs(logits, target, self.hierarchy, self.ignore_index)
+            nodes, x, labels, weight = _inputs(logits, target, self.hierarchy, self.ignore_index)
             if not torch.is_grad_enabled():
                 x = x.detach()  # no gradient wanted: none is computed
             weights = self.level_weights.float()
-            total, _ = TreeMinTotal.apply(x, leaf, weight, nodes, self.gamma, weights)
+            total, _ = TreeMinTotal.apply(x, labels, weight, nodes, self.gamma, weights)
             return total
 
     def leaf_logits(self, logits: Tensor) -> Tensor:
