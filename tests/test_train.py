@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import os
 import subprocess
 from importlib import resources
@@ -28,6 +29,7 @@ from hl_lightning.cli.train import optimized_value, train
 from hl_lightning.data import SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASSES
 from hl_lightning.hierarchy import HierarchyError
 from hl_lightning.lightning.module import HierarchicalSegmenter
+from hl_lightning.losses import LOSSES
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = resources.files("hl_lightning.conf")
@@ -282,15 +284,17 @@ def test_the_readme_table_of_logged_keys_is_what_a_run_logs(
     assert documented_keys(("train", "val", "test"), LEVELS) == logged
 
 
-def test_train_on_the_synthetic_coarse_mode(tmp_path: Path, tiny_run: list[str]) -> None:
-    """Half the training images labelled at the family level only: every level trains
-    and is measured (validation and test stay fine)."""
-    cfg = make_config([*tiny_run, "data.coarse_fraction=0.5"], tmp_path)
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_train_on_the_synthetic_coarse_mode(tmp_path: Path, tiny_run: list[str], loss: str) -> None:
+    """Half the training images labelled at the family level only: every loss trains, every
+    level is measured (validation and test stay fine)."""
+    cfg = make_config([*tiny_run, "data.coarse_fraction=0.5", f"loss={loss}"], tmp_path)
     assert cfg.data.coarse_fraction == 0.5 and cfg.data.coarse_level == 1
     metrics = train(cfg)
+    assert math.isfinite(metrics["train/loss_epoch"])
     for level in LEVELS:
         assert 0.0 <= metrics[f"test/miou/{level}"] <= 1.0
-        assert f"train/loss/{level}" in metrics
+        assert math.isfinite(metrics[f"train/loss/{level}"])
 
 
 @pytest.mark.parametrize(
