@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The coarse-label evidence study (experiment=coarse_evidence, issue 22): on the hard
+# The coarse-label evidence study (experiment=coarse_evidence): on the hard
 # synthetic data, (a) N = 128 fine images, (b) the same plus M = 256 labelled only at the
 # family level, (c) all 384 fine; loss=hierarchical and loss=flat; seeds 0-4, paired. Then
 # hl-compare (per level mean ± 95% CI, the paired differences against (a)) and the table

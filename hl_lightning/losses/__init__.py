@@ -2,9 +2,11 @@
 
 Every loss is an ``nn.Module`` called as ``loss(logits, target) -> scalar`` with
 ``logits`` (B, C, *S) float of any dtype (computed in fp32 with autocast disabled) and
-``target`` (B, *S) leaf label ids; pixels equal to ``ignore_index`` are left out of the
-sum and of the count, and an all-ignored batch gives 0 with zero gradient. Those with a
-per-level meaning also have ``level_losses(logits, target) -> (D,)``, coarse to fine.
+``target`` (B, *S) label ids: leaf ids, or internal-node ids for pixels labelled only
+down to that node (coarse labels, :attr:`Hierarchy.node_names`; each loss counts them at
+the levels where they are known, docs/losses.md); pixels equal to ``ignore_index`` are left
+out of the sum and of the count, and an all-ignored batch gives 0 with zero gradient. Those
+with a per-level meaning also have ``level_losses(logits, target) -> (D,)``, coarse to fine.
 
 Registered names (:data:`LOSSES`), the channels C they expect, and their options:
 
