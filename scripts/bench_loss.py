@@ -122,22 +122,15 @@ def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.de
     return step
 
 
+def setting_args(args: argparse.Namespace) -> list[str]:
+    """Return the command-line arguments that give a child process this run's settings."""
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    return ["--device", args.device, "--batch", str(args.batch), "--size", str(args.size), *threads]
+
+
 def measure_memory(case: str, method: str, args: argparse.Namespace) -> int:
     """Return the peak memory of one step, measured in a fresh process."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--memory-of",
-        case,
-        method,
-        "--device",
-        args.device,
-        "--batch",
-        str(args.batch),
-        "--size",
-        str(args.size),
-        *(["--threads", str(args.threads)] if args.threads else []),
-    ]
+    cmd = [sys.executable, __file__, "--memory-of", case, method, *setting_args(args)]
     return int(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
 
 
@@ -155,24 +148,8 @@ def export_revision(revision: str, folder: Path) -> Path:
 
 def child_times(tree: Path, args: argparse.Namespace, methods: list[str]) -> dict[str, Any]:
     """Return the times of one child process importing hl_lightning from ``tree``."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--time-in-child",
-        "--cases",
-        *args.cases,
-        "--methods",
-        *methods,
-        "--device",
-        args.device,
-        "--batch",
-        str(args.batch),
-        "--size",
-        str(args.size),
-        "--repeats",
-        str(args.repeats),
-        *(["--threads", str(args.threads)] if args.threads else []),
-    ]
+    cmd = [sys.executable, __file__, "--time-in-child", "--cases", *args.cases]
+    cmd += ["--methods", *methods, "--repeats", str(args.repeats), *setting_args(args)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     env.setdefault("OMP_NUM_THREADS", str(args.threads or 1))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -284,11 +286,22 @@ def test_tied_logits_share_the_gradient_as_torchs_max_and_min_do(gamma: float):
     # bfloat16 logits (as under autocast) tie often: between a node and its descendants
     # (the max's gradient is shared evenly) and along the path (the min's goes to the
     # deeper node), on a three-level tree where ties span levels.
+    assert_tied_logits_match_autograd(
+        gamma, lambda h, shape, gen: torch.randint(0, h.num_leaves, shape, generator=gen)
+    )
+
+
+def assert_tied_logits_match_autograd(
+    gamma: float,
+    make_target: Callable[[Hierarchy, tuple[int, ...], torch.Generator], torch.Tensor],
+) -> None:
+    """Level losses and gradients (of the levels and of the module's total) at bfloat16
+    logits, every node tied in a row of pixels, against autograd through max and min."""
     h = random_hierarchy(12, 3, seed=2, shuffle_leaves=True)
     gen = torch.Generator().manual_seed(3)
     logits = (torch.randn(2, num_nodes(h), 5, 6, generator=gen) * 2).to(torch.bfloat16).float()
     logits[:, :, 0, :] = 1.0  # every node tied in a row of pixels
-    target = torch.randint(0, h.num_leaves, (2, 5, 6), generator=gen)
+    target = make_target(h, (2, 5, 6), gen)
     x, xt = logits.clone().requires_grad_(), logits.clone().requires_grad_()
     x64 = logits.double().requires_grad_()
     weights = torch.tensor([0.5, 1.0, 2.0])
@@ -297,6 +310,7 @@ def test_tied_logits_share_the_gradient_as_torchs_max_and_min_do(gamma: float):
     (ours * weights).sum().backward()
     (expected * weights.double()).sum().backward()
     torch.testing.assert_close(ours.double(), expected.detach(), rtol=1e-5, atol=1e-6)
+    assert x.grad is not None and x64.grad is not None
     assert_gradient_close(x.grad, x64.grad, target, None, weights.sum().item())
     TreeMinLoss(h, None, level_weights=weights.tolist(), gamma=gamma)(xt, target).backward()
     assert_gradient_close(xt.grad, x64.grad, target, None, weights.sum().item())

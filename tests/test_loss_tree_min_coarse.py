@@ -11,13 +11,12 @@ import dataclasses
 
 import pytest
 import torch
-from _reference import assert_gradient_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_loss_tree_min import (
     TOY,
     assert_matches_reference,
-    autograd_levels,
+    assert_tied_logits_match_autograd,
     num_nodes,
     tree_of,
 )
@@ -251,23 +250,9 @@ def test_tied_logits_route_a_coarse_pixels_gradient_as_torchs_max_and_min_do(gam
     # bfloat16 logits tie often, along the path (the min's gradient goes to the deeper
     # node) and between a node and its descendants (the max's is shared evenly): a coarse
     # pixel's terms route their slopes as a leaf's, against autograd's max and min.
-    h = random_hierarchy(12, 3, seed=2, shuffle_leaves=True)
-    gen = torch.Generator().manual_seed(3)
-    logits = (torch.randn(2, num_nodes(h), 5, 6, generator=gen) * 2).to(torch.bfloat16).float()
-    logits[:, :, 0, :] = 1.0  # every node tied in a row of pixels
-    target = mixed_target(h, (2, 5, 6), gen, ignored=0.0)
-    x, xt = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    x64 = logits.double().requires_grad_()
-    weights = torch.tensor([0.5, 1.0, 2.0])
-    ours = tree_min_level_losses(x, target, h, gamma=gamma)
-    expected = autograd_levels(x64, target, h, gamma)
-    (ours * weights).sum().backward()
-    (expected * weights.double()).sum().backward()
-    torch.testing.assert_close(ours.double(), expected.detach(), rtol=1e-5, atol=1e-6)
-    assert x.grad is not None and x64.grad is not None
-    assert_gradient_close(x.grad, x64.grad, target, None, weights.sum().item())
-    TreeMinLoss(h, None, level_weights=weights.tolist(), gamma=gamma)(xt, target).backward()
-    assert_gradient_close(xt.grad, x64.grad, target, None, weights.sum().item())
+    assert_tied_logits_match_autograd(
+        gamma, lambda h, shape, gen: mixed_target(h, shape, gen, ignored=0.0)
+    )
 
 
 def test_coarse_labels_in_uint8_masks_without_ignore_index():
