@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The coarse-label evidence study (experiment=coarse_evidence): on the hard
-# synthetic data, (a) N = 128 fine images, (b) the same plus M = 256 labelled only at the
-# family level, (c) all 384 fine; loss=hierarchical and loss=flat; seeds 0-4, paired. Then
+# synthetic data, (a) N = 16 fine images, (b) the same plus M = 256 labelled only at the
+# family level, (c) all 272 fine; loss=hierarchical and loss=flat; seeds 0-4, paired. Then
 # hl-compare (per level mean ± 95% CI, the paired differences against (a)) and the table
 # of how much of the gap to (c) the coarse images close (coarse_evidence.md). Further
 # arguments are Hydra overrides:
-#   bash scripts/coarse_evidence.sh                 # about 35 min on 2 idle CPU cores
+#   bash scripts/coarse_evidence.sh                 # about 15 min on 2 idle CPU cores
 #   bash scripts/coarse_evidence.sh trainer=gpu     # on a GPU
 #   bash scripts/coarse_evidence.sh --dry-run       # seconds a run: tiny arms, 2 seeds
 #   OUT=multirun/coarse bash scripts/coarse_evidence.sh   # where the sweep goes

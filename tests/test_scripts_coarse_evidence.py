@@ -117,9 +117,9 @@ def test_the_experiment_pairs_three_arms_of_equal_steps() -> None:
         every = -(-cfg.data.num_train // cfg.data.batch_size) * cfg.trainer.check_val_every_n_epoch
         arms[arm] = (cfg.data.num_train, cfg.data.coarse_fraction, steps, every)
     assert arms == {
-        "fine": (128, 0.0, 144, 24),
-        "coarse": (384, 256 / 384, 144, 24),
-        "all_fine": (384, 0.0, 144, 24),
+        "fine": (16, 0.0, 136, 17),
+        "coarse": (272, 256 / 272, 136, 17),
+        "all_fine": (272, 0.0, 136, 17),
     }
     assert cfg.data.variant == "hard" and cfg.model.scheduler_interval == "step"
     assert cfg.model.scheduler.T_max is None  # the same per-step schedule in every arm
