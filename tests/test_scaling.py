@@ -256,7 +256,7 @@ def test_two_nodes_rehearsed_on_localhost_log_the_single_process_validation(
     ]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"]
     torchrun += ["--master-addr=127.0.0.1", f"--master-port={free_port()}"]
-    app = ["-m", "hl_lightning.train", *overrides, "trainer=ddp_cpu", "trainer.devices=1"]
+    app = ["-m", "hl_lightning.cli.train", *overrides, "trainer=ddp_cpu", "trainer.devices=1"]
     app += ["trainer.num_nodes=2", f"hydra.run.dir={out}"]
     app.append("+callbacks.probe._target_=node_probe.NodeProbe")
     path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
