@@ -11,6 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from hl_lightning import Hierarchy, HierarchyError
+from hl_lightning.hierarchies.random import random_hierarchy
 
 FACES_LEAVES = (
     "background",
@@ -28,6 +29,25 @@ FACES_LEAVES = (
 
 # a -- leaf at depth 0;  b/c -- leaf at depth 1;  b/d/{e,f} -- leaves at depth 2
 UNBALANCED = {"a": None, "b": {"c": None, "d": {"e": None, "f": None}}}
+
+# (leaves, levels) of random unbalanced trees with shuffled leaves, and the small tree above
+TREE_CASES: list[Any] = [(5, 2), (11, 4), (30, 3), (40, 5), "unbalanced"]
+
+
+def tree_case_id(case: Any) -> str:
+    """Return a test id for one of :data:`TREE_CASES`."""
+    return "unbalanced" if case == "unbalanced" else f"K{case[0]}-D{case[1]}"
+
+
+def tree_case(case: Any, seed_offset: int) -> Hierarchy:
+    """Return the tree of one of :data:`TREE_CASES`: a random tree seeded with its leaf count
+    plus ``seed_offset``, or UNBALANCED with leaves at 3 depths, reordered."""
+    if case == "unbalanced":
+        return Hierarchy.from_dict(UNBALANCED).reorder(["f", "a", "e", "c"])
+    num_leaves, num_levels = case
+    return random_hierarchy(
+        num_leaves, num_levels, seed=num_leaves + seed_offset, shuffle_leaves=True
+    )
 
 
 ZOO_TEXT = "animal\n\tcat\n\tdog\nplant\n\ttree\n\tflower\nrock\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _metric_batches import node_paths
-from _trees import UNBALANCED
+from _trees import TREE_CASES, UNBALANCED, tree_case, tree_case_id
 
 from hl_lightning import Hierarchy
 from hl_lightning.decode import NO_NODE, check_thresholds, predict_nodes
@@ -14,16 +14,10 @@ from hl_lightning.hierarchies.random import random_hierarchy
 THRESHOLDS = [0.5, 0.6, 0.75, 0.9, 0.99]
 
 
-@pytest.fixture(
-    params=[(5, 2), (11, 4), (30, 3), (40, 5), "unbalanced"],
-    ids=lambda p: "unbalanced" if p == "unbalanced" else f"K{p[0]}-D{p[1]}",
-)
+@pytest.fixture(params=TREE_CASES, ids=tree_case_id)
 def tree(request: pytest.FixtureRequest) -> Hierarchy:
     """Random unbalanced trees with shuffled leaves, and a small tree with leaves at 3 depths."""
-    if request.param == "unbalanced":
-        return Hierarchy.from_dict(UNBALANCED).reorder(["f", "a", "e", "c"])
-    num_leaves, num_levels = request.param
-    return random_hierarchy(num_leaves, num_levels, seed=num_leaves + 2, shuffle_leaves=True)
+    return tree_case(request.param, seed_offset=2)
 
 
 def node_probabilities(logits: torch.Tensor, hierarchy: Hierarchy) -> torch.Tensor:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 from _metric_batches import IGNORE, coarse_batch, node_paths
-from _trees import UNBALANCED
+from _trees import TREE_CASES, tree_case, tree_case_id
 from torchmetrics.classification import MulticlassCalibrationError
 
 from hl_lightning import Hierarchy
 from hl_lightning.decode import METHODS, DecodeMethod, decode_levels, level_log_probs
-from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.metrics import (
     HierarchicalCalibrationError,
     HierarchicalConsistency,
@@ -28,16 +27,10 @@ from hl_lightning.metrics import (
 )
 
 
-@pytest.fixture(
-    params=[(5, 2), (11, 4), (30, 3), (40, 5), "unbalanced"],
-    ids=lambda p: "unbalanced" if p == "unbalanced" else f"K{p[0]}-D{p[1]}",
-)
+@pytest.fixture(params=TREE_CASES, ids=tree_case_id)
 def tree(request: pytest.FixtureRequest) -> Hierarchy:
     """Random unbalanced trees with shuffled leaves, and a small tree with leaves at 3 depths."""
-    if request.param == "unbalanced":
-        return Hierarchy.from_dict(UNBALANCED).reorder(["f", "a", "e", "c"])
-    num_leaves, num_levels = request.param
-    return random_hierarchy(num_leaves, num_levels, seed=num_leaves + 1, shuffle_leaves=True)
+    return tree_case(request.param, seed_offset=1)
 
 
 def batches(tree: Hierarchy) -> list[tuple[torch.Tensor, torch.Tensor]]:

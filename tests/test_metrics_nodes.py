@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from _metric_batches import IGNORE, coarse_batch, node_paths
-from _trees import UNBALANCED
+from _trees import TREE_CASES, tree_case, tree_case_id
 from test_decode_nodes import reference_nodes
 
 from hl_lightning import Hierarchy
@@ -30,16 +30,10 @@ from hl_lightning.metrics import (
 GRID = [0.5, 0.55, 0.7, 0.8, 0.95]
 
 
-@pytest.fixture(
-    params=[(5, 2), (11, 4), (30, 3), (40, 5), "unbalanced"],
-    ids=lambda p: "unbalanced" if p == "unbalanced" else f"K{p[0]}-D{p[1]}",
-)
+@pytest.fixture(params=TREE_CASES, ids=tree_case_id)
 def tree(request: pytest.FixtureRequest) -> Hierarchy:
     """Random unbalanced trees with shuffled leaves, and a small tree with leaves at 3 depths."""
-    if request.param == "unbalanced":
-        return Hierarchy.from_dict(UNBALANCED).reorder(["f", "a", "e", "c"])
-    num_leaves, num_levels = request.param
-    return random_hierarchy(num_leaves, num_levels, seed=num_leaves + 3, shuffle_leaves=True)
+    return tree_case(request.param, seed_offset=3)
 
 
 def clear_batches(tree: Hierarchy, grid: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
