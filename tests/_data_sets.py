@@ -18,8 +18,6 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
 from PIL import Image
 
 from hl_lightning.data import (
@@ -89,16 +87,6 @@ def truncate(path: Path) -> Path:
     body = data.index(b"IDAT") if format == "PNG" else data.index(b"\xff\xda")
     path.write_bytes(data[: body + 24])
     return path
-
-
-def make_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Return the composed hl-train config (with Hydra's own) writing to ``output_dir``."""
-    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[*overrides, f"paths.output_dir={output_dir}"],
-            return_hydra_config=True,
-        )
 
 
 def fit_one_batch(dm: FileDataModule, hierarchy: Hierarchy | None = None) -> L.Trainer:

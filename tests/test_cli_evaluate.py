@@ -20,8 +20,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from _compose import make_config
 
 from hl_lightning.cli.evaluate import EvalError, evaluate, match_classes
 from hl_lightning.data import SegmentationDataModule, SyntheticDataModule
@@ -85,22 +84,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield folder
 
 
-def eval_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Return the composed ``eval`` config, its outputs in ``output_dir``."""
-    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
-        return compose(
-            config_name="eval",
-            overrides=[*overrides, f"paths.output_dir={output_dir}"],
-            return_hydra_config=True,
-        )
-
-
 def test_decodings_side_by_side_equal_the_metrics_on_the_runs_test_split(
     run: Path, tmp_path: Path
 ) -> None:
     ckpt = run / "checkpoints" / "last.ckpt"
     overrides = [f"ckpt_path={ckpt}", "decode=[marginal,crm]", "temperature=fit", "thresholds=10"]
-    report = evaluate(eval_config(overrides, tmp_path))
+    report = evaluate(make_config(overrides, tmp_path, "eval"))
     # the same numbers, computed by hand from the run's data and the checkpoint
     model = HierarchicalSegmenter.load_from_checkpoint(ckpt).eval()
     dm = SyntheticDataModule(**DATA, seed=3)
@@ -153,7 +142,7 @@ def test_other_data_a_split_and_a_few_batches(run: Path, tmp_path: Path) -> None
         "decode=leaf",
         "temperature=2.0",
     ]
-    report = evaluate(eval_config(overrides, tmp_path))
+    report = evaluate(make_config(overrides, tmp_path, "eval"))
     assert (report.split, report.batches, list(report.decodings)) == ("val", 1, ["leaf"])
     assert report.temperature == 2.0 and report.ece_at_temperature is not None
 
@@ -181,7 +170,7 @@ def test_bad_options_are_named_before_any_work(
         else [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
     )
     with pytest.raises(error, match=message):
-        evaluate(eval_config([*ckpt, *overrides], tmp_path))
+        evaluate(make_config([*ckpt, *overrides], tmp_path, "eval"))
     assert not (tmp_path / "results.json").exists()
 
 
@@ -191,10 +180,10 @@ def test_a_checkpoint_outside_a_run_needs_data_and_broken_ones_are_named(
     lone = tmp_path / "lone.ckpt"
     lone.write_bytes((run / "checkpoints" / "last.ckpt").read_bytes())
     with pytest.raises(EvalError, match=r"no data given and no run config at .*config\.yaml: give"):
-        evaluate(eval_config([f"ckpt_path={lone}"], tmp_path / "out"))
+        evaluate(make_config([f"ckpt_path={lone}"], tmp_path / "out", "eval"))
     lone.write_bytes(lone.read_bytes()[:4000])
     with pytest.raises(CheckpointError, match=r"lone\.ckpt is truncated or damaged"):
-        evaluate(eval_config([f"ckpt_path={lone}", "data=synthetic"], tmp_path / "out"))
+        evaluate(make_config([f"ckpt_path={lone}", "data=synthetic"], tmp_path / "out", "eval"))
 
 
 def classes(names: list[str]) -> SegmentationDataModule:

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from _compose import make_config
 from _data_sets import (
     CASES,
     HEIGHT,
     DataSetCase,
     Folder,
     fit_one_batch,
-    make_config,
     rgb,
     save,
     truncate,

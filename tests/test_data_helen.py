@@ -14,7 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _data_sets import TINY, Helen, make_config
+from _compose import make_config
+from _data_sets import TINY, Helen
 
 from hl_lightning.cli.train import train
 from hl_lightning.data import HELEN_CLASSES

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 import torch
-from _data_sets import V12_LABELS, Mapillary, fit_one_batch, make_config, vistas_config
+from _compose import make_config
+from _data_sets import V12_LABELS, Mapillary, fit_one_batch, vistas_config
 from hydra.utils import instantiate
 
 from hl_lightning.data import mapillary_class_names, mapillary_hierarchy

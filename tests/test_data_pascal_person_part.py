@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _data_sets import TINY, PascalPersonPart, make_config
+from _compose import make_config
+from _data_sets import TINY, PascalPersonPart
 from omegaconf import DictConfig, OmegaConf
 
 from hl_lightning.cli.train import train

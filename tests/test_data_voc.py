@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from _compose import make_config
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 from PIL import Image
 
 from hl_lightning.cli import predict
@@ -34,16 +33,6 @@ OFFICIAL = {
     "indoor": ["bottle", "chair", "diningtable", "pottedplant", "sofa", "tvmonitor"],
 }
 NAME = "2007_000000"  # any VOC-style id
-
-
-def make_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Return the composed ``train`` config, outputs in output_dir."""
-    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[*overrides, f"paths.output_dir={output_dir}"],
-            return_hydra_config=True,
-        )
 
 
 @pytest.fixture(scope="module")

@@ -7,24 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from _compose import make_config
 
 from hl_lightning.cli.build import make_callbacks
 from hl_lightning.cli.loggers import make_loggers
 from hl_lightning.cli.train import train
 
 PRESETS = ("default", "fdr", "overfit", "limit", "profiler")
-
-
-def make_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Return the composed ``train`` config, outputs in output_dir."""
-    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[*overrides, f"paths.output_dir={output_dir}"],
-            return_hydra_config=True,
-        )
 
 
 @pytest.fixture

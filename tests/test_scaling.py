@@ -27,10 +27,9 @@ import lightning as L
 import pytest
 import submitit
 import torch
-from hydra import compose, initialize_config_module
+from _compose import make_config
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
-from omegaconf import DictConfig
 from torch.utils.data import DistributedSampler
 
 from hl_lightning.cli.train import train
@@ -39,15 +38,6 @@ from hl_lightning.lightning.module import HierarchicalSegmenter
 
 # seconds-long runs: tiny data and network, CSV logging only; 2 training batches an epoch
 LEVELS = ("kind", "family", "class")
-
-
-def make_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """Return the composed ``train`` config (with its ``hydra`` node), outputs in output_dir."""
-    paths = [] if output_dir is None else [f"paths.output_dir={output_dir}"]
-    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
-        return compose(
-            config_name="train", overrides=[*overrides, *paths], return_hydra_config=True
-        )
 
 
 def environment(**env: str) -> dict[str, str]:

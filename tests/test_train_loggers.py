@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_module
+from _compose import make_config
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
-from omegaconf import DictConfig
 
 from hl_lightning.cli import loggers as loggers_module
 from hl_lightning.cli.config_check import ConfigError
@@ -25,16 +24,6 @@ from hl_lightning.cli.train import train
 FINAL_KEYS = ("val/miou", "val/loss", "test/miou", "test/loss")
 CSV = "ResumableCSVLogger"
 MLFLOW = "FileStoreMLFlowLogger"
-
-
-def make_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Return the composed ``train`` config, outputs in output_dir."""
-    with initialize_config_module(config_module="hl_lightning.conf", version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[*overrides, f"paths.output_dir={output_dir}"],
-            return_hydra_config=True,
-        )
 
 
 @pytest.fixture
