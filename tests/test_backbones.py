@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from _trainer import quiet_trainer
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from hydra.utils import instantiate
@@ -67,16 +68,7 @@ def fit_two_steps(cfg: DictConfig, out: Path) -> tuple[HierarchicalSegmenter, Pa
     L.seed_everything(0)
     dm = instantiate(cfg.data)
     model = build_model(cfg, dm)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=out,
-    )
+    trainer = quiet_trainer(out, max_steps=2, limit_val_batches=1)
     trainer.fit(model, datamodule=dm)
     path = out / "model.ckpt"
     trainer.save_checkpoint(path)
@@ -253,16 +245,7 @@ def tiny_dm() -> SyntheticDataModule:
 
 def fit(model: HierarchicalSegmenter, out: Path, **options: Any) -> L.Trainer:
     options.setdefault("max_steps", 2)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=out,
-        **options,
-    )
+    trainer = quiet_trainer(out, limit_val_batches=1, **options)
     trainer.fit(model, datamodule=tiny_dm())
     return trainer
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from _trainer import quiet_trainer
 
 from hl_lightning.data import SyntheticDataModule
 from hl_lightning.lightning.callbacks import LevelSummary, level_table
@@ -49,16 +50,7 @@ def test_level_table_severity_line_and_long_names() -> None:
 def fit_tiny(tmp_path: Path, **trainer_kwargs: object) -> tuple[L.Trainer, HierarchicalSegmenter]:
     dm = SyntheticDataModule(num_train=16, num_val=8, num_test=8, batch_size=8, image_size=32)
     model = HierarchicalSegmenter(UNet(dm.num_classes, width=4, depth=2), dm.hierarchy)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[LevelSummary()],
-        **trainer_kwargs,
-    )
+    trainer = quiet_trainer(tmp_path, callbacks=[LevelSummary()], **trainer_kwargs)
     trainer.fit(model, datamodule=dm)
     trainer.validate(model, datamodule=dm, verbose=False)
     trainer.test(model, datamodule=dm, verbose=False)

@@ -17,10 +17,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from _compose import make_config
+from _trainer import quiet_trainer
 
 from hl_lightning.cli.evaluate import EvalError, evaluate, match_classes
 from hl_lightning.data import SegmentationDataModule, SyntheticDataModule
@@ -65,16 +65,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "padding": 1,
     }
     model = HierarchicalSegmenter(backbone, dm.hierarchy)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=folder,
-    )
+    trainer = quiet_trainer(folder, max_epochs=1, limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     (folder / "checkpoints").mkdir()
     trainer.save_checkpoint(folder / "checkpoints" / "last.ckpt")

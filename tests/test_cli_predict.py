@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
+from _trainer import quiet_trainer
 from PIL import Image
 
 from hl_lightning import atomic
@@ -44,16 +44,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "padding": 1,
     }
     model = HierarchicalSegmenter(backbone, dm.hierarchy.with_level_names(LEVELS))
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path_factory.mktemp("run"),
-    )
+    trainer = quiet_trainer(tmp_path_factory.mktemp("run"), max_epochs=1, limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     path = Path(trainer.default_root_dir) / "tiny.ckpt"
     trainer.save_checkpoint(path)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
 from _compose import make_config
 from _data_sets import HEIGHT, TINY, Folder, rgb, save
+from _trainer import quiet_trainer
 from hydra.utils import instantiate
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
@@ -129,13 +129,6 @@ def large_images(count: int = 4, size: tuple[int, int] = (24, 40)) -> Segmentati
     )  # fmt: skip
 
 
-def trainer(tmp_path: Path, **options: Any) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, default_root_dir=tmp_path, **options,
-    )  # fmt: skip
-
-
 def test_validation_test_and_prediction_slide_over_images_larger_than_the_crop(
     tmp_path: Path,
 ) -> None:
@@ -148,7 +141,7 @@ def test_validation_test_and_prediction_slide_over_images_larger_than_the_crop(
     data = large_images()
     results = {}
     for name, model in (("whole", whole), ("slide", slide)):
-        results[name] = trainer(tmp_path).test(model, datamodule=data, verbose=False)[0]
+        results[name] = quiet_trainer(tmp_path).test(model, datamodule=data, verbose=False)[0]
     assert results["whole"]["test/loss"] != results["slide"]["test/loss"]  # windows differ
     images = data.test_dataset.tensors[0][:2]
     whole.eval(), slide.eval()
@@ -209,7 +202,7 @@ def test_a_poly_schedule_steps_every_iteration_for_the_whole_run(tmp_path: Path)
         scheduler=schedule, scheduler_interval="step",
     )  # fmt: skip
     data = large_images(count=8)
-    run = trainer(tmp_path, max_epochs=2, limit_val_batches=0)
+    run = quiet_trainer(tmp_path, max_epochs=2, limit_val_batches=0)
     run.fit(model, datamodule=data)
     scheduler = run.lr_scheduler_configs[0]
     assert scheduler.interval == "step"
@@ -220,7 +213,7 @@ def test_a_poly_schedule_steps_every_iteration_for_the_whole_run(tmp_path: Path)
 def test_an_epoch_schedule_of_null_length_runs_for_the_epochs(tmp_path: Path) -> None:
     schedule = {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": None}
     model = HierarchicalSegmenter(UNet(3, width=4, depth=2), H, scheduler=schedule)
-    run = trainer(tmp_path, max_epochs=3, limit_val_batches=0, limit_train_batches=1)
+    run = quiet_trainer(tmp_path, max_epochs=3, limit_val_batches=0, limit_train_batches=1)
     run.fit(model, datamodule=large_images())
     assert run.lr_scheduler_configs[0].scheduler.T_max == 3
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from _metric_batches import IGNORE, make_batch
+from _trainer import quiet_trainer
 from torchmetrics import Metric
 
 from hl_lightning import Hierarchy
@@ -115,15 +115,7 @@ def test_all_in_one_refuses_non_finite_logits_and_skips_empty_batches(
 def test_the_module_logs_calibration_and_consistency_for_val_and_test(tmp_path: Path) -> None:
     dm = SyntheticDataModule(num_train=4, num_val=4, num_test=4, image_size=16, batch_size=2)
     model = HierarchicalSegmenter(torch.nn.Conv2d(3, 13, 1), dm.hierarchy)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=1)
     for stage in ("val", "test"):
         if stage == "val":
             trainer.fit(model, datamodule=dm)

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from _trainer import quiet_trainer
 from torch import Tensor, nn
 
 from hl_lightning.data import SyntheticDataModule
@@ -35,16 +36,7 @@ def data() -> SyntheticDataModule:
 
 
 def fit(model: HierarchicalSegmenter, out: Path) -> L.Trainer:
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=out,
-    )
+    trainer = quiet_trainer(out, max_epochs=1, limit_val_batches=1)
     trainer.fit(model, datamodule=data())
     return trainer
 
