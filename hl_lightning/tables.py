@@ -39,6 +39,8 @@ class LevelTables:
         [[0, 1, 1, 1], [0, 1, 2, -1]]
         >>> tables.node_members.int().tolist(), tables.node_leaves.tolist()
         ([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1]], [0, 1, 2, 1])
+        >>> tables.node_levels.tolist()
+        [1, 1, 1, 0]
     """
 
     level_matrix: Tensor
@@ -79,11 +81,16 @@ class LevelTables:
         return self.node_matrix.shape[1]
 
     @cached_property
+    def node_levels(self) -> Tensor:
+        """(N,) long: every node's own level, the finest at which it is a group (a leaf's:
+        D - 1)."""
+        return (self.node_matrix >= 0).sum(0) - 1
+
+    @cached_property
     def node_members(self) -> Tensor:
-        """(N, K) bool: the leaves under every node (a leaf: itself), from its finest level."""
-        finest = (self.node_matrix >= 0).sum(0) - 1  # (N,): each node's own level
-        group = self.node_matrix.gather(0, finest.unsqueeze(0)).squeeze(0)  # (N,)
-        return self.level_matrix[finest] == group.unsqueeze(1)
+        """(N, K) bool: the leaves under every node (a leaf: itself), from its own level."""
+        group = self.node_matrix.gather(0, self.node_levels.unsqueeze(0)).squeeze(0)  # (N,)
+        return self.level_matrix[self.node_levels] == group.unsqueeze(1)
 
     @cached_property
     def node_leaves(self) -> Tensor:

@@ -56,8 +56,7 @@ class FlatLoss(nn.Module):
         node_weights = None
         if weights is not None:
             tables = LevelTables.of(hierarchy, torch.device("cpu"))
-            own_level = (tables.node_matrix >= 0).sum(0) - 1
-            node_weights = weights[own_level, tables.node_leaves]
+            node_weights = weights[tables.node_levels, tables.node_leaves]
         self.register_buffer("node_weights", node_weights, persistent=False)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:

@@ -91,7 +91,7 @@ def hxe_label_weights(hierarchy: Hierarchy, alpha: float) -> Tensor:
     """
     depth = hierarchy.num_levels
     edges, levels = hxe_edge_weights(depth, alpha), hxe_level_weights(depth, alpha)
-    own_level = (hierarchy.node_level_matrix() >= 0).sum(0) - 1  # (N,)
+    own_level = LevelTables.of(hierarchy, torch.device("cpu")).node_levels  # (N,)
     rows = torch.arange(depth).unsqueeze(1)  # (D, 1)
     weights = torch.where(rows < own_level, levels.unsqueeze(1), 0.0)
     return torch.where(rows == own_level, edges[own_level], weights)

@@ -172,7 +172,7 @@ class SoftLabelsLoss(nn.Module):
             self.normalisers.float(),
         )
         rows, nodes = z.movedim(1, -1)[coarse], label[coarse]  # (n, K), (n,)
-        own_level = (tables.node_matrix[:, nodes] >= 0).sum(0) - 1
+        own_level = tables.node_levels[nodes]
         partition = torch.logsumexp(rows, dim=1)  # (n,)
         for level in own_level.unique().tolist():
             at = own_level == level

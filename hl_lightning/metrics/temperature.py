@@ -23,7 +23,7 @@ from torch import Tensor
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.metrics.functional.arguments import _validate_args
 from hl_lightning.metrics.functional.calibration import hierarchical_calibration_error
-from hl_lightning.tables import validate_inputs
+from hl_lightning.tables import LevelTables, validate_inputs
 
 __all__ = ["TemperatureFit", "TemperatureScaling", "fit_temperature"]
 
@@ -132,10 +132,7 @@ class TemperatureScaling:
         if not len(self._labels):
             raise ValueError("no labelled pixels to fit a temperature on (every pixel ignored?)")
         h = self.hierarchy
-        nodes, leaves = h.node_level_matrix(), h.level_matrix()
-        level = (nodes >= 0).sum(0) - 1  # each node's own level
-        group = nodes.gather(0, level.unsqueeze(0)).squeeze(0)
-        under = leaves[level] == group.unsqueeze(1)  # (N, K): the leaves under each node
+        under = LevelTables.of(h, torch.device("cpu")).node_members  # (N, K): leaves under nodes
         logits, under_node = self._logits.double(), under[self._labels]
         free = torch.zeros((), dtype=torch.float64, requires_grad=True)  # log T = 4.6 tanh
         optimizer = torch.optim.LBFGS(
