@@ -40,6 +40,16 @@ from hl_lightning.lightning.module import HierarchicalSegmenter
 LEVELS = ("kind", "family", "class")
 
 
+def wait_for_pause(out: Path, process: subprocess.Popen[Any], log: Path) -> None:
+    """Wait (2 minutes at most) until the run has written ``out/paused``; fail, with the end
+    of its log, if it exits first."""
+    deadline = time.monotonic() + 120
+    while not (out / "paused").exists():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the run never reached the pause"
+        time.sleep(0.1)
+
+
 def environment(**env: str) -> dict[str, str]:
     """Return this process's environment on one torch thread (tiny tensors), plus env."""
     return {**os.environ, "OMP_NUM_THREADS": "1", **env}
@@ -396,11 +406,7 @@ def kill_and_resume(
             start_new_session=True,
         ) as process,
     ):
-        deadline = time.monotonic() + 120
-        while not (out / "paused").exists():
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the run never reached the pause"
-            time.sleep(0.1)
+        wait_for_pause(out, process, log)
         assert (out / "checkpoints" / "last.ckpt").is_file()
         os.killpg(process.pid, signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
@@ -634,11 +640,7 @@ def stop_with_sigterm(tmp_path: Path, args: list[str], at_step: int) -> tuple[Pa
             start_new_session=True,
         ) as process,
     ):
-        deadline = time.monotonic() + 120
-        while not (out / "paused").exists():
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the run never reached the pause"
-            time.sleep(0.1)
+        wait_for_pause(out, process, log)
         process.send_signal(signal.SIGTERM)  # to the first process only, at once
         (out / "sent").touch()
         try:
