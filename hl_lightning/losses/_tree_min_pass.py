@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -112,7 +112,6 @@ class _Pass:
         depth, n = nodes.num_levels, nodes.num_nodes
         self.depth, self.n, self.spare = depth, n, n + depth
         self.same_weights = weight.stride(0) == 0  # one weight a pixel, at every level
-        self.parent_rows = nodes.bounds[depth - 1]  # the rows of levels 0..D-2
         self.levels = [slice(start, stop) for start, stop in pairwise(nodes.bounds)]
         self.sizes = x.new_tensor([stop - start for start, stop in pairwise(nodes.bounds)])
         levels = torch.arange(depth, device=x.device)
@@ -164,12 +163,13 @@ class _Pass:
             torch.index_select(maxima.view(-1), 0, path_places.view(-1), out=block.path.view(-1))
             _path_minima(block.path, path_places, block.min_places)
             block.path.neg_()
-        block.own.copy_(maxima[: self.parent_rows])
-        maxima_of = block.maxima_of
+        maxima_of, inner_of = block.maxima_of, block.inner_maxima_of
+        for own, inner in zip(block.own_of, inner_of, strict=True):
+            own.copy_(inner)
         for d in range(self.depth - 2, -1, -1):  # the subtree maxima, bottom-up
             maxima_of[d].scatter_reduce_(0, block.children[d], maxima_of[d + 1], "amax")
-        torch.eq(block.own, maxima[: self.parent_rows], out=block.wins)
         for d in range(self.depth - 1):
+            torch.eq(block.own_of[d], inner_of[d], out=block.wins_of[d])
             spread, child_wins = block.spread_of[d + 1], block.child_wins_of[d + 1]
             torch.index_select(maxima_of[d], 0, nodes.parents[d], out=spread)
             torch.eq(maxima_of[d + 1], spread, out=child_wins)
@@ -193,13 +193,14 @@ class _Pass:
     def route(self, b: int, cols: slice, block: _Block) -> None:
         """Route ``block.flow`` (N + D, P), the gradient reaching every term of a loaded
         block, to the logits, in channel order into the gradient buffer's block."""
-        flow_of, spread_of, parents = block.flow_of, block.spread_of, self.nodes.parents
+        flow_of, inner_of = block.flow_of, block.inner_flow_of
+        spread_of, parents = block.spread_of, self.nodes.parents
         for d in range(self.depth - 1):  # top-down: split each node's flow among its winners
             if block.ties:
-                flow_of[d].div_(block.count_of[d])
-            torch.index_select(flow_of[d], 0, parents[d], out=spread_of[d + 1])
+                inner_of[d].div_(block.count_of[d])
+            torch.index_select(inner_of[d], 0, parents[d], out=spread_of[d + 1])
             flow_of[d + 1].addcmul_(block.child_wins_of[d + 1], spread_of[d + 1])
-            flow_of[d].mul_(block.wins_of[d])
+            inner_of[d].mul_(block.wins_of[d])
         flow_path = block.flow_path.view(-1)  # the path terms, to the places of their minima
         block.flow_nodes.view(-1).index_add_(0, block.min_places.view(-1), flow_path)
         torch.index_select(block.flow_nodes, 0, self.nodes.channel_rows, out=self.grad[b, :, cols])
@@ -221,31 +222,42 @@ class _Block:
     views by level (the flow shares the scratch array)."""
 
     def __init__(self, p: _Pass, width: int) -> None:
-        n, depth, parents, levels = p.n, p.depth, p.parent_rows, p.levels
+        n, depth, levels, internal = p.n, p.depth, p.levels, p.nodes.internal
+        # the rows of the nodes with children, level by level (the first rows of each level)
+        parents = sum(internal)
+        inner = [
+            slice(level.start, level.start + size)
+            for level, size in zip(levels[:-1], internal, strict=True)
+        ]
+        starts = accumulate(internal, initial=0)
+        at = [slice(start, start + size) for start, size in zip(starts, internal, strict=False)]
         new = p.x.new_empty
         self.width = width
         self.columns = torch.arange(width, device=p.x.device)
         self.rows = new(n + depth + 1, width)  # logits, then subtree maxima; -min; spare
         self.maxima, self.path, self.terms = self.rows[:n], self.rows[n:-1], self.rows[:-1]
         self.maxima_of = [self.maxima[level] for level in levels]
-        self.own = new(parents, width)  # the parents' own logits
+        self.inner_maxima_of = [self.maxima[rows] for rows in inner]
+        own = new(parents, width)  # the parents' own logits
+        self.own_of = [own[rows] for rows in at]
         self.value, self.slope = new(n + depth, width), new(n + depth, width)
         self.scratch = new(n + depth, width)
         self.flow = self.scratch  # the gradient reaching each term, once the values are used
         self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
         self.flow_of = [self.flow[level] for level in levels]
+        self.inner_flow_of = [self.flow[rows] for rows in inner]
         spread = new(n, width)
         self.spread_of = [spread[level] for level in levels]
-        # 1 where a node's own logit is its max (the parents' rows), then 1 where a node's
-        # max is its parent's (the rows of levels 1..D-1, shifted to follow)
+        # 1 where a parent's own logit is its max (the parents' rows, level by level), then
+        # 1 where a node's max is its parent's (the rows of levels 1..D-1, shifted to follow)
         first = levels[0].stop
         self.winners = new(parents + n - first, width)
         self.wins = self.winners[:parents]
-        self.wins_of = [self.wins[level] for level in levels[:-1]]
+        self.wins_of = [self.wins[rows] for rows in at]
         child_wins = self.winners[parents - first :]  # row r: node r, for r >= first
         self.child_wins_of = [child_wins[level] for level in levels]
         count = new(parents, width)  # each parent's winners, who share its gradient
-        self.count_of = [count[level] for level in levels[:-1]]
+        self.count_of = [count[rows] for rows in at]
         self.ties = False  # whether a parent of the block's pixels has several winners
         self.children = [p.nodes.parents[d].view(-1, 1).expand(-1, width) for d in range(depth - 1)]
         self.min_places = torch.empty(depth, width, dtype=torch.long, device=p.x.device)
