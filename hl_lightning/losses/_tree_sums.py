@@ -49,6 +49,37 @@ class Block:
         """Return the block of ``tensor`` (B, S), shaped to broadcast against :meth:`values`."""
         return tensor[self.samples].unsqueeze(self.dim)
 
+    def take(self, values: Tensor, index: Tensor, out: Tensor) -> None:
+        """Write into the block of ``out`` (B, S) each pixel's value of ``values`` (the
+        block's (C, S) or (b, C, S), contiguous) at its channel in ``index`` (B, S).
+
+        Example:
+            >>> out = torch.zeros(1, 2)
+            >>> Block(0).take(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1, 0]]), out)
+            >>> out.tolist()
+            [[3.0, 2.0]]
+        """
+        if isinstance(self.samples, int):  # one sample: a 1-d gather, faster on the CPU
+            places = _places(index[self.samples], values.shape[-1])
+            torch.index_select(values.view(-1), 0, places, out=out[self.samples])
+        else:
+            torch.gather(values, self.dim, self.pixels(index), out=self.pixels(out))
+
+    def add_at(self, values: Tensor, index: Tensor, amounts: Tensor) -> None:
+        """Add ``amounts`` (B, S) in the block to ``values`` (the block's (C, S) or (b, C, S),
+        contiguous) at each pixel's channel in ``index`` (B, S)."""
+        if isinstance(self.samples, int):  # one sample: a 1-d scatter, faster on the CPU
+            places = _places(index[self.samples], values.shape[-1])
+            values.view(-1).index_add_(0, places, amounts[self.samples])
+        else:
+            values.scatter_add_(self.dim, self.pixels(index), self.pixels(amounts))
+
+
+def _places(channels: Tensor, pixels: int) -> Tensor:
+    """Return the places ``channel * pixels + pixel`` in a flattened (C, S) array of one
+    channel per pixel, ``channels`` (S,)."""
+    return torch.add(torch.arange(pixels, device=channels.device), channels, alpha=pixels)
+
 
 def blocks(values: Tensor) -> list[Block]:
     """Return the blocks of values (B, K, S) in turn: one sample at a time on the CPU, the
@@ -122,12 +153,11 @@ def target_group_sums(
         if exp_of is not None:
             torch.exp(block.values(exp_of), out=level_sums)
         group_sums = buffers.of(level_sums)
-        target = block.pixels(leaf)
-        torch.gather(level_sums, dim, target, out=block.pixels(out[-1]))
+        block.take(level_sums, leaf, out[-1])
         for d in range(depth - 2, -1, -1):
             index = tables.level_matrix[d] if d == depth - 2 else tables.parents[d]
             level_sums = group_sums[d].zero_().index_add_(dim, index, level_sums)
-            torch.gather(level_sums, dim, block.pixels(groups[d]), out=block.pixels(out[d]))
+            block.take(level_sums, groups[d], out[d])
         torch.sum(level_sums, dim=dim, keepdim=True, out=block.pixels(total))
     return out, total
 
@@ -154,14 +184,14 @@ def leaf_factors(
         for d in range(tables.num_levels - 1):
             if d:
                 factor = torch.index_select(factor, dim, tables.parents[d - 1], out=arrays[d])
-            factor.scatter_add_(dim, block.pixels(groups[d]), block.pixels(coeffs[d]))
+            block.add_at(factor, groups[d], coeffs[d])
         yield block, torch.index_select(factor, dim, tables.level_matrix[-2], out=arrays[-1])
 
 
 def add_at_target(values: Tensor, block: Block, leaf: Tensor, amounts: Tensor) -> None:
     """Add ``amounts`` (B, S) to ``values`` (B, K, S) at each pixel's target ``leaf`` (B, S),
     in ``block`` (within the block: its values are in the cache)."""
-    block.values(values).scatter_add_(block.dim, block.pixels(leaf), block.pixels(amounts))
+    block.add_at(block.values(values), leaf, amounts)
 
 
 class _Buffers:
