@@ -105,18 +105,23 @@ def target_groups(level_matrix: Tensor, leaf: Tensor) -> Tensor:
     return out.view(level_matrix.shape[0], *leaf.shape)
 
 
-def exp_of_shifted_(shifted: Tensor) -> Tensor:
-    """Return ``exp(shifted)``, in place, for values ``<= 0`` (logits minus their maximum).
+def fast_exp(values: Tensor, out: Tensor) -> Tensor:
+    """Write ``exp(values)`` into ``out`` (which may be ``values``) and return it.
 
-    Computed as ``exp2(shifted * log2(e))``: three times faster than ``torch.exp`` on the
-    CPU, within a relative ``1e-7 * max(1, |shifted|)`` of the exact value (``torch.exp``:
-    ``6e-8``), so the probabilities that the losses take from it are as exact.
+    On the CPU computed as ``exp2(values * log2(e))``: two to three times faster than
+    ``torch.exp`` there, within a relative ``(1 + |x|) * 1.2e-7`` of ``exp(x)`` (``torch.exp``:
+    ``6e-8``; the rounding of the product adds up to ``|x| * 6e-8``, an error of the kind
+    that rounding ``z - max(z)`` gives cross-entropy's exponentials). Elsewhere
+    ``torch.exp``, one kernel.
 
     Example:
-        >>> exp_of_shifted_(torch.tensor([0.0, -1.0, -100.0]))
-        tensor([1.0000e+00, 3.6788e-01, 3.7835e-44])
+        >>> x = torch.tensor([0.0, -1.0, -100.0, 60.0])
+        >>> fast_exp(x, torch.empty(4))
+        tensor([1.0000e+00, 3.6788e-01, 3.7835e-44, 1.1420e+26])
     """
-    return shifted.mul_(_LOG2_E).exp2_()
+    if values.device.type != "cpu":
+        return torch.exp(values, out=out)
+    return torch.mul(values, _LOG2_E, out=out).exp2_()
 
 
 def target_group_sums(
@@ -151,7 +156,7 @@ def target_group_sums(
     for block in blocks(values):
         level_sums, dim = block.values(values), block.dim
         if exp_of is not None:
-            torch.exp(block.values(exp_of), out=level_sums)
+            fast_exp(block.values(exp_of), out=level_sums)
         group_sums = buffers.of(level_sums)
         block.take(level_sums, leaf, out[-1])
         for d in range(depth - 2, -1, -1):
