@@ -3,8 +3,9 @@
 A node's negative term needs ``m_v``, the largest logit of the node and its descendants
 (a running max up the tree); the target's path needs the running min down its logits.
 A block holds the node logits of some pixels in level order (each level a run of rows,
-the children of one parent next to each other), then the D path terms' ``-min`` (one row
-per level), then a spare row. One focal-softplus pass gives every term's value and slope;
+its nodes with children first: only they need a record of which logit gave their max),
+then the D path terms' ``-min`` (one row per level), then a spare row. One focal-softplus
+pass gives every term's value and slope;
 the slopes go, top-down, to the logits that gave the maxima (a tied maximum shares its
 gradient evenly, as autograd's ``amax`` does) and the path's to the logits that gave the
 minima (a tie to the deeper node, as ``cummin``). On the CPU a block holds a few thousand
