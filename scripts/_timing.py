@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import re
 import statistics
@@ -12,7 +13,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["median_seconds", "median_seconds_each", "peak_memory_bytes"]
+__all__ = ["median_seconds", "median_seconds_each", "peak_memory_bytes", "steady_allocator"]
+
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int = 10, warmup: int = 2) -> float:
@@ -75,6 +80,25 @@ def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:
     before = _status_kib("VmRSS")
     fn()
     return (_status_kib("VmHWM") - before) * 1024
+
+
+def steady_allocator() -> bool:
+    """Make glibc keep freed memory for reuse (no trimming; blocks below 32 MiB from the
+    heap, not from fresh mappings); return whether it could (False off glibc).
+
+    By default glibc decides from the history of the process whether a large tensor's
+    buffer comes back from its heap or as fresh pages, each page then faulted in: a step
+    that allocates tens of MiB took 7 or 11 ms in the same run depending on what had run
+    before it. With this, every method is timed with reused memory. Call it first.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    )
 
 
 def _status_kib(field: str) -> int:

@@ -13,10 +13,13 @@ Time is the median of repeated runs, the methods timed in interleaved rounds; pe
 memory is measured once per method in a fresh process (on the CPU from the peak
 resident set size). Prints a table and a JSON line. On a busy machine ``--threads 1``
 gives steadier ratios (with two threads, every step that waits for a descheduled thread
-counts).
+counts). glibc's allocator is made to keep freed memory for reuse first (``_timing.
+steady_allocator``): otherwise whether a step's tens of MiB of buffers are reused or
+faulted in page by page depends on what ran before in the process, and cross-entropy's
+time moved between about 7 and 11 ms from run to run; ``--system-allocator`` leaves it be.
 
     python scripts/bench_loss.py [--device cuda] [--repeats 15] [--threads N] [--methods hxe ...]
-        [--json f]
+        [--json f] [--system-allocator]
 
 ``--baseline REV`` compares this tree's losses with those of a git revision in the same run:
 REV is exported with ``git archive`` to a temporary folder, and each round runs one child
@@ -44,7 +47,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _timing import median_seconds_each, peak_memory_bytes
+from _timing import median_seconds_each, peak_memory_bytes, steady_allocator
 
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
@@ -125,7 +128,9 @@ def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.de
 def setting_args(args: argparse.Namespace) -> list[str]:
     """Return the command-line arguments that give a child process this run's settings."""
     threads = ["--threads", str(args.threads)] if args.threads else []
-    return ["--device", args.device, "--batch", str(args.batch), "--size", str(args.size), *threads]
+    allocator = ["--system-allocator"] if args.system_allocator else []
+    settings = ["--device", args.device, "--batch", str(args.batch), "--size", str(args.size)]
+    return [*settings, *threads, *allocator]
 
 
 def measure_memory(case: str, method: str, args: argparse.Namespace) -> int:
@@ -225,11 +230,17 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--paper-max-leaves", type=int, default=100)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (by default it keeps freed memory for reuse)",
+    )
     parser.add_argument("--memory-of", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--baseline", metavar="REV", help="compare with this git revision")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (--baseline)")
     parser.add_argument("--time-in-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    steady = not args.system_allocator and steady_allocator()
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -277,7 +288,8 @@ def main() -> None:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"fwd+bwd, B={args.batch}, {args.size}x{args.size}, device={device_name}, "
-        f"threads={torch.get_num_threads()}, torch {torch.__version__}"
+        f"threads={torch.get_num_threads()}, torch {torch.__version__}, "
+        f"allocator={'steady' if steady else 'system'}"
     )
     print(f"{'case':<11} {'K':>5} {'method':<16} {'ms':>9} {'x CE':>6} {'peak MiB':>9} {'x CE':>6}")
     for r in rows:
@@ -288,6 +300,7 @@ def main() -> None:
     result = {
         "device": device_name,
         "threads": torch.get_num_threads(),
+        "allocator": "steady" if steady else "system",
         "batch": args.batch,
         "size": args.size,
         "rows": rows,

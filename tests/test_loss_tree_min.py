@@ -194,10 +194,11 @@ def test_node_order_is_the_hierarchy_files_line_order():
 def test_node_tables_link_levels_parents_and_leaf_paths():
     h = Hierarchy.from_dict(TOY).reorder(["truck", "sky", "grass", "car", "tree"])
     nodes = TreeNodes.of(h, torch.device("cpu"))
-    # sky, vehicle, car, truck, nature, tree, grass
-    assert [n.tolist() for n in nodes.level_nodes] == [[0, 1, 4], [2, 3, 5, 6]]
-    assert [p.tolist() for p in nodes.parents] == [[1, 1, 2, 2]]
-    assert nodes.leaf_path.tolist() == [[1, 0, 2, 1, 2], [1, -1, 3, 0, 2]]
+    # sky, vehicle, car, truck, nature, tree, grass; in a level, the nodes with children first
+    assert [n.tolist() for n in nodes.level_nodes] == [[1, 4, 0], [2, 3, 5, 6]]
+    assert nodes.internal == (2,)
+    assert [p.tolist() for p in nodes.parents] == [[0, 0, 1, 1]]
+    assert nodes.leaf_path.tolist() == [[0, 2, 1, 0, 1], [1, -1, 3, 0, 2]]
     assert nodes.leaf_nodes.tolist() == [[1, 0, 4, 1, 4], [3, 0, 6, 2, 5]]
 
 
@@ -325,6 +326,10 @@ def test_the_level_order_tables_list_each_node_once():
     assert [depths[c] for c in order] == sorted(depths) == nodes.row_levels.tolist()
     assert nodes.channel_rows[nodes.order].tolist() == list(range(len(names)))
     assert nodes.bounds == tuple(sum(d < level for d in depths) for level in range(5))
+    parents = {ancestor for c in range(len(names)) for ancestor in ancestors[c] if ancestor != c}
+    for d, internal in enumerate(nodes.internal):  # the nodes with children come first
+        rows = order[nodes.bounds[d] : nodes.bounds[d + 1]]
+        assert [c in parents for c in rows] == [True] * internal + [False] * (len(rows) - internal)
     for k, leaf in enumerate(h.leaves):
         path = sorted(ancestors[names.index(leaf)], key=depths.__getitem__)
         for d in range(h.num_levels):

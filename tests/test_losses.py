@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
 from hl_lightning.losses import HierarchicalLoss, class_weight_table, hierarchical_nll
+from hl_lightning.losses._tree_sums import fast_exp
 
 TOY = {"sky": None, "vehicle": {"car": None, "truck": None}, "nature": ["tree", "grass"]}
 
@@ -119,6 +120,15 @@ def test_extreme_logits_mixing_fast_and_exact_pixels_stay_exact():
     # level 0: vehicle (2 of e^0 against e^1e4), nature (1 of 4 e^0), vehicle (2 of 5 e^0)
     expected = (1e4 - math.log(2) + math.log(4) + math.log(5 / 2)) / 3
     assert levels[0].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_cpus_fast_exponential_is_within_its_stated_bound_of_exp():
+    # exp2(x * log2(e)): within a relative (1 + |x|) * 1.2e-7 over the whole normal fp32 range
+    x = torch.linspace(-87.0, 88.0, 400_001)
+    got = fast_exp(x, torch.empty_like(x)).double()
+    exact = x.double().exp()
+    assert ((got - exact).abs() / exact <= (1 + x.double().abs()) * 1.2e-7).all()
+    assert fast_exp(torch.tensor([float("-inf")]), torch.empty(1)).item() == 0.0
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,9 @@
 A node's negative term needs ``m_v``, the largest logit of the node and its descendants
 (a running max up the tree); the target's path needs the running min down its logits.
 A block holds the node logits of some pixels in level order (each level a run of rows,
-the children of one parent next to each other), then the D path terms' ``-min`` (one row
-per level), then a spare row. One focal-softplus pass gives every term's value and slope;
+its nodes with children first: only they need a record of which logit gave their max),
+then the D path terms' ``-min`` (one row per level), then a spare row. One focal-softplus
+pass gives every term's value and slope;
 the slopes go, top-down, to the logits that gave the maxima (a tied maximum shares its
 gradient evenly, as autograd's ``amax`` does) and the path's to the logits that gave the
 minima (a tie to the deeper node, as ``cummin``). On the CPU a block holds a few thousand
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -65,8 +66,9 @@ def focal_softplus(m: Tensor, gamma: float, value: Tensor, slope: Tensor, scratc
         return
     focal = _power(s, gamma, out=m)  # s ** gamma
     value.mul_(focal)
-    below.mul_(value)  # (s - 1) * f: at most 0.4 in size, where gamma * f may overflow
-    torch.sub(focal.mul_(s), below, alpha=gamma, out=slope)  # s ** (gamma + 1) + ...
+    # s ** (gamma + 1) - gamma * (s - 1) * f: (s - 1) * f is at most 0.4 in size, where
+    # gamma * f may overflow
+    torch.addcmul(focal.mul_(s), below, value, value=-gamma, out=slope)
 
 
 def _power(s: Tensor, gamma: float, out: Tensor) -> Tensor:
@@ -87,7 +89,7 @@ def _blocks(x: Tensor) -> Iterator[tuple[int, slice]]:
     if x.device.type == "cpu":
         elements = _BLOCK_ELEMENTS * torch.get_num_threads()
         width = max(elements // max(nodes, 1), _MIN_BLOCK_WIDTH)
-        count = max(1, round(pixels / width))
+        count = max(1, pixels // width)
     width = math.ceil(pixels / count)
     for b in range(batch):
         for start in range(0, pixels, width):
@@ -99,9 +101,11 @@ class _Pass:
 
     Rows of a block: the N nodes in level order, then the D path terms, then a spare row
     (the target of fills that do not apply). ``row_levels`` (N + D,) is the level of every
-    row but the spare; ``fills`` (2D, B, S) the rows set to ``-inf`` (``f(-inf) = 0``) at
-    every pixel: the path's node at each level (a positive, not a negative) and the path
-    row of each level below a shallow leaf (no positive there), else the spare row.
+    row but the spare; ``label_rows`` (3D, B, S) every pixel's path rows (its node at each
+    level), then the rows its fills set to ``-inf`` (``f(-inf) = 0``): the path's node at
+    each level (a positive, not a negative) and the path row of each level below a shallow
+    leaf (no positive there), else the spare row. A block addresses them by their places
+    in its flattened rows (``row * width + column``), for 1-d gathers and scatters.
     """
 
     def __init__(self, x: Tensor, labels: Tensor, weight: Tensor, nodes: TreeNodes) -> None:
@@ -109,21 +113,28 @@ class _Pass:
         depth, n = nodes.num_levels, nodes.num_nodes
         self.depth, self.n, self.spare = depth, n, n + depth
         self.same_weights = weight.stride(0) == 0  # one weight a pixel, at every level
-        self.parent_rows = nodes.bounds[depth - 1]  # the rows of levels 0..D-2
         self.levels = [slice(start, stop) for start, stop in pairwise(nodes.bounds)]
         self.sizes = x.new_tensor([stop - start for start, stop in pairwise(nodes.bounds)])
         levels = torch.arange(depth, device=x.device)
         self.row_levels = torch.cat([nodes.row_levels, levels])
         on_path = nodes.on_path.bool()
         spare = torch.full_like(nodes.path_rows, self.spare)
-        fills = torch.cat(
+        label_rows = torch.cat(
             [
+                nodes.path_rows,
                 torch.where(on_path, nodes.path_rows, spare),
                 torch.where(on_path, spare, (n + levels).view(-1, 1).expand_as(spare)),
             ]
         )
-        self.path_rows = _per_level(nodes.path_rows, labels)  # (D, B, S)
-        self.fills = _per_level(fills, labels)  # (2D, B, S)
+        self.label_rows = _per_pixel(label_rows, labels)  # (3D, B, S): path rows, then fills
+        # one weight for every pixel (no pixel ignored): it scales the rows instead (CPU only,
+        # where telling costs no sync)
+        self.uniform = (
+            self.same_weights
+            and x.device.type == "cpu"
+            and bool(weight.numel())
+            and bool((weight[0] == weight[0, 0, 0]).all())
+        )
         self.grad = x.new_empty(0)  # the gradient buffer (B, N, S) that routing writes
         self.blocks: dict[int, _Block] = {}
 
@@ -137,20 +148,26 @@ class _Pass:
 
     def load(self, b: int, cols: slice, block: _Block, with_path: bool) -> None:
         """Fill a block's rows with the subtree maxima (and, ``with_path``, the path terms'
-        ``-min`` and the rows of the minima), and its winners for the routing."""
+        ``-min`` and the places of the minima), and its winners for the routing.
+
+        ``block.places`` (3D, P): the places in the flattened block of each pixel's path
+        nodes, then of its fills."""
         nodes, maxima = self.nodes, block.maxima
         torch.index_select(self.x[b, :, cols], 0, nodes.order, out=maxima)
+        places = block.places
+        torch.add(block.columns, self.label_rows[:, b, cols], alpha=block.width, out=places)
         if with_path:
-            path_rows = self.path_rows[:, b, cols]
-            torch.gather(maxima, 0, path_rows, out=block.path)
-            _path_minima(block.path, path_rows, block.min_rows)
+            path_places = places[: self.depth]
+            torch.index_select(maxima.view(-1), 0, path_places.view(-1), out=block.path.view(-1))
+            _path_minima(block.path, path_places, block.min_places)
             block.path.neg_()
-        block.own.copy_(maxima[: self.parent_rows])
-        maxima_of = block.maxima_of
+        maxima_of, inner_of = block.maxima_of, block.inner_maxima_of
+        for own, inner in zip(block.own_of, inner_of, strict=True):
+            own.copy_(inner)
         for d in range(self.depth - 2, -1, -1):  # the subtree maxima, bottom-up
             maxima_of[d].scatter_reduce_(0, block.children[d], maxima_of[d + 1], "amax")
-        torch.eq(block.own, maxima[: self.parent_rows], out=block.wins)
         for d in range(self.depth - 1):
+            torch.eq(block.own_of[d], inner_of[d], out=block.wins_of[d])
             spread, child_wins = block.spread_of[d + 1], block.child_wins_of[d + 1]
             torch.index_select(maxima_of[d], 0, nodes.parents[d], out=spread)
             torch.eq(maxima_of[d + 1], spread, out=child_wins)
@@ -167,28 +184,31 @@ class _Pass:
     def terms(self, b: int, cols: slice, block: _Block, gamma: float) -> Tensor:
         """Return the values (N + D, P) of a loaded block's terms (0 for the path's nodes
         and the missing path terms), with their slopes in ``block.slope``."""
-        fill = torch.add(block.columns, self.fills[:, b, cols], alpha=block.width)
-        block.rows.view(-1).index_fill_(0, fill.view(-1), float("-inf"))
+        block.rows.view(-1).index_fill_(0, block.places[self.depth :].view(-1), float("-inf"))
         focal_softplus(block.terms, gamma, block.value, block.slope, block.scratch)
         return block.value
 
     def route(self, b: int, cols: slice, block: _Block) -> None:
         """Route ``block.flow`` (N + D, P), the gradient reaching every term of a loaded
         block, to the logits, in channel order into the gradient buffer's block."""
-        flow_of, spread_of, parents = block.flow_of, block.spread_of, self.nodes.parents
+        flow_of, inner_of = block.flow_of, block.inner_flow_of
+        spread_of, parents = block.spread_of, self.nodes.parents
         for d in range(self.depth - 1):  # top-down: split each node's flow among its winners
             if block.ties:
-                flow_of[d].div_(block.count_of[d])
-            torch.index_select(flow_of[d], 0, parents[d], out=spread_of[d + 1])
+                inner_of[d].div_(block.count_of[d])
+            torch.index_select(inner_of[d], 0, parents[d], out=spread_of[d + 1])
             flow_of[d + 1].addcmul_(block.child_wins_of[d + 1], spread_of[d + 1])
-            flow_of[d].mul_(block.wins_of[d])
-        block.flow_nodes.scatter_add_(0, block.min_rows, block.flow_path)  # the path terms
+            inner_of[d].mul_(block.wins_of[d])
+        flow_path = block.flow_path.view(-1)  # the path terms, to the places of their minima
+        block.flow_nodes.view(-1).index_add_(0, block.min_places.view(-1), flow_path)
         torch.index_select(block.flow_nodes, 0, self.nodes.channel_rows, out=self.grad[b, :, cols])
 
     def scale(self, b: int, cols: slice, block: _Block, row_scale: Tensor) -> None:
         """Set ``block.flow`` to the block's slopes (N + D, P) times each row's scale
-        (N + D, 1) and each pixel's weight."""
+        (N + D, 1) and each pixel's weight (in the rows' scale where it is uniform)."""
         torch.mul(block.slope, row_scale, out=block.flow)
+        if self.uniform:
+            return
         if self.same_weights:
             block.flow.mul_(self.weight[0, b, cols])
         else:
@@ -200,51 +220,67 @@ class _Block:
     views by level (the flow shares the scratch array)."""
 
     def __init__(self, p: _Pass, width: int) -> None:
-        n, depth, parents, levels = p.n, p.depth, p.parent_rows, p.levels
+        n, depth, levels, internal = p.n, p.depth, p.levels, p.nodes.internal
+        # the rows of the nodes with children, level by level (the first rows of each level)
+        parents = sum(internal)
+        inner = [
+            slice(level.start, level.start + size)
+            for level, size in zip(levels[:-1], internal, strict=True)
+        ]
+        starts = accumulate(internal, initial=0)
+        at = [slice(start, start + size) for start, size in zip(starts, internal, strict=False)]
         new = p.x.new_empty
         self.width = width
         self.columns = torch.arange(width, device=p.x.device)
         self.rows = new(n + depth + 1, width)  # logits, then subtree maxima; -min; spare
         self.maxima, self.path, self.terms = self.rows[:n], self.rows[n:-1], self.rows[:-1]
         self.maxima_of = [self.maxima[level] for level in levels]
-        self.own = new(parents, width)  # the parents' own logits
+        self.inner_maxima_of = [self.maxima[rows] for rows in inner]
+        own = new(parents, width)  # the parents' own logits
+        self.own_of = [own[rows] for rows in at]
         self.value, self.slope = new(n + depth, width), new(n + depth, width)
         self.scratch = new(n + depth, width)
         self.flow = self.scratch  # the gradient reaching each term, once the values are used
         self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
         self.flow_of = [self.flow[level] for level in levels]
+        self.inner_flow_of = [self.flow[rows] for rows in inner]
         spread = new(n, width)
         self.spread_of = [spread[level] for level in levels]
-        # 1 where a node's own logit is its max (the parents' rows), then 1 where a node's
-        # max is its parent's (the rows of levels 1..D-1, shifted to follow)
+        # 1 where a parent's own logit is its max (the parents' rows, level by level), then
+        # 1 where a node's max is its parent's (the rows of levels 1..D-1, shifted to follow)
         first = levels[0].stop
         self.winners = new(parents + n - first, width)
         self.wins = self.winners[:parents]
-        self.wins_of = [self.wins[level] for level in levels[:-1]]
+        self.wins_of = [self.wins[rows] for rows in at]
         child_wins = self.winners[parents - first :]  # row r: node r, for r >= first
         self.child_wins_of = [child_wins[level] for level in levels]
         count = new(parents, width)  # each parent's winners, who share its gradient
-        self.count_of = [count[level] for level in levels[:-1]]
+        self.count_of = [count[rows] for rows in at]
         self.ties = False  # whether a parent of the block's pixels has several winners
         self.children = [p.nodes.parents[d].view(-1, 1).expand(-1, width) for d in range(depth - 1)]
-        self.min_rows = torch.empty(depth, width, dtype=torch.long, device=p.x.device)
+        self.min_places = torch.empty(depth, width, dtype=torch.long, device=p.x.device)
+        self.places = torch.empty(3 * depth, width, dtype=torch.long, device=p.x.device)
 
 
-def _path_minima(path: Tensor, rows: Tensor, min_rows: Tensor) -> None:
+def _path_minima(path: Tensor, places: Tensor, min_places: Tensor) -> None:
     """Turn the path's logits ``path`` (D, P) into their running minima, coarse to fine, in
-    place, and write into ``min_rows`` (D, P) the row (of ``rows`` (D, P)) of the logit
-    that gave each: on a tie the deeper one, as ``torch.cummin``."""
-    min_rows[0] = rows[0]
+    place, and write into ``min_places`` (D, P) the place (of ``places`` (D, P)) of the
+    logit that gave each: on a tie the deeper one, as ``torch.cummin``."""
+    min_places[0] = places[0]
     for d in range(1, len(path)):
         deeper = path[d] <= path[d - 1]
         torch.minimum(path[d], path[d - 1], out=path[d])
-        torch.where(deeper, rows[d], min_rows[d - 1], out=min_rows[d])
+        torch.where(deeper, places[d], min_places[d - 1], out=min_places[d])
 
 
-def _per_level(table: Tensor, labels: Tensor) -> Tensor:
-    """Return ``table[:, labels]`` (R, *labels.shape) of a table (R, K), one row at a time."""
-    flat = labels.reshape(-1)
-    return torch.stack([row.index_select(0, flat) for row in table]).view(len(table), *labels.shape)
+def _per_pixel(table: Tensor, labels: Tensor) -> Tensor:
+    """Return ``table[:, labels]`` (R, *labels.shape) of a table (R, L), one row at a time
+    (a 1-d gather each, into one array: several times faster on the CPU than indexing the
+    table along its second dimension)."""
+    out = table.new_empty(len(table), labels.numel())
+    for row, pixels in zip(table, out, strict=True):
+        torch.index_select(row, 0, labels.reshape(-1), out=pixels)
+    return out.view(len(table), *labels.shape)
 
 
 def _level_sums(sums: Tensor, p: _Pass) -> Tensor:
@@ -259,6 +295,8 @@ def _row_scale(p: _Pass, level_scale: Tensor) -> Tensor:
     negative on the path rows (their terms are functions of ``-min``)."""
     scale = (level_scale / p.sizes)[p.row_levels]
     scale[p.n :].neg_()
+    if p.uniform:  # and the pixels' common weight
+        scale *= p.weight[0, 0, 0]
     return scale.unsqueeze(1)
 
 
@@ -275,14 +313,15 @@ class TreeMinLevels(torch.autograd.Function):
         sums = x.new_zeros(p.n + p.depth)
         slopes = torch.empty_like(x)  # each block's rows in level order; becomes the gradient
         path_slopes = x.new_empty(p.depth, *labels.shape)
-        min_rows = torch.empty_like(p.path_rows)
+        min_rows = labels.new_empty(p.depth, *labels.shape)
         for b, cols in _blocks(x):
             block = p.block(cols)
             p.load(b, cols, block, with_path=True)
             _add_sums(sums, p.terms(b, cols, block, gamma), p, b, cols)
             slopes[b, :, cols] = block.slope[: p.n]
             path_slopes[:, b, cols] = block.slope[p.n :]
-            min_rows[:, b, cols] = block.min_rows
+            torch.sub(block.min_places, block.columns, out=block.places[: p.depth])
+            torch.floor_divide(block.places[: p.depth], block.width, out=min_rows[:, b, cols])
         ctx.nodes = nodes
         ctx.save_for_backward(x, labels, weight, slopes, path_slopes, min_rows)
         return _level_sums(sums, p)
@@ -297,7 +336,7 @@ class TreeMinLevels(torch.autograd.Function):
         for b, cols in _blocks(x):
             block = p.block(cols)
             p.load(b, cols, block, with_path=False)
-            block.min_rows.copy_(min_rows[:, b, cols])
+            torch.add(block.columns, min_rows[:, b, cols], alpha=block.width, out=block.min_places)
             block.slope[: p.n] = slopes[b, :, cols]
             block.slope[p.n :] = path_slopes[:, b, cols]
             p.scale(b, cols, block, row_scale)

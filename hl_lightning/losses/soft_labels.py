@@ -45,7 +45,7 @@ from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import check_number, validate_loss_args
 from hl_lightning.losses._tree_sums import (
     add_at_target,
-    exp_of_shifted_,
+    fast_exp,
     leaf_factors,
     target_group_sums,
     target_groups,
@@ -221,7 +221,7 @@ class _SoftLabelsCE(torch.autograd.Function):
                 wide - wide.amax(dim=1, keepdim=True), leaf, groups, tables
             )
         dot = coefficients[0] * total + (coefficients[1:].view(-1, 1, 1) * sums).sum(dim=0)
-        exps = exp_of_shifted_(shifted)
+        exps = fast_exp(shifted, out=shifted)
         partition = exps.sum(dim=1)  # (B, S), in [1, K]: its log is the logsumexp
         normaliser = normalisers[leaf]
         # each pixel's share of the mean before the sum: no overflow on the way

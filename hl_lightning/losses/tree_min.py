@@ -69,7 +69,8 @@ class TreeNodes:
     """The index tensors of a tree's nodes (the channels of a tree-min backbone) on one device.
 
     ``names`` (N,): node names in channel order, depth-first (the hierarchy file's lines).
-    ``level_nodes[d]`` (n_d,): the channels of the nodes at depth ``d``.
+    ``level_nodes[d]`` (n_d,): the channels of the nodes at depth ``d``: first the
+    ``internal[d]`` nodes that have children, then the leaves, each in channel order.
     ``parents[d]`` (n_{d+1},): position in ``level_nodes[d]`` of each depth-``d + 1`` node's parent.
     ``leaf_path`` (D, K): position in ``level_nodes[d]`` of leaf ``k``'s ancestor at depth
     ``d`` (itself at its own depth), -1 below a shallow leaf.
@@ -83,19 +84,21 @@ class TreeNodes:
     then the internal nodes), the row of its node at depth ``d`` on its path from the root
     (for a leaf, the row of ``leaf_nodes``), the node itself below its depth; ``on_path``
     (D, L): 1.0 where the label's path has a node at depth ``d``, else 0.0; ``bounds``: the
-    rows of depth ``d`` are ``bounds[d]:bounds[d + 1]``.
+    rows of depth ``d`` are ``bounds[d]:bounds[d + 1]``, of which the first ``internal[d]``
+    (for ``d < D - 1``) are the nodes with children: the passes keep a node's winners (its
+    own logit or a child's maximum) for those rows only.
 
     Example:
         >>> h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
         >>> nodes = TreeNodes.of(h, torch.device("cpu"))
-        >>> nodes.names, [n.tolist() for n in nodes.level_nodes]
-        (('sky', 'vehicle', 'car', 'truck'), [[0, 1], [2, 3]])
+        >>> nodes.names, [n.tolist() for n in nodes.level_nodes], nodes.internal
+        (('sky', 'vehicle', 'car', 'truck'), [[1, 0], [2, 3]], (1,))
         >>> nodes.leaf_path.tolist(), nodes.leaf_nodes.tolist()
-        ([[0, 1, 1], [-1, 0, 1]], [[0, 1, 1], [0, 2, 3]])
+        ([[1, 0, 0], [-1, 0, 1]], [[0, 1, 1], [0, 2, 3]])
         >>> h.node_names  # the label ids: the columns of path_rows and on_path
         ('sky', 'car', 'truck', 'vehicle')
         >>> nodes.order.tolist(), nodes.path_rows.tolist(), nodes.bounds
-        ([0, 1, 2, 3], [[0, 1, 1, 1], [0, 2, 3, 1]], (0, 2, 4))
+        ([1, 0, 2, 3], [[1, 0, 0, 0], [1, 2, 3, 0]], (0, 2, 4))
         >>> nodes.on_path.tolist()
         [[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]]
     """
@@ -111,6 +114,7 @@ class TreeNodes:
     path_rows: Tensor
     on_path: Tensor
     bounds: tuple[int, ...]
+    internal: tuple[int, ...]
 
     @staticmethod
     @lru_cache(maxsize=32)
@@ -129,7 +133,13 @@ class TreeNodes:
             path.append(channel)
             paths[node.name] = list(path)
         num_levels = hierarchy.num_levels
-        levels = [[c for c, d in enumerate(depths) if d == level] for level in range(num_levels)]
+        has_children = set(parent)
+        levels = [
+            sorted(
+                (c for c, d in enumerate(depths) if d == level), key=lambda c: c not in has_children
+            )
+            for level in range(num_levels)
+        ]
         position = {c: i for level in levels for i, c in enumerate(level)}
         parents = [[position[parent[c]] for c in levels[d + 1]] for d in range(num_levels - 1)]
         leaf_paths = [paths[name] for name in hierarchy.leaves]
@@ -162,6 +172,7 @@ class TreeNodes:
             tensor(path_rows),
             torch.tensor(on_path, device=device),
             (*offsets, len(order)),
+            tuple(sum(c in has_children for c in level) for level in levels[:-1]),
         )
 
     @property
