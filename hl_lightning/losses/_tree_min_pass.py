@@ -313,7 +313,7 @@ class TreeMinLevels(torch.autograd.Function):
         sums = x.new_zeros(p.n + p.depth)
         slopes = torch.empty_like(x)  # each block's rows in level order; becomes the gradient
         path_slopes = x.new_empty(p.depth, *labels.shape)
-        min_rows = labels.new_empty(p.depth, *labels.shape)
+        min_rows = labels.new_empty(p.depth, *labels.shape, dtype=torch.long)
         for b, cols in _blocks(x):
             block = p.block(cols)
             p.load(b, cols, block, with_path=True)
