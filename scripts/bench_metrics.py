@@ -14,9 +14,10 @@ at B=2, 64x64 (``hl_lightning.hierarchies.random.random_hierarchy``). Every cand
 same logits and target; the table reports the median time of the repeats after a warm-up
 (``_timing.median_seconds_each``: interleaved rounds) and the ratio to
 MulticlassJaccardIndex (MJI) measured in the same run. The last line is JSON. On a
-busy machine ``--threads 1`` gives steadier numbers.
+busy machine ``--threads 1`` gives steadier numbers. As in ``bench_loss.py``, glibc's
+allocator is first made to keep freed memory for reuse (``--system-allocator``: not).
 
-    python scripts/bench_metrics.py [--repeats 15] [--threads N]
+    python scripts/bench_metrics.py [--repeats 15] [--threads N] [--system-allocator]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 from pathlib import Path
 
 import torch
-from _timing import median_seconds_each
+from _timing import median_seconds_each, steady_allocator
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -89,7 +90,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per candidate")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (by default it keeps freed memory for reuse)",
+    )
     args = parser.parse_args()
+    allocator = "system" if args.system_allocator or not steady_allocator() else "steady"
     if args.threads:
         torch.set_num_threads(args.threads)
     if MAPILLARY.exists():
@@ -101,7 +108,10 @@ def main() -> None:
         ("random K=1000 D=6 B=2 64x64", random_hierarchy(1000, 6), 2, 64),
     ]
     results = {}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of "
+        f"{args.repeats}, allocator={allocator}"
+    )
     for label, hierarchy, batch, size in cases:
         groups = [hierarchy.num_groups(d) for d in range(hierarchy.num_levels)]
         print(f"\n{label}: groups per level {groups}")
@@ -115,7 +125,8 @@ def main() -> None:
         crm = times["HierarchicalJaccardIndex[crm]"] / times["HierarchicalJaccardIndex[marginal]"]
         print(f"  crm / marginal decoding: {crm:.2f} (goal: 1.2 or less)")
         results[label]["crm / marginal"] = crm
-    print(json.dumps({"threads": torch.get_num_threads(), "repeats": args.repeats, **results}))
+    settings = {"threads": torch.get_num_threads(), "repeats": args.repeats, "allocator": allocator}
+    print(json.dumps({**settings, **results}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ hl_lightning/hierarchies/random.py (the random trees of the tests and benchmarks
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
@@ -60,3 +62,28 @@ def test_median_seconds_and_peak_memory_measure_the_call():
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert int(result.stdout) >= 2**26 * 0.9  # 64 MiB of float32 touched
+
+
+@pytest.mark.slow
+def test_the_loss_benchmark_steadies_the_allocator_and_says_so(tmp_path):
+    # a tiny run of the real script (its child process for memory included): the header
+    # and the JSON say which allocator the times were taken with
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(SCRIPTS / "bench_loss.py"), "--cases", "mapillary"]
+    command += ["--methods", "cross_entropy", "--batch", "1", "--size", "8", "--repeats", "1"]
+    result = subprocess.run([*command, "--json", str(out)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "allocator=steady" in result.stdout.splitlines()[0]
+    rows = json.loads(out.read_text())
+    assert rows["allocator"] == "steady"
+    assert [r["method"] for r in rows["rows"]] == ["cross_entropy"]
+
+
+def test_the_loss_benchmarks_children_keep_the_allocator_setting():
+    from bench_loss import setting_args
+
+    args = argparse.Namespace(device="cpu", batch=1, size=8, threads=1, system_allocator=True)
+    assert "--system-allocator" in setting_args(args)
+    args.system_allocator = False
+    assert "--system-allocator" not in setting_args(args)
