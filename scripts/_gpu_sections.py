@@ -20,6 +20,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,7 @@ def loss_case(
         try:
             criterion = build_loss(loss, h, None, **options).to(device)  # type: ignore[arg-type]
             logits = logits_for(getattr(criterion, "num_nodes", h.num_leaves))
-            steps[loss] = step(lambda c=criterion, x=logits: c(x, target), logits)
+            steps[loss] = step(partial(criterion, logits, target), logits)
             # a first call: an error or running out of memory shows here, not in the rounds
             if median_seconds(steps[loss], repeats=1, warmup=0) > seconds / 4:
                 slow.add(loss)
@@ -238,7 +239,7 @@ def section_backbones(ctx: Context, record: Record) -> None:
             measure_row(
                 record,
                 {"preset": name, "precision": precision},
-                lambda m=models, p=precision, s=seconds: preset_step(ctx, m, batch, p, s),
+                partial(preset_step, ctx, models, batch, precision, seconds),
             )
         models.clear()
         free_memory()
@@ -325,24 +326,21 @@ def section_nonfinite(ctx: Context, record: Record) -> None:
     for i, ((name, batch, side), precision) in enumerate(cases):
         seconds = 0.8 * ctx.seconds_left() / (len(cases) - i)
         row: Record = {"tree": name, "batch": batch, "side": side, "precision": precision}
-        measure_row(
-            record,
-            row,
-            lambda n=name, b=batch, s=side, p=precision, t=seconds: check_cost(
-                ctx, config, tree(n), (b, s), p, t
-            ),
-        )
+        measure = partial(check_cost, ctx, config, name, (batch, side), precision, seconds)
+        measure_row(record, row, measure)
 
 
 def check_cost(
     ctx: Context,
     config: Mapping[str, Any],
-    h: Hierarchy,
+    tree_name: str,
     size: tuple[int, int],
     precision: str,
     seconds: float,
 ) -> Record:
-    """Return a unet step's time with and without the check, and its host syncs."""
+    """Return a unet step's time with and without the check, and its host syncs, on the
+    tree called ``tree_name`` (see ``_gpu_common.tree``)."""
+    h = tree(tree_name)
     torch.manual_seed(0)
     model = HierarchicalSegmenter(dict(config), h).to(ctx.device)
     step = train_step(model, random_batch(h, *size, ctx.device), precision, ctx.device)

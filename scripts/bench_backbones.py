@@ -43,7 +43,10 @@ def training_step(model: HierarchicalSegmenter, batch: tuple[torch.Tensor, torch
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model.training_step(batch, 0).backward()
+        loss = model.training_step(batch, 0)
+        if loss is None:  # the module skipped a non-finite loss: no step to time
+            raise RuntimeError("the training step's loss was not finite")
+        loss.backward()
         optimizer.step()
 
     return step

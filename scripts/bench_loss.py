@@ -42,8 +42,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,7 @@ from _timing import median_seconds_each, peak_memory_bytes, steady_allocator
 
 from hl_lightning import Hierarchy
 from hl_lightning.hierarchies.random import random_hierarchy
-from hl_lightning.losses import TreeMinLoss, build_loss, hierarchical_nll
+from hl_lightning.losses import LossName, TreeMinLoss, build_loss, hierarchical_nll
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_DIR = ROOT.parent / "shared" / "seed-hierarchies"
@@ -96,7 +98,7 @@ def family_loss(method: str, h: Hierarchy, device: torch.device) -> torch.nn.Mod
         gen = torch.Generator().manual_seed(1)
         weights = [torch.rand(h.num_groups(d), generator=gen).tolist() for d in range(h.num_levels)]
         return build_loss("hierarchical", h, None, class_weights=weights).to(device)
-    return build_loss(method, h, None, **OPTIONS.get(method, {})).to(device)
+    return build_loss(cast(LossName, method), h, None, **OPTIONS.get(method, {})).to(device)
 
 
 def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.device):
@@ -111,12 +113,12 @@ def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.de
     logits = torch.randn(batch, channels, size, size, generator=gen).to(device)
     logits.requires_grad_()
     target = torch.randint(0, h.num_leaves, (batch, size, size), generator=gen).to(device)
-    losses = {
+    losses: dict[str, Callable[[], torch.Tensor]] = {
         "cross_entropy": lambda: F.cross_entropy(logits, target),
         "hierarchical": lambda: hierarchical_nll(logits, target, h).sum(),
         "paper": lambda: paper_loss(logits, target, h),
     }
-    loss_fn = losses.get(method) or (lambda: criterion(logits, target))
+    loss_fn = losses[method] if criterion is None else partial(criterion, logits, target)
 
     def step() -> None:
         logits.grad = None

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from _timing import median_seconds_each, steady_allocator
@@ -69,9 +72,11 @@ def bench_case(hierarchy: Hierarchy, batch: int, size: int, repeats: int) -> dic
     metrics["HierarchicalConsistency"] = HierarchicalConsistency(hierarchy, ignore)
     metrics["HierarchicalPrecisionRecall"] = HierarchicalPrecisionRecall(hierarchy, 0.5, ignore)
     metrics["HierarchicalOperatingCurve[50]"] = HierarchicalOperatingCurve(hierarchy, 50, ignore)
-    updates = {name: (lambda m=m: m.update(logits, target)) for name, m in metrics.items()}
+    updates: dict[str, Callable[[], object]] = {
+        name: partial(m.update, logits, target) for name, m in metrics.items()
+    }
     val = HierarchicalSegmenter(torch.nn.Identity(), hierarchy, ignore_index=ignore).val_metrics
-    updates["all validation metrics"] = lambda: val.update(logits, target)
+    updates["all validation metrics"] = partial(val.update, logits, target)
     separate = MetricCollection(
         {
             "miou": HierarchicalJaccardIndex(hierarchy, ignore),
@@ -82,7 +87,7 @@ def bench_case(hierarchy: Hierarchy, batch: int, size: int, repeats: int) -> dic
         },
         compute_groups=[["miou", "acc"], ["severity"], ["ece"], ["inconsistency"]],
     )
-    updates["the same, as separate metrics"] = lambda: separate.update(logits, target)
+    updates["the same, as separate metrics"] = partial(separate.update, logits, target)
     return {name: 1e3 * t for name, t in median_seconds_each(updates, repeats).items()}
 
 
@@ -107,7 +112,7 @@ def main() -> None:
         (f"{tree} B=4 128x128", mapillary, 4, 128),
         ("random K=1000 D=6 B=2 64x64", random_hierarchy(1000, 6), 2, 64),
     ]
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of "
         f"{args.repeats}, allocator={allocator}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,7 @@ def evaluate(
     With ``per_class``, return instead the IoU of every leaf class.
     """
     net.eval()
-    average = "none" if per_class else "macro"
+    average: Literal["none", "macro"] = "none" if per_class else "macro"
     levels = [hierarchy.num_levels - 1] if per_class else range(hierarchy.num_levels)
     metrics = {
         d: MulticlassJaccardIndex(
@@ -91,6 +92,7 @@ def main() -> None:
     net = UNet(len(train.class_names), width=args.width, depth=args.depth, up=args.up)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * -(-len(train) // args.batch_size)
+    schedule: torch.optim.lr_scheduler.LRScheduler
     if args.schedule == "onecycle":
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps)
     else:
