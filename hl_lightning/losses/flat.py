@@ -34,7 +34,6 @@ class FlatLoss(nn.Module):
         (tensor(0.1688), tensor(0.1688))
     """
 
-    leaf_weights: Tensor | None
     node_weights: Tensor | None
 
     def __init__(
@@ -49,10 +48,8 @@ class FlatLoss(nn.Module):
         )["class_weights"]
         self.hierarchy = hierarchy
         self.ignore_index = ignore_index
-        self.register_buffer(
-            "leaf_weights", None if weights is None else weights[-1], persistent=False
-        )
-        # every label id's weight: a leaf's at the finest level, a node's at its own level
+        # every label id's weight: a leaf's at the finest level (the first K: cross-entropy's
+        # class weights), a node's at its own level
         node_weights = None
         if weights is not None:
             tables = LevelTables.of(hierarchy, torch.device("cpu"))
@@ -65,18 +62,16 @@ class FlatLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             z, target = flatten(logits, target)
             ignore = -100 if self.ignore_index is None else self.ignore_index
-            weights = None if self.leaf_weights is None else self.leaf_weights.float()
+            weights = None if self.node_weights is None else self.node_weights.float()
             valid, leaf = valid_leaf(target, self.ignore_index)
             if leaf.numel() and leaf.amax() >= self.hierarchy.num_leaves:  # coarse labels
                 return self._with_coarse_labels(z, target, valid, leaf, ignore)
-            nll = F.cross_entropy(z, target, weight=weights, ignore_index=ignore, reduction="none")
-            if weights is None:
-                count = valid.sum().clamp_min(1)
-            else:
-                weight = torch.where(valid, weights[leaf], 0.0).sum()
-                count = torch.where(weight > 0, weight, 1.0)
+            leaf_weights = None if weights is None else weights[: self.hierarchy.num_leaves]
+            nll = F.cross_entropy(
+                z, target, weight=leaf_weights, ignore_index=ignore, reduction="none"
+            )
             # divided before the sum: a mean up to the fp32 maximum does not overflow on the way
-            return (nll / count).sum()
+            return (nll / _count(valid, leaf, weights)).sum()
 
     def _with_coarse_labels(
         self, z: Tensor, target: Tensor, valid: Tensor, label: Tensor, ignore: int
@@ -97,14 +92,19 @@ class FlatLoss(nn.Module):
         rows, nodes = z.movedim(1, -1)[coarse], label[coarse]  # (n, K), (n,)
         under = rows.masked_fill(~tables.node_members[nodes], float("-inf"))
         marginal = torch.logsumexp(rows, dim=1) - torch.logsumexp(under, dim=1)
-        if weights is None:
-            count = valid.sum().clamp_min(1)
-        else:
+        if weights is not None:
             marginal = marginal * weights[nodes]
-            weight = torch.where(valid, weights[label], 0.0).sum()
-            count = torch.where(weight > 0, weight, 1.0)
         nll = nll.masked_scatter(coarse, marginal)
-        return (nll / count).sum()
+        return (nll / _count(valid, label, weights)).sum()
 
     def extra_repr(self) -> str:
         return f"{self.hierarchy!r}, ignore_index={self.ignore_index}"
+
+
+def _count(valid: Tensor, label: Tensor, weights: Tensor | None) -> Tensor:
+    """Return what the pixels' losses are divided by: the non-ignored pixels (B, S), or with
+    class ``weights`` (one per label id) their labels' summed weight (1 where it is 0)."""
+    if weights is None:
+        return valid.sum().clamp_min(1)
+    weight = torch.where(valid, weights[label], 0.0).sum()
+    return torch.where(weight > 0, weight, 1.0)
