@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hl_lightning.decode import level_log_probs
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import check_number, validate_loss_args
@@ -173,19 +174,11 @@ class SoftLabelsLoss(nn.Module):
         )
         rows, nodes = z.movedim(1, -1)[coarse], label[coarse]  # (n, K), (n,)
         own_level = tables.node_levels[nodes]
-        partition = torch.logsumexp(rows, dim=1)  # (n,)
+        log_probs = level_log_probs(rows, self.hierarchy)  # per level (n, G_d): exact
         for level in own_level.unique().tolist():
             at = own_level == level
-            part, index = rows[at], tables.level_matrix[level].expand(int(at.sum()), -1)
-            # log of each group's sum of exp(z), shifted by the group's maximum: exact
-            shift = torch.full_like(part[:, : tables.sizes[level]], float("-inf"))
-            shift = shift.scatter_reduce(1, index, part.detach(), "amax")
-            sums = torch.zeros_like(shift).scatter_add(
-                1, index, (part - shift.gather(1, index)).exp()
-            )
-            log_sums = sums.log() + shift
             soft = group_soft_labels(self.hierarchy, self.beta, level).to(z)[nodes[at]]
-            loss = loss + ((partition[at] - (soft * log_sums).sum(1)) / count).sum()
+            loss = loss - ((soft * log_probs[level][at]).sum(1) / count).sum()
         return loss
 
     def extra_repr(self) -> str:
