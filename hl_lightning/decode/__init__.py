@@ -39,7 +39,7 @@ from hl_lightning.decode.nodes import (
     check_thresholds,
     predict_nodes,
 )
-from hl_lightning.decode.probabilities import level_log_probs, level_parents
+from hl_lightning.decode.probabilities import level_log_probs, level_parents, node_log_probs
 
 __all__ = [
     "METHODS",
@@ -55,5 +55,6 @@ __all__ = [
     "level_log_probs",
     "level_outputs",
     "level_parents",
+    "node_log_probs",
     "predict_nodes",
 ]

@@ -3,7 +3,8 @@ parent tables.
 
 The probability of a group at level ``d`` is the sum of its leaves' softmax
 probabilities; :func:`level_log_probs` returns it in the log domain, exact and finite for
-any finite logits, and differentiable (the form the losses and calibration need).
+any finite logits, and differentiable (the form the losses and calibration need);
+:func:`node_log_probs` that of one node per row of logits (a coarse label's).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hl_lightning.decode._ops import _as_float, _channel_view
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.tables import LevelTables, validate_inputs
 
-__all__ = ["level_log_probs", "level_parents"]
+__all__ = ["level_log_probs", "level_parents", "node_log_probs"]
 
 
 def level_parents(hierarchy: Hierarchy) -> list[Tensor]:
@@ -66,3 +67,16 @@ def level_log_probs(logits: Tensor, hierarchy: Hierarchy) -> list[Tensor]:
             levels.insert(0, level)
         total = torch.logsumexp(levels[0], dim=1, keepdim=True)
         return [lv - total for lv in levels]
+
+
+def node_log_probs(logits: Tensor, members: Tensor) -> Tensor:
+    """Return log P(node) (n,) of logit rows (n, K): the log of the softmax probabilities
+    summed over each row's node's leaves, ``members`` (n, K) bool (a leaf's row: itself).
+
+    Example:
+        >>> members = torch.tensor([[True, False, False], [False, True, True]])
+        >>> node_log_probs(torch.zeros(2, 3), members).exp()
+        tensor([0.3333, 0.6667])
+    """
+    under = logits.masked_fill(~members, -torch.inf)
+    return torch.logsumexp(under, 1) - torch.logsumexp(logits, 1)

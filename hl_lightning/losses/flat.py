@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hl_lightning.decode import node_log_probs
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import ClassWeights, validate_loss_args
@@ -90,8 +91,7 @@ class FlatLoss(nn.Module):
             reduction="none",
         )
         rows, nodes = z.movedim(1, -1)[coarse], label[coarse]  # (n, K), (n,)
-        under = rows.masked_fill(~tables.node_members[nodes], float("-inf"))
-        marginal = torch.logsumexp(rows, dim=1) - torch.logsumexp(under, dim=1)
+        marginal = -node_log_probs(rows, tables.node_members[nodes])
         if weights is not None:
             marginal = marginal * weights[nodes]
         nll = nll.masked_scatter(coarse, marginal)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hl_lightning.decode import node_log_probs
 from hl_lightning.hierarchy import Hierarchy
 from hl_lightning.metrics.functional.arguments import _validate_args
 from hl_lightning.metrics.functional.calibration import hierarchical_calibration_error
@@ -122,9 +123,7 @@ class TemperatureScaling:
     def _nll(self, logits: Tensor, log_t: Tensor, under_node: Tensor) -> Tensor:
         """Return the mean NLL of the labels' nodes (``under_node`` (P, K): their leaves) at
         temperature exp(log_t)."""
-        scaled = logits / log_t.exp()
-        node = torch.logsumexp(scaled.masked_fill(~under_node, -torch.inf), 1)
-        return (torch.logsumexp(scaled, 1) - node).mean()
+        return -node_log_probs(logits / log_t.exp(), under_node).mean()
 
     def fit(self) -> TemperatureFit:
         """Return the :class:`TemperatureFit` of the collected pixels; raise a ValueError if
