@@ -101,32 +101,21 @@ class _Pass:
 
     Rows of a block: the N nodes in level order, then the D path terms, then a spare row
     (the target of fills that do not apply). ``row_levels`` (N + D,) is the level of every
-    row but the spare; ``label_rows`` (3D, B, S) every pixel's path rows (its node at each
-    level), then the rows its fills set to ``-inf`` (``f(-inf) = 0``): the path's node at
-    each level (a positive, not a negative) and the path row of each level below a shallow
-    leaf (no positive there), else the spare row. A block addresses them by their places
-    in its flattened rows (``row * width + column``), for 1-d gathers and scatters.
+    row but the spare; ``label_rows`` (3D, B, S) every pixel's path rows, then the rows its
+    fills set to ``-inf`` (``f(-inf) = 0``): :attr:`TreeNodes.label_rows` of its label. A
+    block addresses them by their places in its flattened rows (``row * width + column``),
+    for 1-d gathers and scatters.
     """
 
     def __init__(self, x: Tensor, labels: Tensor, weight: Tensor, nodes: TreeNodes) -> None:
         self.x, self.weight, self.nodes = x, weight, nodes
         depth, n = nodes.num_levels, nodes.num_nodes
-        self.depth, self.n, self.spare = depth, n, n + depth
+        self.depth, self.n = depth, n
         self.same_weights = weight.stride(0) == 0  # one weight a pixel, at every level
         self.levels = [slice(start, stop) for start, stop in pairwise(nodes.bounds)]
         self.sizes = x.new_tensor([stop - start for start, stop in pairwise(nodes.bounds)])
-        levels = torch.arange(depth, device=x.device)
-        self.row_levels = torch.cat([nodes.row_levels, levels])
-        on_path = nodes.on_path.bool()
-        spare = torch.full_like(nodes.path_rows, self.spare)
-        label_rows = torch.cat(
-            [
-                nodes.path_rows,
-                torch.where(on_path, nodes.path_rows, spare),
-                torch.where(on_path, spare, (n + levels).view(-1, 1).expand_as(spare)),
-            ]
-        )
-        self.label_rows = _per_pixel(label_rows, labels)  # (3D, B, S): path rows, then fills
+        self.row_levels = nodes.term_levels
+        self.label_rows = _per_pixel(nodes.label_rows, labels)  # (3D, B, S): path, then fills
         # one weight for every pixel (no pixel ignored): it scales the rows instead (CPU only,
         # where telling costs no sync)
         self.uniform = (

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -184,6 +184,31 @@ class TreeNodes:
     def num_levels(self) -> int:
         """D, the number of levels."""
         return len(self.level_nodes)
+
+    @cached_property
+    def term_levels(self) -> Tensor:
+        """(N + D,): the level of every row of the loss's terms: the N nodes in level order,
+        then the D path terms (one per level)."""
+        levels = torch.arange(self.num_levels, device=self.row_levels.device)
+        return torch.cat([self.row_levels, levels])
+
+    @cached_property
+    def label_rows(self) -> Tensor:
+        """(3D, L): for every label id, the term rows of its path (``path_rows``), then the
+        rows that its pixels set to ``-inf`` (a term of 0): its path's node at each level
+        (a positive, not a negative) and the path term of each level below its node (no
+        positive there), else the spare row N + D that follows the terms."""
+        n, depth = self.num_nodes, self.num_levels
+        on_path = self.on_path.bool()
+        spare = torch.full_like(self.path_rows, n + depth)
+        path_terms = torch.arange(n, n + depth, device=spare.device).view(-1, 1).expand_as(spare)
+        return torch.cat(
+            [
+                self.path_rows,
+                torch.where(on_path, self.path_rows, spare),
+                torch.where(on_path, spare, path_terms),
+            ]
+        )
 
 
 def _validate(
