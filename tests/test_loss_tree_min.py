@@ -163,19 +163,29 @@ def test_matches_the_float64_definition_on_the_faces_tree(paper_trees):
     assert_matches_reference(logits, target, h, gamma=1.0)
 
 
+# the random cases of the float64 comparisons, here and in the coarse-label tests
+RANDOM_CASES = {
+    "num_leaves": st.integers(2, 20),
+    "depth": st.integers(1, 4),
+    "seed": st.integers(0, 10**6),
+    "gamma": st.sampled_from([0.0, 0.5, 2.0]),
+    "scale": st.sampled_from([0.1, 3.0, 300.0, 1e4]),
+}
+
+
+def random_case_tree(num_leaves: int, depth: int, seed: int) -> Hierarchy:
+    """Return the random unbalanced tree of a case: shuffled leaves, the depth capped at
+    what ``num_leaves`` allows."""
+    depth = min(depth, num_leaves.bit_length())
+    return random_hierarchy(num_leaves, depth, seed=seed, shuffle_leaves=True)
+
+
 @settings(max_examples=20, deadline=None)
-@given(
-    num_leaves=st.integers(2, 20),
-    depth=st.integers(1, 4),
-    seed=st.integers(0, 10**6),
-    gamma=st.sampled_from([0.0, 0.5, 2.0]),
-    scale=st.sampled_from([0.1, 3.0, 300.0, 1e4]),
-)
+@given(**RANDOM_CASES)
 def test_matches_the_float64_definition_on_random_unbalanced_trees(
     num_leaves, depth, seed, gamma, scale
 ):
-    depth = min(depth, num_leaves.bit_length())
-    h = random_hierarchy(num_leaves, depth, seed=seed, shuffle_leaves=True)
+    h = random_case_tree(num_leaves, depth, seed)
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(2, num_nodes(h), 2, 3, generator=gen) * scale
     target = torch.randint(0, num_leaves, (2, 2, 3), generator=gen)

@@ -14,10 +14,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_loss_tree_min import (
+    RANDOM_CASES,
     TOY,
     assert_matches_reference,
     assert_tied_logits_match_autograd,
     num_nodes,
+    random_case_tree,
     tree_of,
 )
 
@@ -72,19 +74,11 @@ def test_coarse_labels_match_the_float64_definition_on_the_papers_trees(name, ga
 
 
 @settings(max_examples=20, deadline=None)
-@given(
-    num_leaves=st.integers(2, 20),
-    depth=st.integers(1, 4),
-    seed=st.integers(0, 10**6),
-    gamma=st.sampled_from([0.0, 0.5, 2.0]),
-    scale=st.sampled_from([0.1, 3.0, 300.0, 1e4]),
-    blocks=st.booleans(),
-)
+@given(**RANDOM_CASES, blocks=st.booleans())
 def test_coarse_labels_match_the_float64_definition_on_random_unbalanced_trees(
     num_leaves, depth, seed, gamma, scale, blocks
 ):
-    depth = min(depth, num_leaves.bit_length())
-    h = random_hierarchy(num_leaves, depth, seed=seed, shuffle_leaves=True)
+    h = random_case_tree(num_leaves, depth, seed)
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(2, num_nodes(h), 2, 5, generator=gen) * scale
     target = mixed_target(h, (2, 2, 5), gen)
