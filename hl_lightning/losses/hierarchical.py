@@ -148,8 +148,7 @@ def level_nlls(
         pixel_weights = class_weights[:, label]
         if valid is not None:
             pixel_weights *= valid
-        level_totals = pixel_weights.sum(dim=(1, 2))
-        count = torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)  # (D, 1, 1)
+        count = _weighted_counts(pixel_weights)
     return _HierarchicalNLL.apply(logits, label, valid, pixel_weights, count, tables), False
 
 
@@ -173,9 +172,15 @@ def _coarse_level_nlls(
         count = known.sum(dim=(1, 2)).clamp_min(1).view(-1, 1, 1)
     else:  # level d: the class-weighted mean over the pixels known at d
         pixel_weights = class_weights[:, leaf] * known
-        level_totals = pixel_weights.sum(dim=(1, 2))
-        count = torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)
+        count = _weighted_counts(pixel_weights)
     return _HierarchicalNLL.apply(logits, leaf, known, pixel_weights, count, tables)
+
+
+def _weighted_counts(pixel_weights: Tensor) -> Tensor:
+    """Return what each level's class-weighted NLLs are divided by (D, 1, 1): the level's
+    summed pixel weights (D, B, S), 1 where they sum to 0."""
+    level_totals = pixel_weights.sum(dim=(1, 2))
+    return torch.where(level_totals > 0, level_totals, 1.0).view(-1, 1, 1)
 
 
 class HierarchicalLoss(nn.Module):
