@@ -101,8 +101,9 @@ class _Pass:
 
     Rows of a block: the N nodes in level order, then the D path terms, then a spare row
     (the target of fills that do not apply). ``row_levels`` (N + D,) is the level of every
-    row but the spare; ``label_rows`` (3D, B, S) every pixel's path rows, then the rows its
-    fills set to ``-inf`` (``f(-inf) = 0``): :attr:`TreeNodes.label_rows` of its label. A
+    row but the spare; ``label_rows`` (2D or D, B, S) every pixel's rows that it sets to
+    ``-inf`` (``f(-inf) = 0``), its path rows first: :attr:`TreeNodes.label_rows` of its
+    label (only its path rows where no path term is set). A
     block addresses them by their places in its flattened rows (``row * width + column``),
     for 1-d gathers and scatters.
     """
@@ -115,7 +116,11 @@ class _Pass:
         self.levels = [slice(start, stop) for start, stop in pairwise(nodes.bounds)]
         self.sizes = x.new_tensor([stop - start for start, stop in pairwise(nodes.bounds)])
         self.row_levels = nodes.term_levels
-        self.label_rows = _per_pixel(nodes.label_rows, labels)  # (3D, B, S): path, then fills
+        # Leaf labels only (one weight a pixel, at every level: no coarse label) of a tree
+        # without shallow leaves: no path term is filled, the pixels' path rows are all.
+        path_only = self.same_weights and nodes.leaves_at_every_level
+        table = nodes.label_rows[:depth] if path_only else nodes.label_rows
+        self.label_rows = _per_pixel(table, labels)  # (2D or D, B, S): all set to -inf
         # one weight for every pixel (no pixel ignored): it scales the rows instead (CPU only,
         # where telling costs no sync)
         self.uniform = (
@@ -139,16 +144,15 @@ class _Pass:
         """Fill a block's rows with the subtree maxima (and, ``with_path``, the path terms'
         ``-min`` and the places of the minima), and its winners for the routing.
 
-        ``block.places`` (3D, P): the places in the flattened block of each pixel's path
-        nodes, then of its fills."""
+        ``block.places`` (2D or D, P): the places in the flattened block of each pixel's
+        ``label_rows``, its path nodes first."""
         nodes, maxima = self.nodes, block.maxima
         torch.index_select(self.x[b, :, cols], 0, nodes.order, out=maxima)
         places = block.places
         torch.add(block.columns, self.label_rows[:, b, cols], alpha=block.width, out=places)
         if with_path:
-            path_places = places[: self.depth]
-            torch.index_select(maxima.view(-1), 0, path_places.view(-1), out=block.path.view(-1))
-            _path_minima(block.path, path_places, block.min_places)
+            torch.index_select(block.flat, 0, block.path_places, out=block.path.view(-1))
+            _path_minima(block)
             block.path.neg_()
         maxima_of, inner_of = block.maxima_of, block.inner_maxima_of
         for own, inner in zip(block.own_of, inner_of, strict=True):
@@ -173,7 +177,7 @@ class _Pass:
     def terms(self, b: int, cols: slice, block: _Block, gamma: float) -> Tensor:
         """Return the values (N + D, P) of a loaded block's terms (0 for the path's nodes
         and the missing path terms), with their slopes in ``block.slope``."""
-        block.rows.view(-1).index_fill_(0, block.places[self.depth :].view(-1), float("-inf"))
+        block.rows.view(-1).scatter_(0, block.places.view(-1), block.minus_inf)
         focal_softplus(block.terms, gamma, block.value, block.slope, block.scratch)
         return block.value
 
@@ -189,13 +193,13 @@ class _Pass:
             flow_of[d + 1].addcmul_(block.child_wins_of[d + 1], spread_of[d + 1])
             inner_of[d].mul_(block.wins_of[d])
         flow_path = block.flow_path.view(-1)  # the path terms, to the places of their minima
-        block.flow_nodes.view(-1).index_add_(0, block.min_places.view(-1), flow_path)
+        block.flow_nodes.view(-1).scatter_add_(0, block.min_places.view(-1), flow_path)
         torch.index_select(block.flow_nodes, 0, self.nodes.channel_rows, out=self.grad[b, :, cols])
 
     def scale(self, b: int, cols: slice, block: _Block, row_scale: Tensor) -> None:
-        """Set ``block.flow`` to the block's slopes (N + D, P) times each row's scale
-        (N + D, 1) and each pixel's weight (in the rows' scale where it is uniform)."""
-        torch.mul(block.slope, row_scale, out=block.flow)
+        """Turn the block's slopes (N + D, P) into ``block.flow``, in place: times each row's
+        scale (N + D, 1) and each pixel's weight (in the rows' scale where it is uniform)."""
+        block.flow.mul_(row_scale)
         if self.uniform:
             return
         if self.same_weights:
@@ -206,7 +210,9 @@ class _Pass:
 
 class _Block:
     """The arrays of a block of ``width`` pixels, reused from block to block, and their
-    views by level (the flow shares the scratch array)."""
+    views by level (the flow is the slopes' array, scaled in place; the spread of the
+    parents' values to their children shares the scratch array, free outside the focal
+    pass)."""
 
     def __init__(self, p: _Pass, width: int) -> None:
         n, depth, levels, internal = p.n, p.depth, p.levels, p.nodes.internal
@@ -229,7 +235,7 @@ class _Block:
         self.own_of = [own[rows] for rows in at]
         self.value, self.slope = new(n + depth, width), new(n + depth, width)
         self.scratch = new(n + depth, width)
-        self.flow = self.scratch  # the gradient reaching each term, once the values are used
+        self.flow = self.slope  # the gradient reaching each term, once the slopes are scaled
         self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
         self.flow_of = [self.flow[level] for level in levels]
         self.inner_flow_of = [self.flow[rows] for rows in inner]
@@ -248,16 +254,24 @@ class _Block:
         self.ties = False  # whether a parent of the block's pixels has several winners
         self.children = [p.nodes.parents[d].view(-1, 1).expand(-1, width) for d in range(depth - 1)]
         self.min_places = torch.empty(depth, width, dtype=torch.long, device=p.x.device)
-        self.places = torch.empty(3 * depth, width, dtype=torch.long, device=p.x.device)
+        self.places = torch.empty(len(p.label_rows), width, dtype=torch.long, device=p.x.device)
+        self.minus_inf = new(self.places.numel()).fill_(float("-inf"))  # what the fills write
+        # views for the path's minima
+        self.flat, self.path_places = self.maxima.view(-1), self.places[:depth].view(-1)
+        self.path_of, self.places_of = self.path.unbind(0), self.places[:depth].unbind(0)
+        self.min_of = self.min_places.unbind(0)
+        self.deeper = torch.empty(width, dtype=torch.bool, device=p.x.device)
 
 
-def _path_minima(path: Tensor, places: Tensor, min_places: Tensor) -> None:
-    """Turn the path's logits ``path`` (D, P) into their running minima, coarse to fine, in
-    place, and write into ``min_places`` (D, P) the place (of ``places`` (D, P)) of the
-    logit that gave each: on a tie the deeper one, as ``torch.cummin``."""
-    min_places[0] = places[0]
+def _path_minima(block: _Block) -> None:
+    """Turn a block's path logits ``block.path`` (D, P) into their running minima, coarse
+    to fine, in place, and write into ``block.min_places`` (D, P) the place (of the path's
+    places, the first D rows of ``block.places``) of the logit that gave each: on a tie
+    the deeper one, as ``torch.cummin``."""
+    path, places, min_places, deeper = block.path_of, block.places_of, block.min_of, block.deeper
+    min_places[0].copy_(places[0])
     for d in range(1, len(path)):
-        deeper = path[d] <= path[d - 1]
+        torch.le(path[d], path[d - 1], out=deeper)
         torch.minimum(path[d], path[d - 1], out=path[d])
         torch.where(deeper, places[d], min_places[d - 1], out=min_places[d])
 

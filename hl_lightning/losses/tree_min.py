@@ -193,22 +193,22 @@ class TreeNodes:
         return torch.cat([self.row_levels, levels])
 
     @cached_property
+    def leaves_at_every_level(self) -> bool:
+        """Whether every leaf's path has a node at every level (no shallow leaf): then no
+        leaf label sets a path term to ``-inf`` (the last D of :attr:`label_rows` are spare)."""
+        return bool(self.on_path[:, : self.leaf_path.shape[1]].all())
+
+    @cached_property
     def label_rows(self) -> Tensor:
-        """(3D, L): for every label id, the term rows of its path (``path_rows``), then the
-        rows that its pixels set to ``-inf`` (a term of 0): its path's node at each level
-        (a positive, not a negative) and the path term of each level below its node (no
-        positive there), else the spare row N + D that follows the terms."""
+        """(2D, L): for every label id, the term rows of its path (``path_rows``), then the
+        path term of each level below its node, or else the spare row N + D that follows
+        the terms. A pixel sets all these rows to ``-inf`` (a term of 0): its path's nodes
+        are positives, not negatives (below its node, ``path_rows`` repeats the node), and
+        below its node it has no positive."""
         n, depth = self.num_nodes, self.num_levels
-        on_path = self.on_path.bool()
         spare = torch.full_like(self.path_rows, n + depth)
         path_terms = torch.arange(n, n + depth, device=spare.device).view(-1, 1).expand_as(spare)
-        return torch.cat(
-            [
-                self.path_rows,
-                torch.where(on_path, self.path_rows, spare),
-                torch.where(on_path, spare, path_terms),
-            ]
-        )
+        return torch.cat([self.path_rows, torch.where(self.on_path.bool(), spare, path_terms)])
 
 
 def _validate(
