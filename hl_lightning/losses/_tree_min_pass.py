@@ -211,8 +211,8 @@ class _Pass:
 class _Block:
     """The arrays of a block of ``width`` pixels, reused from block to block, and their
     views by level (the flow is the slopes' array, scaled in place; the spread of the
-    parents' values to their children shares the scratch array, free outside the focal
-    pass)."""
+    parents' maxima or flows to their children shares the values' array, free before the
+    focal pass and after the sums: fewer arrays, more of them in the cache)."""
 
     def __init__(self, p: _Pass, width: int) -> None:
         n, depth, levels, internal = p.n, p.depth, p.levels, p.nodes.internal
@@ -239,8 +239,7 @@ class _Block:
         self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
         self.flow_of = [self.flow[level] for level in levels]
         self.inner_flow_of = [self.flow[rows] for rows in inner]
-        spread = new(n, width)
-        self.spread_of = [spread[level] for level in levels]
+        self.spread_of = [self.value[level] for level in levels]
         # 1 where a parent's own logit is its max (the parents' rows, level by level), then
         # 1 where a node's max is its parent's (the rows of levels 1..D-1, shifted to follow)
         first = levels[0].stop
