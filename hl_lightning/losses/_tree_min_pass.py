@@ -161,9 +161,10 @@ class _Pass:
             maxima_of[d].scatter_reduce_(0, block.children[d], maxima_of[d + 1], "amax")
         for d in range(self.depth - 1):
             torch.eq(block.own_of[d], inner_of[d], out=block.wins_of[d])
-            spread, child_wins = block.spread_of[d + 1], block.child_wins_of[d + 1]
-            torch.index_select(maxima_of[d], 0, nodes.parents[d], out=spread)
-            torch.eq(maxima_of[d + 1], spread, out=child_wins)
+        # each node's max against its parent's, all levels but the first at once
+        below_top, spread = block.maxima[nodes.bounds[1] :], block.spread
+        torch.index_select(block.maxima, 0, nodes.parent_rows, out=spread)
+        torch.eq(below_top, spread, out=block.child_wins)
         # Every parent has one winner, its own logit or a child's maximum, unless there are
         # ties: then (and off the CPU, to spare a sync) count each parent's winners.
         block.ties = self.depth > 1 and (
@@ -231,23 +232,26 @@ class _Block:
         self.maxima, self.path, self.terms = self.rows[:n], self.rows[n:-1], self.rows[:-1]
         self.maxima_of = [self.maxima[level] for level in levels]
         self.inner_maxima_of = [self.maxima[rows] for rows in inner]
-        own = new(parents, width)  # the parents' own logits
-        self.own_of = [own[rows] for rows in at]
         self.value, self.slope = new(n + depth, width), new(n + depth, width)
         self.scratch = new(n + depth, width)
+        own = self.scratch[:parents]  # the parents' own logits, used before the focal pass
+        self.own_of = [own[rows] for rows in at]
         self.flow = self.slope  # the gradient reaching each term, once the slopes are scaled
         self.flow_nodes, self.flow_path = self.flow[:n], self.flow[n:]
         self.flow_of = [self.flow[level] for level in levels]
         self.inner_flow_of = [self.flow[rows] for rows in inner]
         self.spread_of = [self.value[level] for level in levels]
+        self.spread = self.value[levels[0].stop : n]  # levels 1..D-1
         # 1 where a parent's own logit is its max (the parents' rows, level by level), then
         # 1 where a node's max is its parent's (the rows of levels 1..D-1, shifted to follow)
         first = levels[0].stop
         self.winners = new(parents + n - first, width)
         self.wins = self.winners[:parents]
         self.wins_of = [self.wins[rows] for rows in at]
-        child_wins = self.winners[parents - first :]  # row r: node r, for r >= first
-        self.child_wins_of = [child_wins[level] for level in levels]
+        self.child_wins = self.winners[parents:]  # levels 1..D-1: row r - first, node r
+        self.child_wins_of = [self.child_wins[:0]] + [
+            self.child_wins[level.start - first : level.stop - first] for level in levels[1:]
+        ]
         count = new(parents, width)  # each parent's winners, who share its gradient
         self.count_of = [count[rows] for rows in at]
         self.ties = False  # whether a parent of the block's pixels has several winners

@@ -193,6 +193,12 @@ class TreeNodes:
         return torch.cat([self.row_levels, levels])
 
     @cached_property
+    def parent_rows(self) -> Tensor:
+        """(N - n_0,): the row of the parent of every row of levels 1..D-1, in level order."""
+        rows = [start + parents for start, parents in zip(self.bounds, self.parents, strict=False)]
+        return torch.cat([self.order[:0], *rows])
+
+    @cached_property
     def leaves_at_every_level(self) -> bool:
         """Whether every leaf's path has a node at every level (no shallow leaf): then no
         leaf label sets a path term to ``-inf`` (the last D of :attr:`label_rows` are spare)."""
