@@ -168,7 +168,7 @@ class _Pass:
         # Every parent has one winner, its own logit or a child's maximum, unless there are
         # ties: then (and off the CPU, to spare a sync) count each parent's winners.
         block.ties = self.depth > 1 and (
-            self.x.device.type != "cpu" or bool(block.winners.sum() > block.wins.numel())
+            self.x.device.type != "cpu" or block.winners.sum().item() > block.wins.numel()
         )
         if block.ties:
             for d in range(self.depth - 1):
