@@ -154,6 +154,22 @@ def test_matches_the_float64_definition_on_the_toy_tree(gamma, scale):
     assert_matches_reference(logits, target, h, gamma, ignore_index=255)
 
 
+@pytest.mark.parametrize("coarse", [False, True])
+def test_matches_the_float64_definition_on_a_tree_without_shallow_leaves(coarse):
+    """Every leaf at the last level: a batch of leaf labels fills its pixels' path rows only
+    (no path term is ever missing); one with a coarse label fills missing path terms too."""
+    h = Hierarchy.from_dict({"vehicle": ["car", "truck", "bus"], "nature": ["tree", "grass"]})
+    assert TreeNodes.of(h, torch.device("cpu")).leaves_at_every_level
+    assert not TreeNodes.of(Hierarchy.from_dict(TOY), torch.device("cpu")).leaves_at_every_level
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 7, 3, 4, generator=gen) * 4
+    target = torch.randint(0, 5, (2, 3, 4), generator=gen)
+    target[1, 0] = 255
+    if coarse:
+        target[0, 0] = h.label_id("nature")
+    assert_matches_reference(logits, target, h, gamma=2.0, ignore_index=255)
+
+
 def test_matches_the_float64_definition_on_the_faces_tree(paper_trees):
     h = Hierarchy.from_file(paper_trees / "faces_tree.txt")
     h = h.reorder(sorted(h.leaves))
@@ -346,6 +362,12 @@ def test_the_level_order_tables_list_each_node_once():
             node = path[min(d, len(path) - 1)]
             assert order[nodes.path_rows[d, k]] == node
             assert nodes.on_path[d, k] == float(d < len(path))
+    first = nodes.bounds[1]  # every row below the first level, and its parent's row
+    for row, parent_row in enumerate(nodes.parent_rows.tolist(), start=first):
+        channel = order[row]
+        parent = max(ancestors[channel] - {channel}, key=depths.__getitem__)
+        assert order[parent_row] == parent
+    assert len(nodes.parent_rows) == len(order) - first
 
 
 def test_per_level_pixel_weights_weight_each_level_on_its_own():
