@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.label_ids import label_extremes
 
 __all__ = ["InputDTypeError", "LevelTables", "check_tensors", "validate_inputs"]
 
@@ -131,7 +132,8 @@ def validate_inputs(
     None, an integer target (B, *S) of any integer dtype and, with ``values``, label ids
     that are not ``ignore_index`` in [0, N) (node ids: the K leaves, then the internal
     nodes as coarse labels, :attr:`Hierarchy.node_names`).
-    That is the only check that reads the target's values. A wrong dtype raises
+    That is the only check that reads the target's values (one host read per target,
+    :func:`~hl_lightning.label_ids.label_extremes`). A wrong dtype raises
     :class:`InputDTypeError`, a TypeError that is also a ValueError.
 
     Example:
@@ -171,16 +173,15 @@ def validate_inputs(
     if not values or target.numel() == 0:
         return
     end = hierarchy.num_nodes  # valid label ids: [0, N)
-    target = target.long()  # compared in int64: 255 or 300 would wrap in uint8 and int8
-    low, high = torch.aminmax(target)
-    if low >= 0 and high < end:  # the common case: one pass, no mask
+    low, high = label_extremes(target, ignore_index)  # one host read, shared per target
+    if low >= 0 and high < end:
         return
+    target = target.long()  # compared in int64: 255 or 300 would wrap in uint8 and int8
     outside = (target < 0) | (target >= end)
     if ignore_index is not None:
         outside &= target != ignore_index
-    if outside.any():
-        shown = torch.unique(target[outside])[:10].tolist()
-        raise ValueError(_label_id_error(shown, hierarchy, ignore_index))
+    shown = torch.unique(target[outside])[:10].tolist()
+    raise ValueError(_label_id_error(shown, hierarchy, ignore_index))
 
 
 def _label_id_error(shown: list[int], hierarchy: Hierarchy, ignore_index: int | None) -> str:

@@ -248,7 +248,9 @@ def train_step(
 
     Mixed precision as Lightning's ``MixedPrecision`` plugin runs it: ``training_step``
     in its autocast context; backward and the AdamW step outside, through its gradient
-    scaler for ``16-mixed``.
+    scaler for ``16-mixed``. Each step gets a copy of the target, a new tensor as from a
+    data loader: the module reads a target's label ids once (``hl_lightning.label_ids``),
+    so a step on the same tensor again would skip that read (a sync on a GPU).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     plugin = None if precision == "32" else MixedPrecision(precision, device.type)  # type: ignore[arg-type]
@@ -257,8 +259,9 @@ def train_step(
 
     def step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
+        images, target = batch
         with contextlib.nullcontext() if plugin is None else plugin.forward_context():
-            loss = model.training_step(batch, 0)
+            loss = model.training_step((images, target.clone()), 0)
         if loss is None:
             raise RuntimeError("the training step skipped its batch: a non-finite loss")
         if scaler is None:

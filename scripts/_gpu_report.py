@@ -132,8 +132,9 @@ def render_backbones(record: Record) -> list[str]:
 def _syncs(row: Record) -> str:
     with_check, without = row.get("syncs_with"), row.get("syncs_without")
     if with_check is None or without is None:
-        return "n/a (CPU)"
-    return f"{with_check['count']} → {without['count']}"
+        return "n/a"
+    counted = " (CPU count)" if with_check.get("how", "").endswith("on the CPU") else ""
+    return f"{with_check['count']} → {without['count']}{counted}"
 
 
 def render_nonfinite(record: Record) -> list[str]:
@@ -158,7 +159,8 @@ def render_nonfinite(record: Record) -> list[str]:
     for r in record["rows"]:
         if r.get("syncs_with"):
             sites = ", ".join(f"{k} ×{v}" for k, v in r["syncs_with"]["sites"].items())
-            lines.append(f"\nSyncs ({r['tree']}, {r['precision']}): {sites}")
+            how = r["syncs_with"].get("how", "syncs")
+            lines.append(f"\n{how.capitalize()} ({r['tree']}, {r['precision']}): {sites}")
     return lines + failed_rows(record["rows"], lambda r: f"{r['tree']} {r['precision']}")
 
 

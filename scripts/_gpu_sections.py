@@ -41,6 +41,7 @@ from _gpu_common import (
     train_step,
     tree,
 )
+from _host_reads import HostReads
 from _timing import median_seconds
 
 from hl_lightning import Hierarchy
@@ -270,9 +271,10 @@ def preset_step(
 # ---------------------------------------------------------------------------- non-finite check
 @contextlib.contextmanager
 def scalar_isfinite_skipped(calls: list[int]) -> Iterator[None]:
-    """Within the block, ``torch.isfinite`` of a 0-dim tensor answers a CPU ``True`` without
-    looking (so without a host sync), counting those calls in ``calls[0]``. For timing a
-    step without the module's non-finite-loss check.
+    """Within the block, ``torch.isfinite`` of a 0-dim tensor answers Python's ``True``
+    without looking (so without a host sync, or a read of a tensor that
+    ``_host_reads.HostReads`` would count), counting those calls in ``calls[0]``. For
+    timing a step without the module's non-finite-loss check.
 
     Example:
         >>> calls = [0]
@@ -284,10 +286,10 @@ def scalar_isfinite_skipped(calls: list[int]) -> Iterator[None]:
     """
     original = torch.isfinite
 
-    def isfinite(value: torch.Tensor) -> torch.Tensor:
+    def isfinite(value: torch.Tensor) -> torch.Tensor | bool:
         if value.dim() == 0:
             calls[0] += 1
-            return torch.ones((), dtype=torch.bool)
+            return True
         return original(value)
 
     torch.isfinite = isfinite  # type: ignore[assignment]
@@ -297,11 +299,17 @@ def scalar_isfinite_skipped(calls: list[int]) -> Iterator[None]:
         torch.isfinite = original
 
 
-def host_syncs(step: Callable[[], Any], device: torch.device) -> Record | None:
+def host_syncs(step: Callable[[], Any], device: torch.device) -> Record:
     """Return how many times one call of ``step`` waits for the GPU, and where (file:line,
-    most frequent first); None off CUDA. From ``torch.cuda.set_sync_debug_mode``'s warnings."""
+    most frequent first), from ``torch.cuda.set_sync_debug_mode``'s warnings. Off CUDA
+    (the dry run): the host reads of tensor values that the package makes (each a sync on
+    a GPU), per ``file:function``, counted by ``_host_reads.HostReads``."""
     if device.type != "cuda":
-        return None
+        with HostReads() as reads:
+            step()
+        sites = Counter(reads.in_package())
+        how = "host reads in hl_lightning, counted on the CPU"
+        return {"count": sum(sites.values()), "sites": dict(sites.most_common(10)), "how": how}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -314,7 +322,8 @@ def host_syncs(step: Callable[[], Any], device: torch.device) -> Record | None:
         for w in caught
         if "synchroniz" in str(w.message)
     )
-    return {"count": sum(sites.values()), "sites": dict(sites.most_common(10))}
+    how = "syncs (torch.cuda.set_sync_debug_mode)"
+    return {"count": sum(sites.values()), "sites": dict(sites.most_common(10)), "how": how}
 
 
 def section_nonfinite(ctx: Context, record: Record) -> None:

@@ -113,16 +113,18 @@ def make_step(method: str, h: Hierarchy, batch: int, size: int, device: torch.de
     logits = torch.randn(batch, channels, size, size, generator=gen).to(device)
     logits.requires_grad_()
     target = torch.randint(0, h.num_leaves, (batch, size, size), generator=gen).to(device)
-    losses: dict[str, Callable[[], torch.Tensor]] = {
-        "cross_entropy": lambda: F.cross_entropy(logits, target),
-        "hierarchical": lambda: hierarchical_nll(logits, target, h).sum(),
-        "paper": lambda: paper_loss(logits, target, h),
+    losses: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "cross_entropy": lambda t: F.cross_entropy(logits, t),
+        "hierarchical": lambda t: hierarchical_nll(logits, t, h).sum(),
+        "paper": lambda t: paper_loss(logits, t, h),
     }
-    loss_fn = losses[method] if criterion is None else partial(criterion, logits, target)
+    loss_fn = losses[method] if criterion is None else partial(criterion, logits)
 
     def step() -> None:
         logits.grad = None
-        loss_fn().backward()
+        # a new target tensor each step, as from a data loader: the package reads a
+        # target's label ids once per tensor (hl_lightning.label_ids)
+        loss_fn(target.clone()).backward()
 
     return step
 

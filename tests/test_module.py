@@ -469,6 +469,29 @@ def test_a_short_fit_decreases_the_training_loss(tmp_path: Path) -> None:
     assert first > second > third and third < first - 0.5, record.losses
 
 
+class StepLosses(Callback):
+    def __init__(self) -> None:
+        self.steps: list[tuple[float, int]] = []  # (loss, batch size)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        self.steps.append((float(outputs["loss"]), len(batch[0])))
+
+
+def test_the_epoch_training_loss_weighs_each_step_by_its_batch_size(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    dm = tiny_data(num_train=4, batch_size=3)  # batches of 3 and 1 images
+    model = HierarchicalSegmenter(tiny_unet(), dm.hierarchy)
+    record = StepLosses()
+    trainer = make_trainer(tmp_path, max_epochs=1, limit_val_batches=0, callbacks=[record])
+    trainer.fit(model, datamodule=dm)
+    (first, n1), (second, n2) = record.steps
+    assert (n1, n2) == (3, 1) and abs(first - second) > 1e-3
+    weighted = (n1 * first + n2 * second) / (n1 + n2)
+    assert float(trainer.callback_metrics["train/loss_epoch"]) == pytest.approx(weighted, rel=1e-6)
+
+
 # ---------------------------------------------------------------------------- the loss family
 FAMILY_OPTIONS: dict[str, dict[str, Any]] = {
     "hierarchical": {"class_weights": [None, {"water": 3.0}, None]},

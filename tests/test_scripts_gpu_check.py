@@ -206,6 +206,12 @@ def test_dry_run_runs_every_section_on_the_cpu(tmp_path: Path) -> None:
     checks = sections["nonfinite"]["rows"]
     assert [r["precision"] for r in checks] == ["32", "16-mixed"]
     assert all(r["scalar_checks_per_step"] >= 1 and r["without_ms"] > 0 for r in checks)
+    for r in checks:  # the package's host reads of a step (syncs on a GPU), counted on the CPU
+        reads, unchecked = r["syncs_with"], r["syncs_without"]
+        assert reads["how"] == "host reads in hl_lightning, counted on the CPU"
+        assert reads["sites"]["hl_lightning/lightning/module.py:_shared_step"] == 1  # the check
+        assert reads["sites"]["hl_lightning/label_ids.py:label_extremes"] == 1  # a new target
+        assert unchecked["count"] == reads["count"] - 1
     (compiled,) = sections["compile"]["rows"]
     assert compiled["compiled_ms"] > 0 and compiled["first_loss_rel_diff"] < 1e-5
 

@@ -202,7 +202,9 @@ class HierarchicalSegmenter(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self._skipped: dict[str, int] = {}  # non-finite batches skipped this epoch, per stage
         self.compile_options = compile
-        self.train_loss = MeanMetric()  # train/loss_epoch: the mean over every process
+        # train/loss_epoch: the mean over every process. No NaN check (a sync per step on a
+        # GPU): the step checked its loss already.
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.train_metrics = self._make_metrics("train")
         self.val_metrics = self._make_metrics("val")
         self.test_metrics = self._make_metrics("test")
@@ -314,7 +316,9 @@ class HierarchicalSegmenter(L.LightningModule):
         if aux_loss is not None:
             epoch_mean("train/aux_loss", aux_loss)
         if stage == "train":
-            self.train_loss(loss.detach(), batch_size)
+            # weighted by the batch size as B equal values (with nan_strategy="disable"
+            # torchmetrics 1.9 drops a weight argument)
+            self.train_loss(loss.detach().expand(batch_size))
             self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         else:
             self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch_size)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from hl_lightning.decode import node_log_probs
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.label_ids import has_coarse_labels
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import ClassWeights, validate_loss_args
 from hl_lightning.tables import LevelTables, validate_inputs
@@ -60,12 +61,13 @@ class FlatLoss(nn.Module):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return the mean cross-entropy, a scalar, of logits (B, K, *S) and target (B, *S)."""
         validate_inputs(logits, target, self.hierarchy, self.ignore_index)
+        coarse = has_coarse_labels(target, self.hierarchy.num_leaves, self.ignore_index)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             z, target = flatten(logits, target)
             ignore = -100 if self.ignore_index is None else self.ignore_index
             weights = None if self.node_weights is None else self.node_weights.float()
             valid, leaf = valid_leaf(target, self.ignore_index)
-            if leaf.numel() and leaf.amax() >= self.hierarchy.num_leaves:  # coarse labels
+            if coarse:
                 return self._with_coarse_labels(z, target, valid, leaf, ignore)
             leaf_weights = None if weights is None else weights[: self.hierarchy.num_leaves]
             nll = F.cross_entropy(

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.label_ids import has_coarse_labels
 from hl_lightning.losses._common import flatten
 from hl_lightning.losses._options import ClassWeights, class_weight_table, validate_loss_args
 from hl_lightning.losses._tree_sums import (
@@ -102,8 +103,11 @@ def hierarchical_nll(
                 f"{(hierarchy.num_levels, hierarchy.num_leaves)}, got {tuple(class_weights.shape)}"
             )
         class_weights = class_weights.to(device=logits.device, dtype=torch.float32)
+    coarse = has_coarse_labels(target, hierarchy.num_leaves, ignore_index)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        levels, _ = level_nlls(*flatten(logits, target), tables, ignore_index, class_weights)
+        levels, _ = level_nlls(
+            *flatten(logits, target), tables, ignore_index, class_weights, coarse=coarse
+        )
         if level_weights is not None:
             weights = torch.as_tensor(level_weights, dtype=levels.dtype, device=levels.device)
             if weights.shape != levels.shape:
@@ -121,9 +125,11 @@ def level_nlls(
     ignore_index: int | None,
     class_weights: Tensor | None = None,
     coarse_weights: Tensor | None = None,
+    coarse: bool | None = None,
 ) -> tuple[Tensor, bool]:
     """Return the per-level losses (D,) of fp32 logits (B, K, S) and label ids (B, S), and
-    whether the batch has coarse labels (internal node ids).
+    whether the batch has coarse labels (internal node ids): ``coarse`` when given (the
+    caller knows, :func:`~hl_lightning.label_ids.has_coarse_labels`), else read here.
 
     Without coarse labels: the per-level means of :func:`hierarchical_nll` (class-weighted
     with a (D, K) ``class_weights`` table). With them, a pixel counts at the levels where
@@ -135,7 +141,9 @@ def level_nlls(
     """
     valid = None if ignore_index is None else target != ignore_index
     label = target if valid is None else target.masked_fill(~valid, 0)
-    if label.numel() and label.amax() >= tables.num_leaves:  # coarse labels: rare, looked up
+    if coarse is None:
+        coarse = bool(label.numel() and label.amax() >= tables.num_leaves)
+    if coarse:  # coarse labels: rare, looked up
         known = target_groups(tables.node_matrix, label) >= 0  # (D, B, S)
         if valid is not None:
             known &= valid
@@ -256,17 +264,19 @@ class _HierarchicalNLL(torch.autograd.Function):
         tables: LevelTables,
     ) -> Tensor:
         groups = target_groups(tables.level_matrix, leaf)
-        exps, group_sums, total = _exp_group_sums(logits, leaf, groups, tables)
-        group_probs = group_sums / total  # (D, B, S): P(the target's group) at every level
+        exps = torch.empty_like(logits)
+        group_sums, total = target_group_sums(exps, leaf, groups, tables, exp_of=logits)
+        group_probs, bad = _group_probs(group_sums, total, known)
+        # one host read (a sync on a GPU) answers both rare cases
+        shift, any_bad = torch.stack((_outside_exact_range(total), bad.any())).tolist()
+        if shift:
+            torch.sub(logits, logits.amax(dim=1, keepdim=True), out=exps).exp_()
+            group_sums, total = target_group_sums(exps, leaf, groups, tables)
+            group_probs, bad = _group_probs(group_sums, total, known)
+            any_bad = bool(bad.any())
         nll = group_probs.log().neg_()
-        if known is None or known.dim() == 2:
-            bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
-            if known is not None:
-                bad &= known
-        else:  # the smallest probability a pixel uses: at the finest level it is known
-            bad = torch.where(known, group_probs, 1.0).amin(0) < _TINY
         rows = logits.new_empty(0, logits.shape[1], dtype=torch.float64)
-        if bad.any():  # rare: looked up only then
+        if any_bad:  # rare: looked up only then
             rows = logits.movedim(1, -1)[bad].double()  # (n, K)
             nll[:, bad] = -_exact_log_probs(rows, groups[:, bad], tables.level_matrix).float()
         if known is not None:
@@ -333,27 +343,35 @@ class _HierarchicalNLL(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
-def _exp_group_sums(
-    logits: Tensor, leaf: Tensor, groups: Tensor, tables: LevelTables
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Return ``e = exp(logits - c)`` (B, K, S), its target group sums (D, B, S) and total (B, S).
+def _outside_exact_range(total: Tensor) -> Tensor:
+    """Return whether the softmax needs each pixel's largest logit subtracted, a 0-dim bool:
+    whether a pixel's total ``T = sum_k exp(z_k)`` (B, S) lies outside the range where fp32
+    keeps the probabilities the loss needs (>= 1e-25) exact (or is NaN).
 
-    ``c`` is 0 when every pixel's total lies in a range where fp32 keeps the probabilities
-    the loss needs (>= 1e-25) exact: one exp per logit, the cheapest way to a softmax on
-    the CPU. Otherwise (a pixel's largest logit below about -23 or above about 69) ``c`` is
-    each pixel's largest logit. Also with ``c = 0``, ``e_k >= 1e-35`` (a normal fp32
-    number) for every leaf with ``P(k) >= 1e-25``, and the smaller, subnormal ones add
-    at most ``K * 1e-45`` to a group sum of at least ``1e-35``.
+    Within it, ``exp(z)`` unshifted is one exp per logit, the cheapest way to a softmax on
+    the CPU; outside it, a pixel's largest logit is below about -23 or above about 69.
+    Also unshifted, ``e_k >= 1e-35`` (a normal fp32 number) for every leaf with
+    ``P(k) >= 1e-25``, and the smaller, subnormal ones add at most ``K * 1e-45`` to a group
+    sum of at least ``1e-35``.
     """
-    exps = torch.empty_like(logits)
-    group_sums, total = target_group_sums(exps, leaf, groups, tables, exp_of=logits)
     if total.numel() == 0:
-        return exps, group_sums, total
+        return torch.zeros((), dtype=torch.bool, device=total.device)
     low, high = torch.aminmax(total)
-    if not (_TOTAL_RANGE[0] <= low and high <= _TOTAL_RANGE[1]):  # also False on NaN
-        torch.sub(logits, logits.amax(dim=1, keepdim=True), out=exps).exp_()
-        group_sums, total = target_group_sums(exps, leaf, groups, tables)
-    return exps, group_sums, total
+    return ~((low >= _TOTAL_RANGE[0]) & (high <= _TOTAL_RANGE[1]))  # also True on NaN
+
+
+def _group_probs(group_sums: Tensor, total: Tensor, known: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Return the target group's probability at every level (D, B, S) and the mask of the
+    pixels (B, S) whose smallest used probability is below ``_TINY``: fp32 sums cannot
+    give their NLL, the exact float64 path does."""
+    group_probs = group_sums / total
+    if known is None or known.dim() == 2:
+        bad = group_probs[-1] < _TINY  # levels are nested: the leaf is the smallest
+        if known is not None:
+            bad &= known
+    else:  # the smallest probability a pixel uses: at the finest level it is known
+        bad = torch.where(known, group_probs, 1.0).amin(0) < _TINY
+    return group_probs, bad
 
 
 def _group_masked(rows: Tensor, groups: Tensor, level_matrix: Tensor, level: int) -> Tensor:

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.label_ids import has_coarse_labels
 from hl_lightning.losses._common import flatten
 from hl_lightning.losses._options import check_number, validate_loss_args
 from hl_lightning.losses.hierarchical import level_nlls
@@ -144,6 +145,7 @@ class HXELoss(nn.Module):
         """Return :func:`level_nlls` of a batch: the level means, or with coarse labels
         (then True) the level sums of ``weights[d, label] * nll`` over the pixel count."""
         validate_inputs(logits, target, self.hierarchy, self.ignore_index)
+        coarse = has_coarse_labels(target, self.hierarchy.num_leaves, self.ignore_index)
         tables = LevelTables.of(self.hierarchy, logits.device)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             return level_nlls(
@@ -151,6 +153,7 @@ class HXELoss(nn.Module):
                 tables,
                 self.ignore_index,
                 coarse_weights=weights.float(),
+                coarse=coarse,
             )
 
     def level_losses(self, logits: Tensor, target: Tensor) -> Tensor:

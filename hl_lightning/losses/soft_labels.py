@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from hl_lightning.decode import level_log_probs
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.label_ids import has_coarse_labels
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import check_number, validate_loss_args
 from hl_lightning.losses._tree_sums import (
@@ -139,12 +140,13 @@ class SoftLabelsLoss(nn.Module):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Return the mean soft-target cross-entropy, a scalar."""
         validate_inputs(logits, target, self.hierarchy, self.ignore_index)
+        coarse = has_coarse_labels(target, self.hierarchy.num_leaves, self.ignore_index)
         tables = LevelTables.of(self.hierarchy, logits.device)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             z, target = flatten(logits, target)
             valid, leaf = valid_leaf(target, self.ignore_index)
             count = valid.sum().clamp_min(1)
-            if leaf.numel() and leaf.amax() >= self.hierarchy.num_leaves:  # coarse labels
+            if coarse:
                 return self._with_coarse_labels(z, valid, leaf, count, tables)
             return _SoftLabelsCE.apply(
                 z,

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.label_ids import has_coarse_labels
 from hl_lightning.losses._common import flatten, valid_leaf
 from hl_lightning.losses._options import validate_loss_args
 from hl_lightning.losses._tree_min_pass import TreeMinLevels, TreeMinTotal
@@ -248,15 +249,15 @@ def _inputs(
     every level (a stride-0 view: the passes then scale each block once).
     """
     nodes = _validate(logits, target, hierarchy, ignore_index)
+    coarse = has_coarse_labels(target, hierarchy.num_leaves, ignore_index)
     x, target = flatten(logits, target)
     valid, labels = valid_leaf(target, ignore_index)
-    depth, k = hierarchy.num_levels, hierarchy.num_leaves
-    if hierarchy.num_nodes > k and labels.numel() and bool(labels.max() >= k):
+    if coarse:
         node_matrix = LevelTables.of(hierarchy, x.device).node_matrix  # (D, L), -1: unknown
         known = (node_matrix[:, labels] >= 0) & valid  # (D, B, S)
         return nodes, x, labels, known.float() / known.sum((1, 2), keepdim=True).clamp_min(1)
     weight = valid.float() / valid.sum().clamp_min(1)
-    return nodes, x, labels, weight.expand(depth, *weight.shape)
+    return nodes, x, labels, weight.expand(hierarchy.num_levels, *weight.shape)
 
 
 def tree_min_level_losses(

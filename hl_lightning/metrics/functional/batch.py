@@ -17,6 +17,7 @@ from torch import Tensor
 from hl_lightning.decode import DecodeMethod, LevelOutputs, level_outputs
 from hl_lightning.decode._ops import _take
 from hl_lightning.hierarchy import Hierarchy
+from hl_lightning.label_ids import has_coarse_labels
 from hl_lightning.tables import LevelTables, validate_inputs
 
 
@@ -34,14 +35,12 @@ class _Target:
     """
 
     def __init__(self, target: Tensor, tables: LevelTables, ignore_index: int | None) -> None:
+        # the label ids' extremes, read once per target (in a training step, by the loss)
+        self.coarse = has_coarse_labels(target, tables.num_leaves, ignore_index)
         target = target.long()
         self.ignored = None if ignore_index is None else target == ignore_index
         self.node = target if self.ignored is None else target.masked_fill(self.ignored, 0)
         self._tables = tables
-        # one reduction over the ids (not over the levels): the leaf-only case stays as cheap
-        self.coarse = tables.num_nodes > tables.num_leaves and bool(
-            self.node.numel() and self.node.amax() >= tables.num_leaves
-        )
 
     @cached_property
     def _lookup(self) -> tuple[Tensor, Tensor | None]:
