@@ -72,3 +72,17 @@ def test_a_training_step_reads_values_only_where_listed(loss: str, coarse: bool)
     expected = {**EXPECTED[loss], **(COARSE[loss] if coarse else {})}
     assert reads.in_package() == {site: n for site, n in expected.items() if n}
     assert reads.sites[ELSEWHERE] > 0  # the optimizer's reads of its step counts: it counts
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+@pytest.mark.parametrize("loss", list(EXPECTED))
+def test_a_validation_step_in_inference_mode_reads_the_labels_once(loss: str) -> None:
+    h = Hierarchy.from_dict({"sky": None, "vehicle": ["car", "truck"]})
+    channels = h.num_nodes if loss == "tree_min" else h.num_leaves
+    model = HierarchicalSegmenter(UNet(channels, width=4, depth=2), h, loss=loss).eval()
+    for _ in range(2):
+        with torch.inference_mode():  # a batch moved to the device in the validation loop
+            batch = torch.randn(2, 3, 16, 16), torch.randint(0, h.num_leaves, (2, 16, 16))
+            with HostReads() as reads:
+                model.validation_step(batch, 0)
+    assert reads.sites[LABELS] == 1

@@ -282,6 +282,11 @@ class HierarchicalSegmenter(L.LightningModule):
 
     def _shared_step(self, batch: Any, stage: str, batch_idx: int = 0) -> Tensor | None:
         images, target = unpack_batch(batch)
+        if target.is_inference():  # a batch moved to the device in inference mode (val, test)
+            # keeps no version counter: a plain copy lets the loss, the logged levels and the
+            # metrics share one read of its label ids (hl_lightning.label_ids)
+            with torch.inference_mode(False):
+                target = target.clone()
         if stage == "train":
             raw = split_outputs(self.compute_logits(images))
             outputs, aux = resize_logits(raw.logits, images.shape[-2:]), raw.aux
