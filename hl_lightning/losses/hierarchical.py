@@ -269,7 +269,7 @@ class _HierarchicalNLL(torch.autograd.Function):
         group_probs, bad = _group_probs(group_sums, total, known)
         # one host read (a sync on a GPU) answers both rare cases
         shift, any_bad = torch.stack((_outside_exact_range(total), bad.any())).tolist()
-        if shift:
+        if shift:  # rare: exp(z - c), c each pixel's largest logit
             torch.sub(logits, logits.amax(dim=1, keepdim=True), out=exps).exp_()
             group_sums, total = target_group_sums(exps, leaf, groups, tables)
             group_probs, bad = _group_probs(group_sums, total, known)
