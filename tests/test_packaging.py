@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,27 @@ def test_the_version_is_defined_once_in_the_package() -> None:
     assert 'version = { attr = "hl_lightning.__version__" }' in pyproject
     assert re.fullmatch(r"\d+\.\d+\.\d+", hl_lightning.__version__)
     assert re.search(r'^hl-train = "hl_lightning.cli.train:main"', pyproject, re.M)
+
+
+def test_the_public_names_are_imported_on_first_use() -> None:
+    for name in hl_lightning.__all__:
+        value = getattr(hl_lightning, name)
+        assert value.__name__ == name and value.__module__.startswith("hl_lightning."), name
+    assert set(dir(hl_lightning)) >= set(hl_lightning.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'tree_list'"):
+        hl_lightning.tree_list  # noqa: B018
+
+
+def test_the_torch_free_parts_start_without_torch() -> None:
+    """``import hl_lightning`` and what hl-compare and the table scripts use import neither
+    torch nor Lightning (seconds of start-up each)."""
+    probe = (
+        "import sys, hl_lightning, hl_lightning.atomic, hl_lightning.cli.compare; "
+        "print(sorted({'torch', 'torchmetrics', 'lightning'} & set(sys.modules)))"
+    )
+    done = run([sys.executable, "-c", probe], REPO, PYTHONPATH=str(REPO))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "[]\n"
 
 
 @pytest.mark.parametrize(
@@ -159,7 +181,28 @@ def test_wheel_installed_in_a_fresh_venv_runs_every_console_script(
         "print(hl_lightning.__file__, resources.files('hl_lightning.conf'), "
         "m.version('hl_lightning'))"
     )
-    where = run([str(bin_dir / "python"), "-c", probe], elsewhere)
+    out = elsewhere / "run"
+    # Independent commands run side by side (mostly seconds of imports each): the probe,
+    # --version and hl-tree beside the training run; then the three that read its checkpoint.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        probed = pool.submit(run, [str(bin_dir / "python"), "-c", probe], elsewhere)
+        versioned = pool.submit(run, [str(bin_dir / "hl-train"), "--version"], elsewhere)
+        tree_png = [str(bin_dir / "hl-tree"), "synthetic", "--png", "tree.png"]
+        drawing = pool.submit(run, tree_png, elsewhere)
+        trained = run([str(bin_dir / "hl-train"), *tiny_run, f"hydra.run.dir={out}"], elsewhere)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        photos = write_photos(elsewhere / "photos")
+        args = [str(out / "checkpoints" / "last.ckpt"), str(photos), "masks"]
+        predicting = pool.submit(run, [str(bin_dir / "hl-predict"), *args], elsewhere)
+        checkpoint = f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"
+        eval_args = [str(bin_dir / "hl-eval"), checkpoint, "hydra.run.dir=eval"]
+        evaluating = pool.submit(run, eval_args, elsewhere)
+        compare_args = [str(bin_dir / "hl-compare"), str(out), "--out", "compare"]
+        comparing = pool.submit(run, compare_args, elsewhere)
+        where, shown, drawn = probed.result(), versioned.result(), drawing.result()
+        predicted, evaluated = predicting.result(), evaluating.result()
+        compared = comparing.result()
+
     assert where.returncode == 0, where.stderr[-3000:]
     package_file, conf_dir, installed_version = where.stdout.split()
     assert Path(package_file).is_relative_to(site_dir) and Path(conf_dir).is_relative_to(site_dir)
@@ -167,12 +210,8 @@ def test_wheel_installed_in_a_fresh_venv_runs_every_console_script(
 
     for script in SCRIPTS:
         assert (bin_dir / script).read_text().startswith(f"#!{bin_dir / 'python'}")
-    shown = run([str(bin_dir / "hl-train"), "--version"], elsewhere)
     assert shown.stdout.startswith(f"hl-train {version} (torch "), shown.stderr[-3000:]
 
-    out = elsewhere / "run"
-    trained = run([str(bin_dir / "hl-train"), *tiny_run, f"hydra.run.dir={out}"], elsewhere)
-    assert trained.returncode == 0, trained.stderr[-3000:]
     assert "test per level:" in trained.stdout
     assert (out / "checkpoints" / "last.ckpt").is_file()
     log = "\n".join(p.read_text() for p in out.glob("*.log"))
@@ -180,23 +219,16 @@ def test_wheel_installed_in_a_fresh_venv_runs_every_console_script(
     assert f"source='{shipped_tree}'" in log  # the synthetic tree came from the wheel
     assert str(REPO / "hl_lightning") not in log
 
-    drawn = run([str(bin_dir / "hl-tree"), "synthetic", "--png", "tree.png"], elsewhere)
     assert drawn.returncode == 0, drawn.stderr[-3000:]
     assert "13 leaves (classes), depth 3 (levels)" in drawn.stdout
     assert (elsewhere / "tree.png").stat().st_size > 10_000
 
-    photos = write_photos(elsewhere / "photos")
-    args = [str(out / "checkpoints" / "last.ckpt"), str(photos), "masks"]
-    predicted = run([str(bin_dir / "hl-predict"), *args], elsewhere)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert len(list((elsewhere / "masks").glob("photo*_*.png"))) == 2 * 3
 
-    checkpoint = f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"
-    evaluated = run([str(bin_dir / "hl-eval"), checkpoint, "hydra.run.dir=eval"], elsewhere)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert (elsewhere / "eval" / "results.json").is_file()
 
-    compared = run([str(bin_dir / "hl-compare"), str(out), "--out", "compare"], elsewhere)
     assert compared.returncode == 0, compared.stderr[-3000:]
     assert list((elsewhere / "compare").iterdir())
     assert sorted(p.name for p in elsewhere.iterdir()) == [
