@@ -11,11 +11,20 @@
 #   DRY_RUN=1 bash scripts/decision_evidence.sh         # a minute or two: tiny runs, 2 seeds
 # Environment: OUT (where a new sweep goes), TEMPERATURE (hl-eval's temperature: fit, the
 # default; null for the network's own probabilities; or a number), EVAL_ARGS (more hl-eval
-# overrides, e.g. "device=cuda"), PYTHON, HL_TRAIN, HL_EVAL (the commands).
+# overrides, e.g. "device=cuda"), EVAL_JOBS (how many hl-eval run at once, default 2: one's
+# seconds of start-up overlap another's work; 1 for one at a time), PYTHON, HL_TRAIN,
+# HL_EVAL (the commands). Each hl-eval's output is shown, in checkpoint order, when it ends;
+# the first that fails stops the script (once those already started have ended).
 set -euo pipefail
 
 here=$(dirname "$0")
 python=${PYTHON:-python}
+eval_jobs=${EVAL_JOBS:-2}
+if [[ ! $eval_jobs =~ ^[1-9][0-9]*$ ]]; then
+  echo "decision_evidence.sh: EVAL_JOBS=$eval_jobs: give how many hl-eval run at once" \
+    "(1, 2, ...)" >&2
+  exit 2
+fi
 
 # A path as a quoted Hydra override value: job folders are named like 0_loss=flat,seed=0,
 # and an unquoted ',' or '=' means something else to Hydra.
@@ -61,13 +70,43 @@ fi
 read -ra eval_args <<<"${EVAL_ARGS:-}"
 
 checkpoints=$("$python" "$here/decision_table.py" "$sweep" --checkpoints)
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+running=() # the hl-eval running, oldest first: "process id:job number" (its logs' name)
+evaluated=() # per job number, its checkpoint
+failed=0     # the status of the first hl-eval that failed
+failure=""
+
+# Wait for the oldest hl-eval running, show its output; remember the first failure.
+finish_oldest() {
+  local pid=${running[0]%%:*} job=${running[0]#*:} status=0
+  wait "$pid" || status=$?
+  cat "$logs/$job.out"
+  cat "$logs/$job.err" >&2
+  running=("${running[@]:1}")
+  if ((status && !failed)); then
+    failed=$status
+    failure="hl-eval of ${evaluated[job]} ended with status $status (its output above)"
+  fi
+}
+
 start=$(date +%s)
 while IFS= read -r checkpoint; do
   ckpt=$(hydra_value "$checkpoint")
   out=$(hydra_value "$(dirname "$(dirname "$checkpoint")")/eval")
+  while ((${#running[@]} >= eval_jobs)) && ((!failed)); do finish_oldest; done
+  ((!failed)) || break
   "${hl_eval[@]}" "ckpt_path=$ckpt" "decode=[marginal,crm]" "temperature=${TEMPERATURE:-fit}" \
-    "hydra.run.dir=$out" ${eval_args[@]+"${eval_args[@]}"} </dev/null
+    "hydra.run.dir=$out" ${eval_args[@]+"${eval_args[@]}"} </dev/null \
+    >"$logs/${#evaluated[@]}.out" 2>"$logs/${#evaluated[@]}.err" &
+  running+=("$!:${#evaluated[@]}")
+  evaluated+=("$checkpoint")
 done <<<"$checkpoints"
+while ((${#running[@]})); do finish_oldest; done
+if ((failed)); then
+  echo "decision_evidence.sh: $failure" >&2
+  exit "$failed"
+fi
 echo "decisions: hl-eval took $(($(date +%s) - start)) s"
 "$python" "$here/decision_table.py" "$sweep" ${FIGURE:+--figure "$FIGURE"}
 echo "decisions: $sweep/decisions.md and $sweep/decisions.csv"

@@ -353,6 +353,81 @@ def test_the_shell_script_refuses_a_path_hydra_cannot_take(tmp_path) -> None:
     assert result.stderr.endswith("a path with ' or \\ cannot be passed to Hydra\n")
 
 
+FAKE_EVAL = """\
+ckpt=${1#ckpt_path=}
+echo "start $ckpt" >>"$EVAL_LOG"
+sleep 1
+echo "end $ckpt" >>"$EVAL_LOG"
+echo "evaluated $ckpt"
+echo "note $ckpt" >&2
+[[ $ckpt != *"$FAIL"* ]] || exit 3
+"""
+
+
+def test_hl_eval_runs_eval_jobs_at_once_and_a_failure_stops_the_script(tmp_path) -> None:
+    """EVAL_JOBS=3 on the 10 checkpoints, the 4th of which fails (a stand-in for hl-eval):
+    never more than 3 at once; each one's output in checkpoint order; the 4th's failure is
+    seen once the first three have ended, when the 5th and 6th have started (into the freed
+    places) and the rest have not; the script then ends with its status, before the tables."""
+    values = fabricated_values()
+    ones = {loss: np.ones(5) for loss in decision_table.LOSSES}
+    sweep = write_sweep(tmp_path / "sweep", values, ones, ones)
+    (tmp_path / "fake_eval.sh").write_text(FAKE_EVAL)
+    log = tmp_path / "eval.log"
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "decision_evidence.sh")],
+        env=script_env(
+            SWEEP=str(sweep),
+            HL_EVAL=f"bash {tmp_path / 'fake_eval.sh'}",
+            EVAL_JOBS="3",
+            EVAL_LOG=str(log),
+            FAIL="/3_loss=flat,seed=3/",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    runs = sorted((p.name for p in sweep.iterdir() if p.is_dir()), key=decision_table.natural_key)
+    checkpoints = [f"'{sweep / run / 'checkpoints' / 'epoch002.ckpt'}'" for run in runs[:6]]
+    assert result.stdout.splitlines() == [f"evaluated {c}" for c in checkpoints]
+    assert [line for line in result.stderr.splitlines() if line.startswith("note ")] == [
+        f"note {c}" for c in checkpoints
+    ]
+    failed = sweep / runs[3] / "checkpoints" / "epoch002.ckpt"
+    assert result.stderr.endswith(
+        f"decision_evidence.sh: hl-eval of {failed} ended with status 3 (its output above)\n"
+    )
+    running, most = set(), 0
+    for line in log.read_text().splitlines():
+        event, checkpoint = line.split(" ", 1)
+        if event == "start":
+            running.add(checkpoint)
+        else:
+            running.remove(checkpoint)  # KeyError: an end before its start
+        most = max(most, len(running))
+    assert most == 3 and not running
+    assert sorted(line for line in log.read_text().splitlines() if line.startswith("start")) == (
+        sorted(f"start {c}" for c in checkpoints)
+    )
+    assert not (sweep / "decisions.md").exists()
+
+
+def test_the_shell_script_refuses_a_bad_number_of_eval_jobs(tmp_path) -> None:
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "decision_evidence.sh")],
+        env=script_env(SWEEP=str(tmp_path), EVAL_JOBS="0"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "decision_evidence.sh: EVAL_JOBS=0: give how many hl-eval run at once (1, 2, ...)\n"
+    )
+
+
 @pytest.mark.slow
 def test_the_dry_run_runs_the_whole_pipeline(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
