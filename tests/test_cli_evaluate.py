@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -215,13 +216,22 @@ def command(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_hl_eval_on_a_checkpoint_hl_train_trained(tmp_path: Path, tiny_run: list[str]) -> None:
-    trained = command(
-        ["hl_lightning.cli.train", *tiny_run, "loss=flat", "hydra.run.dir=run"], tmp_path
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    out = tmp_path / "eval"
-    args = ["ckpt_path=run/checkpoints/last.ckpt", "decode=[marginal,crm]", "temperature=fit"]
-    result = command(["hl_lightning.cli.evaluate", *args, f"hydra.run.dir={out}"], tmp_path)
+    # independent commands side by side: --help beside the training, the two hl-eval after it
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        helping = pool.submit(command, ["hl_lightning.cli.evaluate", "--help"], tmp_path)
+        trained = command(
+            ["hl_lightning.cli.train", *tiny_run, "loss=flat", "hydra.run.dir=run"], tmp_path
+        )
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        out = tmp_path / "eval"
+        args = ["ckpt_path=run/checkpoints/last.ckpt", "decode=[marginal,crm]", "temperature=fit"]
+        evaluating = pool.submit(
+            command, ["hl_lightning.cli.evaluate", *args, f"hydra.run.dir={out}"], tmp_path
+        )
+        cut = (tmp_path / "run/checkpoints/last.ckpt").read_bytes()[:999]
+        (tmp_path / "cut.ckpt").write_bytes(cut)
+        broken = command(["hl_lightning.cli.evaluate", "ckpt_path=cut.ckpt"], tmp_path)
+        result, helped = evaluating.result(), helping.result()
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert any(line.startswith("marginal ") for line in lines)
@@ -230,13 +240,10 @@ def test_hl_eval_on_a_checkpoint_hl_train_trained(tmp_path: Path, tiny_run: list
     for name in ("results.json", "decodings.csv", "hpr_curve.csv"):
         assert (out / name).is_file(), name
     assert (tmp_path / "run" / "csv" / "hpr_curve.csv").is_file()  # hl-train's test curve
-    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "run/checkpoints/last.ckpt").read_bytes()[:999])
-    broken = command(["hl_lightning.cli.evaluate", "ckpt_path=cut.ckpt"], tmp_path)
     assert broken.returncode == 1
     assert broken.stderr.strip().splitlines() == [
         "hl-eval: error: the checkpoint cut.ckpt is truncated or damaged (a torch file cut "
         "short, as a kill or a full disk while it is written leaves it)"
     ]
-    helped = command(["hl_lightning.cli.evaluate", "--help"], tmp_path)
     assert helped.returncode == 0 and helped.stdout.startswith("hl-eval: evaluate a checkpoint")
     assert "ckpt_path=PATH" in helped.stdout and "decode=[marginal,crm]" in helped.stdout

@@ -4,7 +4,9 @@ and refuse another model's checkpoint with the differing keys."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -106,16 +108,39 @@ def test_a_broken_saved_config_names_the_file(text: str, problem: str, tmp_path:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.slow
-def test_resume_with_a_truncated_last_checkpoint_says_which_to_use(
-    tmp_path: Path, tiny_run: list[str], hl_train: str
-) -> None:
+@pytest.fixture(scope="module")
+def trained_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_run: list[str], hl_train: str
+) -> Callable[[], Path]:
+    """Return a function that returns a tiny run hl-train has just trained (one epoch).
+
+    hl-train runs once; each call puts the run directory back as that run left it (files
+    and times), at the same path: as if trained anew, the paths its checkpoints and
+    configs record included.
+    """
+    folder = tmp_path_factory.mktemp("resume")
+    out, trained = folder / "run", folder / "as_trained"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = tmp_path / "run"
     first = subprocess.run(
-        [hl_train, *tiny_run, f"hydra.run.dir={out}"], cwd=tmp_path, env=env, capture_output=True
+        [hl_train, *tiny_run, f"hydra.run.dir={out}"], cwd=folder, env=env, capture_output=True
     )
     assert first.returncode == 0, first.stderr[-3000:]
+    shutil.copytree(out, trained)
+
+    def fresh_run() -> Path:
+        shutil.rmtree(out)
+        shutil.copytree(trained, out)
+        return out
+
+    return fresh_run
+
+
+@pytest.mark.slow
+def test_resume_with_a_truncated_last_checkpoint_says_which_to_use(
+    tmp_path: Path, trained_run: Callable[[], Path], hl_train: str
+) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = trained_run()
     last = out / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:-100])
     resumed = subprocess.run(
@@ -145,7 +170,7 @@ def test_resume_with_a_truncated_last_checkpoint_says_which_to_use(
 
 @pytest.mark.slow
 def test_resume_from_the_run_directory_alone(
-    tmp_path: Path, tiny_run: list[str], hl_train: str
+    tmp_path: Path, trained_run: Callable[[], Path], hl_train: str
 ) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -154,8 +179,7 @@ def test_resume_from_the_run_directory_alone(
             [hl_train, *args], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
         )
 
-    out = tmp_path / "run"
-    assert run(*tiny_run, f"hydra.run.dir={out}").returncode == 0
+    out = trained_run()
     record = (out / ".hydra" / "overrides.yaml").read_text()
     short = run(f"hydra.run.dir={out}", "ckpt_path=last")  # without the run's overrides
     assert short.returncode == 1

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -585,11 +586,15 @@ def test_killed_mid_epoch_ddp_run_resumes_to_the_same_metrics(
 ) -> None:
     """Both processes of a DDP run SIGKILLed at step 7 of 12 (last checkpoint: step 6, in
     epoch 1), then resumed on 2 processes: the rows of an uninterrupted DDP run, but for the
-    interrupted epoch's training means (as on one process)."""
+    interrupted epoch's training means (as on one process). The uninterrupted run goes on
+    beside the killed one (independent runs: the same rows either way, in half the time)."""
     uninterrupted = tmp_path / "uninterrupted"
-    result = run([hl_train, *ddp_resumable, f"hydra.run.dir={uninterrupted}"], tmp_path)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        args = [hl_train, *ddp_resumable, f"hydra.run.dir={uninterrupted}"]
+        running = pool.submit(run, args, tmp_path)
+        out, log = kill_and_resume(tmp_path, 7, "last", hl_train, ddp_resumable)
+        result = running.result()
     assert result.returncode == 0, result.stderr[-3000:]
-    out, log = kill_and_resume(tmp_path, 7, "last", hl_train, ddp_resumable)
     assert "GLOBAL_RANK: 1" in log and "distributed_backend=gloo" in log
     want = read_rows(uninterrupted / "csv" / "metrics.csv")
     got = read_rows(out / "csv" / "metrics.csv")
