@@ -316,21 +316,26 @@ def test_the_script_module_examples_run() -> None:
     assert doctest.testmod(decision_table).failed == 0
 
 
-def script_env(**extra: str) -> dict[str, str]:
-    """The environment of the shell script: this Python and its console scripts, one thread."""
+def run_script(
+    *args: str, cwd: Path | None = None, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run decision_evidence.sh with ``args`` and ``env`` added to its environment: this
+    Python and its console scripts, one thread."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     python = {"PYTHON": sys.executable, "PATH": path, "OMP_NUM_THREADS": "1"}
-    return {**os.environ, "PYTHONPATH": str(REPO), **python, **extra}
+    return subprocess.run(
+        ["bash", str(SCRIPTS / "decision_evidence.sh"), *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), **python, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_the_shell_script_refuses_overrides_of_an_existing_sweep(tmp_path) -> None:
-    result = subprocess.run(
-        ["bash", str(SCRIPTS / "decision_evidence.sh"), "trainer=gpu"],
-        env=script_env(SWEEP=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_script("trainer=gpu", SWEEP=str(tmp_path))
     assert result.returncode == 2
     assert result.stderr == (
         f"decision_evidence.sh: hl-train overrides (trainer=gpu) are for a new sweep, "
@@ -342,13 +347,7 @@ def test_the_shell_script_refuses_a_path_hydra_cannot_take(tmp_path) -> None:
     values = fabricated_values()
     ones = {loss: np.ones(5) for loss in decision_table.LOSSES}
     sweep = write_sweep(tmp_path / "it's", values, ones, ones)
-    result = subprocess.run(
-        ["bash", str(SCRIPTS / "decision_evidence.sh")],
-        env=script_env(SWEEP=str(sweep), HL_EVAL="false"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_script(SWEEP=str(sweep), HL_EVAL="false")
     assert result.returncode == 1
     assert result.stderr.endswith("a path with ' or \\ cannot be passed to Hydra\n")
 
@@ -374,19 +373,12 @@ def test_hl_eval_runs_eval_jobs_at_once_and_a_failure_stops_the_script(tmp_path)
     sweep = write_sweep(tmp_path / "sweep", values, ones, ones)
     (tmp_path / "fake_eval.sh").write_text(FAKE_EVAL)
     log = tmp_path / "eval.log"
-    result = subprocess.run(
-        ["bash", str(SCRIPTS / "decision_evidence.sh")],
-        env=script_env(
-            SWEEP=str(sweep),
-            HL_EVAL=f"bash {tmp_path / 'fake_eval.sh'}",
-            EVAL_JOBS="3",
-            EVAL_LOG=str(log),
-            FAIL="/3_loss=flat,seed=3/",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = run_script(
+        SWEEP=str(sweep),
+        HL_EVAL=f"bash {tmp_path / 'fake_eval.sh'}",
+        EVAL_JOBS="3",
+        EVAL_LOG=str(log),
+        FAIL="/3_loss=flat,seed=3/",
     )
     assert result.returncode == 3, result.stderr[-3000:]
     runs = sorted((p.name for p in sweep.iterdir() if p.is_dir()), key=decision_table.natural_key)
@@ -415,13 +407,7 @@ def test_hl_eval_runs_eval_jobs_at_once_and_a_failure_stops_the_script(tmp_path)
 
 
 def test_the_shell_script_refuses_a_bad_number_of_eval_jobs(tmp_path) -> None:
-    result = subprocess.run(
-        ["bash", str(SCRIPTS / "decision_evidence.sh")],
-        env=script_env(SWEEP=str(tmp_path), EVAL_JOBS="0"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_script(SWEEP=str(tmp_path), EVAL_JOBS="0")
     assert result.returncode == 2
     assert result.stderr == (
         "decision_evidence.sh: EVAL_JOBS=0: give how many hl-eval run at once (1, 2, ...)\n"
@@ -431,15 +417,7 @@ def test_the_shell_script_refuses_a_bad_number_of_eval_jobs(tmp_path) -> None:
 @pytest.mark.slow
 def test_the_dry_run_runs_the_whole_pipeline(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        ["bash", str(SCRIPTS / "decision_evidence.sh")],
-        env=script_env(DRY_RUN="1", OUT=str(sweep)),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = run_script(DRY_RUN="1", OUT=str(sweep), cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(path.name for path in sweep.iterdir() if path.is_dir())
     assert jobs == [
