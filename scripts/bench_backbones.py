@@ -4,7 +4,8 @@ For each preset (``conf/backbone/*.yaml`` at its own sizes, weights off) two
 HierarchicalSegmenters start from the same weights, one with ``loss=hierarchical`` and one
 with ``loss=flat``, on the paper's Mapillary tree (K = 66 leaves, 3 levels) and one random
 batch of B=4 images at 128x128. A step is the module's ``training_step`` (forward, the
-logged per-level losses, the training metrics' update), backward and an AdamW step. The
+logged per-level losses, the training metrics' update; a new copy of the target each
+step, as from a data loader), backward and an AdamW step (``_gpu_common.train_step``). The
 table reports the median step time over interleaved rounds after a warm-up
 (``_timing.median_seconds_each``) and the ratio hierarchical / flat measured
 in the same run. The last line is JSON. On a busy machine ``--threads 1`` is steadier.
@@ -18,38 +19,15 @@ import argparse
 import json
 import warnings
 from collections.abc import Callable
-from importlib import resources
 
 import torch
-import yaml
+from _gpu_common import backbone_presets, train_step
 from _timing import median_seconds_each
 
 from hl_lightning.hierarchies import mapillary_paper_hierarchy
 from hl_lightning.lightning import HierarchicalSegmenter
 
 PRESETS = ("unet", "smp", "torchvision", "timm", "hf")
-
-
-def preset(name: str) -> dict[str, object]:
-    """Return the shipped backbone preset ``name`` as a plain config."""
-    text = resources.files("hl_lightning.conf").joinpath(f"backbone/{name}.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-def training_step(model: HierarchicalSegmenter, batch: tuple[torch.Tensor, torch.Tensor]):
-    """Return a function running one optimisation step of ``model`` on ``batch``."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = model.training_step(batch, 0)
-        if loss is None:  # the module skipped a non-finite loss: no step to time
-            raise RuntimeError("the training step's loss was not finite")
-        loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def main() -> None:
@@ -71,12 +49,13 @@ def main() -> None:
     )
     print(f"{'preset':12s} {'flat ms':>9s} {'hier. ms':>9s} {'ratio':>6s}")
     results = {}
+    presets = backbone_presets({})
     for name in args.presets:
-        steps: dict[str, Callable[[], None]] = {}
+        steps: dict[str, Callable[[], object]] = {}
         for loss in ("flat", "hierarchical"):
             torch.manual_seed(0)
-            model = HierarchicalSegmenter(preset(name), hierarchy, loss=loss)
-            steps[loss] = training_step(model, (images, target))
+            model = HierarchicalSegmenter(dict(presets[name]), hierarchy, loss=loss)
+            steps[loss] = train_step(model, (images, target), "32", torch.device("cpu"))
         times = median_seconds_each(steps, args.repeats)
         flat, hier = 1e3 * times["flat"], 1e3 * times["hierarchical"]
         results[name] = {"flat_ms": flat, "hierarchical_ms": hier, "ratio": hier / flat}
