@@ -142,7 +142,7 @@ def level_nlls(
     valid = None if ignore_index is None else target != ignore_index
     label = target if valid is None else target.masked_fill(~valid, 0)
     if coarse is None:
-        coarse = bool(label.numel() and label.amax() >= tables.num_leaves)
+        coarse = has_coarse_labels(target, tables.num_leaves, ignore_index)
     if coarse:  # coarse labels: rare, looked up
         known = target_groups(tables.node_matrix, label) >= 0  # (D, B, S)
         if valid is not None:
