@@ -66,19 +66,14 @@ class HostReads(TorchDispatchMode):
     Example:
         >>> with HostReads() as reads:
         ...     _ = torch.ones(3).sum().item(), torch.arange(3).tolist()
-        >>> reads.total, dict(reads.sites)
-        (2, {'elsewhere': 2})
+        >>> dict(reads.sites)
+        {'elsewhere': 2}
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.sites: Counter[str] = Counter()
         self._tolist = torch.Tensor.tolist
-
-    @property
-    def total(self) -> int:
-        """All reads counted."""
-        return sum(self.sites.values())
 
     def in_package(self) -> dict[str, int]:
         """The reads with a package frame, per ``file:function``."""
